@@ -1,0 +1,52 @@
+# gencourse: `make lab` to learn, `make test` to check everything. See README.md.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
+# Two notebooks run side by side on two cores: one torch thread each.
+PARALLEL_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GENCOURSE_PROGRESS=0
+
+.PHONY: lab test unit nbval student student-run notebooks bench clean help
+
+help:
+	@echo "make lab        set up .venv and open the course in JupyterLab"
+	@echo "make test       set up .venv and run every check (unit tests, lesson conventions, nbval, student edition)"
+	@echo "make student    write the student edition (exercises unsolved) to build/student/"
+	@echo "make notebooks  re-execute every lesson from notebooks/src/ (LESSONS='03 05' for some)"
+	@echo "make bench      time every lesson and print its headline figures"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=notebooks $$( [ -z "$$DISPLAY" ] && [ "$$(uname)" != Darwin ] && echo --no-browser )
+
+test: $(STAMP) unit nbval student-run
+
+unit: $(STAMP)
+	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m "not student" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+nbval: $(STAMP)
+	@if [ -z "$(NOTEBOOKS)" ]; then echo "no notebooks to validate"; else \
+	$(PARALLEL_ENV) $(PY) -m pytest -q -p no:randomly --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -n 2 --dist loadscope $(NOTEBOOKS) ; rc=$$?; \
+	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ]; fi
+
+student: $(STAMP)
+	$(PY) -m gencourse.student notebooks build/student
+
+student-run: $(STAMP)
+	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m student ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+notebooks: $(STAMP)
+	$(PY) -m gencourse.authoring $(LESSONS)
+
+bench: $(STAMP)
+	$(PY) -m gencourse.bench
+
+clean:
+	rm -rf build .pytest_cache
