@@ -17,3 +17,99 @@ def headline(name: str, value, fmt: str = "{:.3g}"):
         with open(path, "a") as fh:
             fh.write(json.dumps({"name": name, "value": number, "text": fmt.format(number)}) + "\n")
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# make bench: execute every lesson, time it, and print its headline figures as one table
+# ----------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    """A one-line description of this machine: processor, cores, torch version and threads."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+
+
+def run_lesson(path) -> tuple[float, list]:
+    """Execute one lesson in a fresh kernel; return its seconds and the headline figures it recorded."""
+    import tempfile
+
+    import nbformat
+
+    from gencourse.authoring import execute
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        record = os.path.join(tmp, "headlines.jsonl")
+        seconds = execute(nb, cwd=path.parent, env={"GENCOURSE_HEADLINES": record})
+        figures = []
+        if os.path.exists(record):
+            with open(record) as fh:
+                figures = [json.loads(line) for line in fh if line.strip()]
+    return seconds, figures
+
+
+def table(rows) -> str:
+    """Markdown table of ``(lesson, seconds, figures)`` rows with the course total."""
+    lines = ["| lesson | seconds | headline figures |", "| --- | ---: | --- |"]
+    for name, seconds, figures in rows:
+        text = "; ".join(f"{f['name']}: {f['text']}" for f in figures) or "—"
+        lines.append(f"| {name} | {seconds:.0f} | {text} |")
+    total = sum(seconds for _, seconds, _ in rows)
+    lines.append(f"| **course total** | **{total:.0f}** ({total / 60:.1f} min) | |")
+    return "\n".join(lines)
+
+
+def update_readme(text: str, readme="README.md") -> None:
+    """Replace the table between the ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers."""
+    import re
+
+    with open(readme) as fh:
+        content = fh.read()
+    pattern = re.compile(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)", re.S)
+    if not pattern.search(content):
+        raise ValueError(f"{readme} has no <!-- bench:start --> ... <!-- bench:end --> markers")
+    with open(readme, "w") as fh:
+        fh.write(pattern.sub(lambda m: m.group(1) + text + m.group(2), content))
+
+
+def main(argv=None) -> int:
+    import argparse
+    import datetime
+    import sys
+    from pathlib import Path
+
+    from gencourse.authoring import NOTEBOOKS
+
+    parser = argparse.ArgumentParser(description="Execute every lesson; print seconds and headline figures.")
+    parser.add_argument("lessons", nargs="*", help="lesson number prefixes (default: all)")
+    parser.add_argument("--readme", action="store_true", help="also write the table into README.md")
+    args = parser.parse_args(argv)
+    paths = sorted(Path(NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
+    if args.lessons:
+        paths = [p for p in paths if any(p.name.startswith(x) for x in args.lessons)]
+    if not paths:
+        print("no lessons to run", file=sys.stderr)
+        return 2
+    rows = []
+    for path in paths:
+        seconds, figures = run_lesson(path)
+        print(f"{path.stem}: {seconds:.1f} s", flush=True)
+        rows.append((path.stem, seconds, figures))
+    text = f"Measured {datetime.date.today()} on {machine()}.\n\n" + table(rows)
+    print("\n" + text)
+    if args.readme:
+        update_readme(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The lessons follow the conventions of COURSE.md §4 and §5, read from the committed notebooks."""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import gencourse
+from gencourse import authoring
+
+NOTEBOOKS = sorted(authoring.NOTEBOOKS.glob("*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+BEGIN = "### BEGIN SOLUTION"
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _texts(cell):
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            yield out.text
+        elif out.output_type in ("execute_result", "display_data"):
+            yield out.get("data", {}).get("text/plain", "")
+
+
+def test_there_are_lessons_and_each_has_a_source():
+    assert NOTEBOOKS, "no lessons in notebooks/"
+    sources = {p.stem for p in authoring.SOURCES.glob("*.py")}
+    assert {p.stem for p in NOTEBOOKS} == sources
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_name_title_objectives_and_order(path):
+    assert authoring.NAME_PATTERN.match(path.stem), f"{path.name}: lessons are named NN_slug.ipynb"
+    nb = _read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.stem[:2]} ")
+    assert "learning objectives" in first.source.lower()
+    badge, boot = nb.cells[1], nb.cells[2]
+    assert badge.source == authoring.colab_badge(path.stem), "the Colab badge is out of step with REPO_URL"
+    assert boot.cell_type == "code" and boot.source == authoring.colab_bootstrap(), "Colab bootstrap cell out of step"
+    assert gencourse.REPO_URL in boot.source
+    params = nb.cells[3]
+    assert params.cell_type == "code" and "parameters" in params.metadata.get("tags", [])
+    assert "GENCOURSE_QUICK" in params.source and "os.environ" in params.source
+    setup = next(c for c in nb.cells[4:] if c.cell_type == "code")
+    assert "gencourse.setup(" in setup.source, "the imports cell after the parameters seeds with gencourse.setup"
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "summary" in last.source.lower()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exercises_have_nbgrader_metadata_and_a_check(path):
+    nb = _read(path)
+    cells = nb.cells
+    exercises = [i for i, c in enumerate(cells) if c.cell_type == "code" and BEGIN in c.source]
+    minimum = 1 if path.stem.startswith("00") else 3
+    assert len(exercises) >= minimum, f"{path.name}: {len(exercises)} exercises, at least {minimum} expected"
+    for i in exercises:
+        cell = cells[i]
+        meta = cell.metadata.get("nbgrader", {})
+        assert meta.get("solution") is True and meta.get("grade") is False and meta.get("locked") is False
+        assert meta.get("schema_version") == 3 and meta.get("grade_id")
+        assert "### END SOLUTION" in cell.source
+        name = re.search(r"def\s+(\w+)\s*\(", cell.source).group(1)
+        nxt = next(c for c in cells[i + 1:] if c.cell_type == "code")
+        assert re.search(rf"check\.\w+\(\s*{name}\b", nxt.source), f"{path.name}: no check of {name} after it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_executed_clean_and_small(path):
+    assert path.stat().st_size < 2_000_000, f"{path.name} is over 2 MB"
+    nb = _read(path)
+    counts = [c.execution_count for c in _code(nb) if c.source.strip()]
+    assert None not in counts, f"{path.name}: not every code cell was executed"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not executed top to bottom in one fresh run"
+    for cell in _code(nb):
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{path.name}: error output in\n{cell.source[:200]}"
+        for text in _texts(cell):
+            assert not re.search(r"at 0x[0-9a-fA-F]{6,}", text), f"{path.name}: memory address in an output"
+            assert not re.search(r"^\[<matplotlib|^<Figure size|^Text\(", text, re.M), f"{path.name}: stray plot repr"
+            assert "Error displaying widget" not in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_matches_its_source(path):
+    expected = authoring.notebook_from_source(authoring.SOURCES / f"{path.stem}.py")
+    actual = _read(path)
+    assert [c.source for c in actual.cells] == [c.source for c in expected.cells], (
+        f"{path.name} differs from notebooks/src/{path.stem}.py: rebuild it with `make notebooks LESSONS={path.stem[:2]}`")
