@@ -16,6 +16,7 @@ as plain diffs. Building a lesson
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -63,6 +64,12 @@ def solution_metadata(source: str, index: int) -> dict:
             "grade_id": match.group(1) if match else f"exercise_{index}", "schema_version": 3}
 
 
+def test_metadata(grade_id: str, points: int = 1) -> dict:
+    """nbgrader's metadata for the locked test cell that checks exercise ``grade_id`` (raises in grading mode)."""
+    return {"solution": False, "grade": True, "locked": True, "points": points,
+            "grade_id": f"check_{grade_id}", "schema_version": 3}
+
+
 def notebook_from_source(path: Path) -> nbformat.NotebookNode:
     """The unexecuted notebook for a lesson source (header cells inserted, nbgrader metadata added)."""
     import jupytext
@@ -76,11 +83,18 @@ def notebook_from_source(path: Path) -> nbformat.NotebookNode:
     header = [nbformat.v4.new_markdown_cell(colab_badge(name), metadata={"tags": ["colab"]}),
               nbformat.v4.new_code_cell(colab_bootstrap(), metadata={"tags": ["colab"]})]
     cells = [nb.cells[0], *header, *nb.cells[1:]]
+    exercise = None
     for i, cell in enumerate(cells):
         cell.metadata.pop("lines_to_next_cell", None)
         cell.metadata.pop("lines_to_end_of_cell_marker", None)
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.metadata["nbgrader"] = solution_metadata(cell.source, i)
+        if cell.cell_type != "code":
+            continue
+        if BEGIN in cell.source:
+            cell.metadata["nbgrader"] = exercise = solution_metadata(cell.source, i)
+        elif exercise is not None:
+            if cell.source.lstrip().startswith("check."):
+                cell.metadata["nbgrader"] = test_metadata(exercise["grade_id"])
+            exercise = None
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -92,19 +106,26 @@ def notebook_from_source(path: Path) -> nbformat.NotebookNode:
     return out
 
 
+@contextlib.contextmanager
+def execute_env(env: dict | None = None):
+    """Environment for a kernel started inside the block: no progress bars, plus ``env``."""
+    saved = dict(os.environ)
+    os.environ.update({"GENCOURSE_PROGRESS": "0", **(env or {})})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def execute(nb: nbformat.NotebookNode, *, cwd: Path = NOTEBOOKS, timeout: int = 600, env: dict | None = None):
     """Run ``nb`` top to bottom in a fresh kernel; returns the seconds it took."""
     from nbclient import NotebookClient
 
-    saved = dict(os.environ)
-    os.environ.update({"GENCOURSE_PROGRESS": "0", **(env or {})})
-    try:
+    with execute_env(env):
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
         return time.perf_counter() - start
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def build(path: Path, *, run: bool = True) -> float:

@@ -71,6 +71,9 @@ def test_exercises_have_nbgrader_metadata_and_a_check(path):
         name = re.search(r"def\s+(\w+)\s*\(", cell.source).group(1)
         nxt = next(c for c in cells[i + 1:] if c.cell_type == "code")
         assert re.search(rf"check\.\w+\(\s*{name}\b", nxt.source), f"{path.name}: no check of {name} after it"
+        graded = nxt.metadata.get("nbgrader", {})
+        assert graded.get("grade") is True and graded.get("locked") is True and graded.get("points", 0) > 0, (
+            f"{path.name}: the check of {name} is not a locked nbgrader test cell")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
