@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 # Two notebooks run side by side on two cores: one torch thread each.
 PARALLEL_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GENCOURSE_PROGRESS=0
 
-.PHONY: lab test unit nbval student student-run notebooks bench clean help
+.PHONY: lab test unit nbval student student-run browser browser-deps notebooks bench clean help
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks $$( [ -z "$$DISPLAY" ] && [ "$$(uname)" != Darwin ] && echo --no-browser )
 
-test: $(STAMP) unit nbval student-run
+test: $(STAMP) unit nbval student-run browser
 
 unit: $(STAMP)
-	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m "not student" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m "not student and not browser" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 nbval: $(STAMP)
 	@if [ -z "$(NOTEBOOKS)" ]; then echo "no notebooks to validate"; else \
@@ -41,6 +41,15 @@ student: $(STAMP)
 
 student-run: $(STAMP)
 	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m student ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+# The browser test uses Debian's chromium (never `playwright install`); as root we install it if missing.
+browser-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed: the browser test will be skipped (apt-get install chromium)"
+
+browser: $(STAMP) browser-deps
+	$(PY) -m pytest tests/test_browser.py -q -m browser -rs ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 notebooks: $(STAMP)
 	$(PY) -m gencourse.authoring $(LESSONS)

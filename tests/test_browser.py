@@ -1,0 +1,137 @@
+"""A learner's view: JupyterLab in headless Chromium runs a lesson with widgets, and everything renders.
+
+Starts JupyterLab from the course environment on a free local port with a token, opens the lesson, runs
+all cells, and asserts that figures appear, that widget sliders and progress bars render (no "Error
+displaying widget"), that moving a slider changes the picture, and that no cell shows an error. The
+screenshot is kept as ``build/browser/<lesson>.png``. The server is stopped in every outcome.
+
+Needs Debian's ``chromium`` (``make test`` installs it where it can) and Python ``playwright``; it never
+downloads a browser of its own.
+"""
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "build" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The lesson with a slider explorer and progress bars; the first of these that exists is used.
+CANDIDATES = ["03_variational_autoencoders.ipynb", "05_normalizing_flows.ipynb"]
+LESSON = next((name for name in CANDIDATES if (ROOT / "notebooks" / name).exists()), None)
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 with a token, serving a copy of notebooks/; stopped afterwards."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: `apt-get install -y chromium` (make test does this as root)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright")
+    work = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns("src"))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "GENCOURSE_QUICK": "1", "GENCOURSE_PROGRESS": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = open(tmp_path / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
+                time.sleep(1)
+        yield url, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _wait_until_all_ran(page, timeout_s=400):
+    """Wait until every code cell shows an execution count and the kernel is idle."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        pending = [p for p in prompts if "*" in p or p.strip() in ("[ ]:", "")]
+        if prompts and not pending:
+            return
+        time.sleep(2)
+    raise AssertionError(f"cells still running or not run after {timeout_s} s")
+
+
+@pytest.mark.skipif(LESSON is None, reason="no lesson with widgets built yet")
+def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    url, token = jupyterlab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{Path(LESSON).stem}.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--no-first-run", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/lab/tree/{LESSON}?token={token}", wait_until="domcontentloaded", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus", timeout=120_000)
+            time.sleep(3)  # let the kernel finish starting
+            page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+            page.click("li.lm-Menu-item:has-text('Run All Cells')")
+            _wait_until_all_ran(page)
+            time.sleep(3)
+            page.screenshot(path=str(shot), full_page=False)
+            text = page.locator(".jp-Notebook").inner_text()
+            assert "Error displaying widget" not in text
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+            tracebacks = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in t]
+            assert errors.count() == 0 and not tracebacks, tracebacks[:1]
+            assert page.locator(".jp-RenderedImage img").count() >= 3, "figures did not appear"
+            assert page.locator(".widget-progress, .progress-bar").count() + page.locator(".widget-html-content").count() > 0, \
+                "no progress bar rendered"
+            sliders = page.locator(".widget-slider, .jupyter-widget-slider")
+            assert sliders.count() >= 1, "no slider widget rendered"
+            slider = sliders.first
+            slider.scroll_into_view_if_needed()
+            area = page.locator(".jp-OutputArea-output").filter(has=sliders.first)
+            widget_box = slider.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')][1]")
+            before = widget_box.locator("img").first.get_attribute("src")
+            handle = slider.locator(".noUi-handle, .ui-slider-handle, input[type=range]").first
+            handle.focus()
+            for _ in range(5):
+                page.keyboard.press("ArrowRight")
+            time.sleep(4)
+            after = widget_box.locator("img").first.get_attribute("src")
+            page.screenshot(path=str(ARTIFACTS / f"{Path(LESSON).stem}_slider.png"))
+            assert before and after and before != after, "moving the slider did not change the picture"
+        finally:
+            browser.close()
