@@ -26,7 +26,9 @@ def _texts(cell):
         if out.output_type == "stream":
             yield out.text
         elif out.output_type in ("execute_result", "display_data"):
-            yield out.get("data", {}).get("text/plain", "")
+            data = out.get("data", {})
+            if "image/png" not in data:  # a figure's text/plain twin ("<Figure size ...>") is not shown
+                yield data.get("text/plain", "")
 
 
 def test_there_are_lessons_and_each_has_a_source():
