@@ -1,0 +1,322 @@
+"""Unit tests of gencourse.metrics, checked against independent computations and closed forms."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gencourse import metrics
+from gencourse.data import ImageDataset, load
+
+torch.set_num_threads(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers: independent computations
+# ----------------------------------------------------------------------------------------------
+
+def _sqrtm_psd(a):
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition."""
+    w, v = np.linalg.eigh(a)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def _gaussian_w2(m1, s1, m2, s2):
+    """Closed form: ||m1 - m2||^2 + Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)."""
+    r1 = _sqrtm_psd(s1)
+    cross = _sqrtm_psd(r1 @ s2 @ r1)
+    return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(cross))
+
+
+def _brute_precision_recall(real, fake, k):
+    """Kynkaenniemi et al.'s definition with explicit loops."""
+    def radii(x):
+        out = []
+        for i in range(len(x)):
+            d = sorted(np.linalg.norm(x - x[i], axis=1))
+            out.append(d[k])  # d[0] = 0 is the point itself
+        return np.array(out)
+
+    rr, rf = radii(real), radii(fake)
+    prec = np.mean([any(np.linalg.norm(f - real[i]) <= rr[i] for i in range(len(real))) for f in fake])
+    rec = np.mean([any(np.linalg.norm(r - fake[j]) <= rf[j] for j in range(len(fake))) for r in real])
+    return prec, rec
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return {split: load("digits", split) for split in ("train", "val", "test")}
+
+
+def _pixel_independent(train_images, n, seed=0):
+    """Samples of the per-pixel-independent model: each pixel from its empirical marginal."""
+    g = torch.Generator().manual_seed(seed)
+    flat = train_images.reshape(len(train_images), -1)
+    idx = torch.randint(0, len(flat), (n, flat.shape[1]), generator=g)
+    return flat[idx, torch.arange(flat.shape[1])].reshape(n, 1, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------
+# bits per dimension
+# ----------------------------------------------------------------------------------------------
+
+def test_bits_per_dim_closed_form():
+    # the uniform model over 17 levels: 64 ln 17 nats per image = log2(17) bits per dimension
+    assert metrics.bits_per_dim(64 * math.log(17), 64) == pytest.approx(math.log2(17), rel=1e-12)
+    assert metrics.bits_per_dim(106.3, 64) == pytest.approx(106.3 / (64 * math.log(2)), rel=1e-12)
+    nll = torch.tensor([[math.log(2) * 64, 0.0], [2 * math.log(2) * 64, 3.0]])
+    out = metrics.bits_per_dim(nll, 64)
+    assert isinstance(out, torch.Tensor) and out.shape == nll.shape
+    assert torch.allclose(out, torch.tensor([[1.0, 0.0], [2.0, 3.0 / (64 * math.log(2))]]))
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_bits_per_dim_rejects_nonpositive_dims(bad):
+    with pytest.raises(ValueError):
+        metrics.bits_per_dim(10.0, bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# Frechet distance
+# ----------------------------------------------------------------------------------------------
+
+def test_frechet_1d_exact_on_sample_moments():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 2.0, size=(500, 1)), rng.normal(-0.5, 0.5, size=(300, 1))
+    expected = (a.mean() - b.mean()) ** 2 + (a.std(ddof=1) - b.std(ddof=1)) ** 2
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_1d_large_samples_match_the_gaussians():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 2.0, size=(200_000, 1)), rng.normal(-0.5, 0.5, size=(200_000, 1))
+    assert metrics.frechet_distance(a, b) == pytest.approx(1.5 ** 2 + 1.5 ** 2, abs=0.03)
+
+
+def test_frechet_multivariate_closed_form():
+    rng = np.random.default_rng(2)
+    d = 4
+    l1, l2 = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+    s1, s2 = l1 @ l1.T + 0.5 * np.eye(d), l2 @ l2.T + 0.2 * np.eye(d)
+    m1, m2 = rng.normal(size=d), rng.normal(size=d)
+    a = rng.multivariate_normal(m1, s1, size=100_000)
+    b = rng.multivariate_normal(m2, s2, size=100_000)
+    got = metrics.frechet_distance(torch.as_tensor(a, dtype=torch.float32), b)
+    # against the population values (sampling error only)...
+    assert got == pytest.approx(_gaussian_w2(m1, s1, m2, s2), rel=0.03)
+    # ... and exactly against the closed form on the sample moments (symmetric square roots by eigh)
+    exact = _gaussian_w2(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert metrics.frechet_distance(a, b) == pytest.approx(exact, rel=1e-6)
+
+
+def test_frechet_diagonal_covariances():
+    # commuting covariances: sum_i (sqrt(a_i) - sqrt(b_i))^2 plus the mean term
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(50_000, 3)) * np.sqrt([1.0, 4.0, 9.0])
+    b = rng.normal(size=(50_000, 3)) * np.sqrt([4.0, 1.0, 9.0]) + [1.0, 0.0, 0.0]
+    expected = 1.0 + (1 - 2) ** 2 + (2 - 1) ** 2 + 0.0
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.05)
+
+
+def test_frechet_zero_for_identical_sets():
+    x = np.random.default_rng(4).normal(size=(300, 16))
+    assert metrics.frechet_distance(x, x.copy()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_bad_input():
+    x = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="dimension"):
+        metrics.frechet_distance(x, np.zeros((10, 4)))
+    with pytest.raises(ValueError, match="2"):
+        metrics.frechet_distance(x[:1], x)
+    with pytest.raises(ValueError):
+        metrics.frechet_distance(np.zeros(10), x)
+    with pytest.raises(ValueError):
+        metrics.frechet_distance(np.full((10, 3), np.nan), x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifold precision and recall
+# ----------------------------------------------------------------------------------------------
+
+def test_precision_recall_same_set_and_disjoint_sets():
+    x = np.random.default_rng(5).normal(size=(200, 8))
+    assert metrics.manifold_precision_recall(x, x) == (1.0, 1.0)
+    assert metrics.manifold_precision_recall(x, x + 100.0) == (0.0, 0.0)
+
+
+def test_precision_recall_against_brute_force():
+    rng = np.random.default_rng(6)
+    real = rng.normal(size=(60, 3))
+    fake = np.concatenate([rng.normal(size=(30, 3)), rng.normal(size=(20, 3)) * 0.3 + 4.0])
+    for k in (1, 3, 5):
+        got = metrics.manifold_precision_recall(real, fake, k=k)
+        assert got == pytest.approx(_brute_precision_recall(real, fake, k), abs=1e-12)
+
+
+def test_precision_recall_separates_quality_from_coverage():
+    rng = np.random.default_rng(7)
+    real = rng.normal(size=(400, 2))
+    collapsed = real[real[:, 0] > 0.5][:100] + 0.01 * rng.normal(size=(100, 2))  # good but one region only
+    p, r = metrics.manifold_precision_recall(real, collapsed)
+    assert p > 0.9 and r < 0.5
+
+
+def test_precision_recall_bad_input():
+    with pytest.raises(ValueError):
+        metrics.manifold_precision_recall(np.zeros((10, 2)), np.zeros((10, 3)))
+    with pytest.raises(ValueError):
+        metrics.manifold_precision_recall(np.zeros((3, 2)), np.zeros((10, 2)), k=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# The classifier and sample quality on real and fake images
+# ----------------------------------------------------------------------------------------------
+
+def test_classifier_shipped_small_and_accurate():
+    assert metrics.ASSET_PATH.exists() and metrics.ASSET_PATH.stat().st_size < 1_000_000
+    model = metrics.load_classifier("digits")
+    assert model is metrics.load_classifier("digits")  # cached
+    x = torch.rand(5, 1, 8, 8)
+    assert model(x).shape == (5, 11)
+    assert model.features(x).shape == (5, model.feature_dim)
+    assert metrics.classifier_accuracy(model, "digits", "test") >= 0.96
+
+
+def test_real_test_images(digits):
+    q = metrics.sample_quality(digits["test"].images)
+    assert set(q) == set(metrics.QUALITY_KEYS)
+    assert q["recognized"] >= 0.9
+    assert q["classes_covered"] == 10
+    assert q["label_entropy"] > 0.98 * math.log(10)
+    assert q["frechet"] == pytest.approx(0.0, abs=1e-6)
+    assert q["precision"] == 1.0 and q["recall"] == 1.0
+    assert q["memorization"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_deterministic_and_shape_variants(digits):
+    x = digits["test"].images[:200]
+    q = metrics.sample_quality(x)
+    assert metrics.sample_quality(x) == q
+    assert metrics.sample_quality(x.reshape(200, 64)) == q
+    assert metrics.sample_quality(x.reshape(200, 8, 8).numpy()) == q
+    assert metrics.sample_quality(digits["test"]) == metrics.sample_quality(digits["test"].images)
+
+
+def test_training_copies_score_zero_memorization(digits):
+    q = metrics.sample_quality(digits["train"].images[:500])
+    assert q["memorization"] < 0.05
+    assert q["recognized"] >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["uniform", "blank", "constant", "independent"])
+def test_non_digits_are_not_recognized(digits, kind):
+    n, g = 500, torch.Generator().manual_seed(11)
+    if kind == "uniform":
+        x = torch.rand(n, 1, 8, 8, generator=g)
+    elif kind == "blank":
+        x = torch.zeros(n, 1, 8, 8)
+    elif kind == "constant":
+        x = torch.rand(n, 1, 1, 1, generator=g).expand(n, 1, 8, 8)
+    else:
+        x = _pixel_independent(digits["train"].images, n)
+    q = metrics.sample_quality(x)
+    assert q["recognized"] <= 0.1
+    assert q["frechet"] > 10 * metrics.reference_quality()["frechet"]
+    assert q["precision"] <= 0.1
+
+
+def test_mildly_blurred_or_noisy_digits_are_recognized(digits):
+    x = digits["test"].images
+    blurred = metrics._gaussian_blur(x, torch.full((len(x),), 0.5))
+    g = torch.Generator().manual_seed(12)
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert metrics.sample_quality(blurred)["recognized"] >= 0.85
+    assert metrics.sample_quality(noisy)["recognized"] >= 0.85
+
+
+def test_missing_class_lowers_coverage(digits):
+    ds = digits["test"]
+    q = metrics.sample_quality(ds.images[ds.labels != 3])
+    assert q["classes_covered"] == 9
+
+
+def test_reference_format_and_verdicts(digits):
+    ref = metrics.reference_quality()
+    assert set(ref) == set(metrics.QUALITY_KEYS)
+    assert ref["recognized"] >= 0.9 and ref["classes_covered"] == 10 and ref["memorization"] == pytest.approx(1.0)
+    assert 0 < ref["frechet"] and 0.5 < ref["precision"] <= 1 and 0.5 < ref["recall"] <= 1
+    table = metrics.format_quality(ref)
+    assert all(k in table for k in metrics.QUALITY_KEYS) and "real" in table
+    assert "real" not in metrics.format_quality(ref, False).splitlines()[0]
+    several = metrics.format_quality({"model A": ref, "model B": ref})
+    assert all(name in several.splitlines()[0] for name in ("model A", "model B", "real"))
+    with pytest.raises(ValueError):
+        metrics.format_quality({"recognized": 0.5})
+    v = metrics.compare_to_real(ref, "recognized", 0.85)
+    assert bool(v) and str(v).startswith("PASS recognized")
+    bad = dict(ref, frechet=100 * ref["frechet"] + 1)
+    v = metrics.compare_to_real(bad, "frechet", 3)
+    assert not v and str(v).startswith("FAIL frechet")
+
+
+def test_slightly_out_of_range_values_are_clamped(digits):
+    x = digits["test"].images[:100]
+    y = x.clone()
+    y[x == 1] = 1 + 5e-4
+    y[x == 0] = -5e-4
+    assert metrics.sample_quality(y) == metrics.sample_quality(x)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(20, 1, 28, 28), "shape"),
+    (torch.rand(20, 3, 8, 8), "shape"),
+    (torch.rand(20, 63), "shape"),
+    (torch.rand(5, 1, 8, 8), "at least 10"),
+    (torch.rand(20, 1, 8, 8) * 2 - 1, r"\[0, 1\]"),
+    (torch.full((20, 1, 8, 8), float("nan")), "NaN"),
+    ([[0.0] * 64] * 20, "tensor or array"),
+])
+def test_sample_quality_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        metrics.sample_quality(bad)
+
+
+def test_unknown_dataset_names_valid_ones():
+    with pytest.raises(ValueError, match="digits"):
+        metrics.sample_quality(torch.rand(20, 1, 8, 8), "cifar10")
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        metrics.reference_quality("svhn")
+
+
+# ----------------------------------------------------------------------------------------------
+# MNIST-sized datasets: classifier trained on first use and cached (tiny fake data here)
+# ----------------------------------------------------------------------------------------------
+
+def test_classifier_trained_on_first_use_and_cached(tmp_path, monkeypatch):
+    import gencourse.data as gdata
+
+    g = torch.Generator().manual_seed(0)
+    sizes = {"train": 20, "val": 10, "test": 12}
+
+    def fake_load(name, split="train", **kwargs):
+        assert name == "mnist"
+        n = sizes[split]
+        images = torch.round(torch.rand(n, 1, 28, 28, generator=g) * 255) / 255
+        return ImageDataset(images, torch.arange(n) % 10, name="mnist", split=split)
+
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(gdata, "load", fake_load)
+    monkeypatch.setattr(metrics, "_CACHE", {})
+    train = metrics.train_digits_classifier
+    monkeypatch.setattr(metrics, "train_digits_classifier", lambda **kw: train(**kw, epochs=1))
+    path = metrics.classifier_path("mnist")
+    assert path.parent.parent == tmp_path and not path.exists()
+    model = metrics.load_classifier("mnist")
+    assert path.exists() and model.image_size == 28
+    assert metrics.load_classifier("mnist") is model
+    q = metrics.sample_quality(torch.rand(12, 784, generator=g), "mnist")
+    assert set(q) == set(metrics.QUALITY_KEYS)
+    assert 0 <= q["recognized"] <= 1 and q["frechet"] >= 0
+    with pytest.raises(ValueError, match="shape"):
+        metrics.sample_quality(torch.rand(12, 1, 8, 8), "mnist")
