@@ -1,0 +1,153 @@
+"""flow_matching: the mathematics against independent computations (finite differences, closed forms,
+autograd Jacobians, torch.distributions)."""
+import math
+
+import pytest
+import torch
+
+from gencourse import flow_matching as fm
+
+
+@pytest.mark.parametrize("path", ["linear", "vp"])
+def test_target_velocity_is_the_time_derivative_of_the_path(path):
+    p = fm.get_path(path)
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)
+    t = torch.rand(6, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    h = 1e-5
+    fd = (p.sample(x0, x1, t + h) - p.sample(x0, x1, t - h)) / (2 * h)
+    torch.testing.assert_close(p.target_velocity(x0, x1, t), fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["linear", "vp"])
+def test_path_ends_at_noise_and_data(path):
+    p = fm.get_path(path)
+    x0, x1 = torch.randn(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(p.sample(x0, x1, 0.0), x0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(p.sample(x0, x1, 1.0), x1, atol=1e-6, rtol=0)
+
+
+def test_vp_path_preserves_variance():
+    p = fm.VPPath()
+    t = torch.linspace(0, 1, 11)
+    torch.testing.assert_close(p.alpha(t) ** 2 + p.sigma(t) ** 2, torch.ones(11))
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError):
+        fm.get_path("curvy")
+    with pytest.raises(ValueError):
+        fm.LinearPath().sample(torch.zeros(3, 2), torch.zeros(4, 2), 0.5)
+    with pytest.raises(ValueError):
+        fm.euler_sample(lambda x, t: x, torch.zeros(2, 2), 0)
+    with pytest.raises(ValueError):
+        fm.ode_log_prob(lambda x, t: x, torch.zeros(2, 2), divergence="magic")
+    with pytest.raises(ValueError):
+        fm.DigitsFlowMatching(hidden=8, depth=1).nll(torch.rand(2, 1, 4, 4))
+
+
+def _gaussian_optimal_velocity(mu, s):
+    """The marginal velocity of the linear path when the data are N(mu, diag(s^2)), per coordinate:
+    x_t ~ N(t mu, (t^2 s^2 + (1-t)^2)); u_t(x) = E[x1 - x0 | x_t = x] in closed form."""
+    def v(x, t):
+        t = t.view(-1, 1)
+        var = t ** 2 * s ** 2 + (1 - t) ** 2
+        cov_u_x = t * s ** 2 - (1 - t)  # Cov(x1 - x0, x_t)
+        return mu + cov_u_x / var * (x - t * mu)
+    return v
+
+
+@pytest.mark.parametrize("sampler,steps,tol", [(fm.euler_sample, 200, 0.05), (fm.heun_sample, 20, 0.03)])
+def test_ode_sampler_reaches_gaussian_data(sampler, steps, tol):
+    mu, s = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.5])
+    v = _gaussian_optimal_velocity(mu, s)
+    x0 = torch.randn(40000, 2, generator=torch.Generator().manual_seed(0))
+    x1 = sampler(v, x0, steps)
+    torch.testing.assert_close(x1.mean(0), mu, atol=tol, rtol=0)
+    torch.testing.assert_close(torch.cov(x1.T), torch.diag(s ** 2), atol=3 * tol, rtol=0)
+
+
+def test_cfm_gradient_matches_marginal_loss_gradient():
+    """Same gradient: conditional and marginal objectives differ by a theta-independent constant (MC check)."""
+    mu, s = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5])
+    u = _gaussian_optimal_velocity(mu, s)
+    w = torch.zeros(2, 2, requires_grad=True)
+    g = torch.Generator().manual_seed(1)
+    n = 400000
+    x1 = mu + s * torch.randn(n, 2, generator=g)
+    x0, t = torch.randn(n, 2, generator=g), torch.rand(n, generator=g)
+    xt = t[:, None] * x1 + (1 - t[:, None]) * x0
+    v = xt @ w.T + 0.3
+    cond = (v - (x1 - x0)).pow(2).sum(1).mean()
+    marg = (v - u(xt, t)).pow(2).sum(1).mean()
+    g_c, = torch.autograd.grad(cond, w, retain_graph=True)
+    g_m, = torch.autograd.grad(marg, w)
+    torch.testing.assert_close(g_c, g_m, atol=0.02, rtol=0.02)
+
+
+def test_exact_divergence_matches_autograd_jacobian_trace():
+    torch.manual_seed(0)
+    net = fm.VelocityNet(3, hidden=16, depth=1)
+    x, t = torch.randn(5, 3), torch.rand(5)
+    _, div = fm.divergence_exact(net, x, t)
+    for i in range(5):
+        jac = torch.autograd.functional.jacobian(lambda y: net(y[None], t[i:i + 1])[0], x[i])
+        assert torch.allclose(div[i], torch.trace(jac), atol=1e-5)
+
+
+def test_hutchinson_is_unbiased():
+    a = torch.randn(4, 4, generator=torch.Generator().manual_seed(3))
+    field = lambda x, t: x @ a.T
+    x = torch.randn(1, 4)
+    g = torch.Generator().manual_seed(4)
+    est = torch.stack([fm.divergence_hutchinson(field, x, torch.zeros(1),
+                                                (torch.randint(0, 2, (1, 4), generator=g) * 2 - 1).float())[1]
+                       for _ in range(4000)]).mean()
+    assert abs(est.item() - torch.trace(a).item()) < 0.15
+
+
+def test_ode_log_prob_of_a_linear_flow_matches_closed_form():
+    """v(x, t) = A x: x_1 = expm(A) x_0, so p_1 = N(0, expm(A) expm(A)^T) (torch.distributions)."""
+    a = torch.tensor([[-0.3, 0.8], [-0.5, 0.4]])
+    field = lambda x, t: x @ a.T
+    m = torch.linalg.matrix_exp(a)
+    dist = torch.distributions.MultivariateNormal(torch.zeros(2), covariance_matrix=m @ m.T)
+    x1 = torch.randn(50, 2, generator=torch.Generator().manual_seed(5)) * 1.5
+    lp = fm.ode_log_prob(field, x1, steps=64)
+    torch.testing.assert_close(lp, dist.log_prob(x1), atol=2e-3, rtol=0)
+    # Hutchinson: one probe is off by +-(a12 + a21) = 0.3; many probes average it out
+    lp = fm.ode_log_prob(field, x1, steps=16, divergence="hutchinson", probes=400,
+                         generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(lp, dist.log_prob(x1), atol=0.06, rtol=0)
+
+
+def test_ode_log_prob_of_a_time_dependent_affine_flow():
+    """The Gaussian-data optimal field carries N(0, I) to N(mu, diag s^2) exactly."""
+    mu, s = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.5])
+    v = _gaussian_optimal_velocity(mu, s)
+    x1 = mu + s * torch.randn(30, 2, generator=torch.Generator().manual_seed(6))
+    lp = fm.ode_log_prob(v, x1, steps=100)
+    truth = torch.distributions.Normal(mu, s).log_prob(x1).sum(1)
+    torch.testing.assert_close(lp, truth, atol=5e-3, rtol=0)
+
+
+def test_euler_and_heun_nfe_and_trajectories():
+    v = lambda x, t: torch.ones_like(x)
+    x, traj = fm.euler_sample(v, torch.zeros(3, 2), 4, return_trajectory=True)
+    assert len(traj) == 5 and torch.allclose(x, torch.ones(3, 2))
+    assert fm.nfe("euler", 4) == 4 and fm.nfe("heun", 4) == 8
+    assert torch.allclose(fm.straightness(traj), torch.zeros(3))
+
+
+def test_digits_model_api_quick():
+    model, hist = fm.train_digits(quick=True, verbose=False)
+    assert model.likelihood == "bound"
+    s = model.sample(5, steps=2)
+    assert s.shape == (5, 1, 8, 8) and s.min() >= 0 and s.max() <= 1
+    assert torch.allclose(s * 16, (s * 16).round(), atol=1e-5)
+    from gencourse import data
+    x = data.load("digits", "test").images[:4]
+    nll = model.nll(x, steps=2)
+    assert nll.shape == (4,) and torch.isfinite(nll).all()
+    with pytest.raises(ValueError):
+        model.sample(0)
