@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(PY) -m jupyter lab --notebook-dir=notebooks $$( [ -z "$$DISPLAY" ] && [ "$$(uname)" != Darwin ] && echo --no-browser )
+	$(PY) -m jupyter lab --notebook-dir=notebooks $$( [ -z "$$DISPLAY" ] && [ "$$(uname)" != Darwin ] && echo --no-browser ) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: $(STAMP) unit nbval student-run browser
 
