@@ -1,0 +1,773 @@
+"""Denoising diffusion (DDPM, DDIM) with classifier-free guidance.
+
+    model = ImageDiffusion(MLPDenoiser(64, num_classes=10), NoiseSchedule.cosine(200), (1, 8, 8), num_classes=10)
+    model.fit_gaussian(train.images)                           # the linear part of eps_theta (Diffusion.eps)
+    history = train_annealed(model, train, epochs=200, lr=2e-3)   # noise-prediction regression
+    images = model.sample(1000)                                # ancestral (DDPM), unguided, in [0, 1]
+    images = model.sample(1000, steps=20)                      # DDIM with 20 network evaluations
+    images = model.sample(100, y=3, guidance=3.0, steps=20)    # classifier-free guidance towards "3"
+    model, history = train_digits()                            # the lesson's recipe, all of the above
+
+Conventions. The code index ``t = 0..T-1`` is the paper's step ``t + 1`` (Ho et al. 2020). With
+``beta_t`` the variance added at step ``t``, ``alpha_t = 1 - beta_t`` and ``abar_t = prod_{s<=t} alpha_s``:
+
+- forward process, in closed form:    ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, ``eps ~ N(0, I)``
+- the network predicts ``eps`` from ``(x_t, t)``; its loss is ``E ||eps - eps_theta(x_t, t)||^2``
+- the score of ``q(x_t)`` is ``-E[eps | x_t] / sqrt(1 - abar_t)``, so ``eps_theta`` is a scaled score.
+
+Image models work on pixels scaled to ``[-1, 1]``; ``sample`` returns images in ``[0, 1]``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+# ----------------------------------------------------------------------------------------------
+# The noise schedule and the forward process
+# ----------------------------------------------------------------------------------------------
+
+class NoiseSchedule:
+    """Variances ``betas (T,)`` of the forward chain ``q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)``.
+
+    Attributes (float32 tensors of length ``T``): ``betas``, ``alphas = 1 - betas``,
+    ``alphas_cumprod = abar_t = prod_{s<=t} alphas_s``. Index ``t`` is the paper's step ``t + 1``.
+    Build one with :meth:`linear` or :meth:`cosine`.
+    """
+
+    def __init__(self, betas):
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.dim() != 1 or len(betas) < 1:
+            raise ValueError(f"betas must be a 1-D tensor of length T >= 1, got shape {tuple(betas.shape)}")
+        if not ((betas > 0) & (betas < 1)).all():
+            raise ValueError("every beta must lie in (0, 1)")
+        alphas = 1.0 - betas
+        abar = torch.cumprod(alphas, 0)
+        self.betas = betas.float()
+        self.alphas = alphas.float()
+        self.alphas_cumprod = abar.float()
+        # abar of the step before each index; before index 0 lies the clean data (abar = 1).
+        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+        self.alphas_cumprod_prev = abar_prev.float()
+        # q(x_{t-1} | x_t, x0) = N(c0 x0 + ct x_t, var), in float64 so that index 0 is exactly (x0, 0)
+        c0 = abar_prev.sqrt() * betas / (1 - abar)
+        ct = alphas.sqrt() * (1 - abar_prev) / (1 - abar)
+        c0[0], ct[0] = 1.0, 0.0
+        self._post = (c0.float(), ct.float(), (betas * (1 - abar_prev) / (1 - abar)).float())
+
+    # -- constructors ------------------------------------------------------------------------
+
+    @classmethod
+    def linear(cls, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """DDPM's linear schedule, scaled for ``T`` steps (Nichol & Dhariwal 2021):
+        ``betas = linspace(beta_start * 1000 / T, beta_end * 1000 / T, T)``; at ``T = 1000`` it is DDPM's."""
+        T = _check_T(T)
+        scale = 1000.0 / T
+        if not 0 < beta_start <= beta_end or beta_end * scale >= 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end and beta_end * 1000 / T < 1; got "
+                             f"beta_start={beta_start}, beta_end={beta_end}, T={T}")
+        return cls(torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64))
+
+    @classmethod
+    def cosine(cls, T: int, s: float = 0.008) -> "NoiseSchedule":
+        """Nichol & Dhariwal's cosine schedule: ``abar(t) = f(t) / f(0)``, ``f(t) = cos^2((t/T + s)/(1 + s) * pi/2)``,
+        ``beta_t = min(1 - abar(t+1) / abar(t), 0.999)`` for index ``t`` (the paper's step ``t + 1``)."""
+        T = _check_T(T)
+        if s < 0:
+            raise ValueError(f"s must be >= 0, got {s}")
+        steps = torch.arange(T + 1, dtype=torch.float64)
+        f = torch.cos((steps / T + s) / (1 + s) * math.pi / 2) ** 2
+        betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        return cls(betas)
+
+    # -- facts about the schedule ----------------------------------------------------------
+
+    @property
+    def T(self) -> int:
+        return len(self.betas)
+
+    def __len__(self) -> int:
+        return self.T
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule(T={self.T}, beta {self.betas[0]:.3g}..{self.betas[-1]:.3g}, "
+                f"abar_T-1 = {self.alphas_cumprod[-1]:.2g})")
+
+    def snr(self, t=None) -> torch.Tensor:
+        """Signal-to-noise ratio ``abar_t / (1 - abar_t)`` at indices ``t`` (all ``T`` when None)."""
+        abar = self.alphas_cumprod if t is None else self.alphas_cumprod[self._index(t)]
+        return abar / (1 - abar)
+
+    def posterior_variance(self) -> torch.Tensor:
+        """``beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)`` for every index ``(T,)``; 0 at index 0."""
+        return self._post[2].clone()
+
+    # -- the forward process and its posterior ----------------------------------------------
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``: a draw of ``q(x_t | x_0)`` (Ho et al. eq. 4).
+
+        ``x0, noise: (B, ...)``, ``t: LongTensor (B,)`` of indices in ``0..T-1`` -> ``(B, ...)``.
+        """
+        t = self._index(t, len(x0))
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
+        abar = _per_example(self.alphas_cumprod[t], x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def posterior_mean_variance(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+        """Mean and variance of ``q(x_{t-1} | x_t, x_0)`` (Ho et al. eq. 6-7): the step before index ``t``.
+
+        ``mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t``,
+        ``variance = beta_t (1 - abar_{t-1}) / (1 - abar_t)``. At index 0 the step before is the clean data
+        (``abar_{-1} = 1``): mean ``x0``, variance 0. Shapes: ``x0, xt (B, ...)``, ``t (B,)`` -> ``mean (B, ...)``,
+        ``variance (B, 1, ...)``, broadcastable to ``x0``.
+        """
+        if xt.shape != x0.shape:
+            raise ValueError(f"xt must have x0's shape {tuple(x0.shape)}, got {tuple(xt.shape)}")
+        t = self._index(t, len(x0))
+        c0, ct, variance = (_per_example(c[t], x0) for c in self._post)
+        return c0 * x0 + ct * xt, variance
+
+    def predict_x0(self, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Invert :meth:`q_sample` for ``x0`` given the noise: ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``."""
+        abar = _per_example(self.alphas_cumprod[self._index(t, len(xt))], xt)
+        return (xt - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+    def _index(self, t, batch: int | None = None) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        if t.dtype in (torch.float16, torch.float32, torch.float64, torch.bfloat16) or t.dtype == torch.bool:
+            raise ValueError(f"t must hold integer step indices (LongTensor), got dtype {t.dtype}")
+        if batch is not None and t.shape != (batch,):
+            raise ValueError(f"t must be a LongTensor of shape ({batch},), one index per example; got {tuple(t.shape)}")
+        if ((t < 0) | (t >= self.T)).any():
+            raise ValueError(f"step indices t must lie in 0..{self.T - 1}")
+        return t.long().cpu()
+
+
+def _check_T(T) -> int:
+    if isinstance(T, bool) or not isinstance(T, int) or T < 2:
+        raise ValueError(f"T must be an integer number of steps >= 2, got {T!r}")
+    return T
+
+
+def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values (B,)`` -> ``(B, 1, ..., 1)`` on ``like``'s device and dtype, to broadcast over ``like (B, ...)``."""
+    return values.to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reverse steps: ancestral (DDPM) and DDIM, and the guidance mix
+# ----------------------------------------------------------------------------------------------
+
+def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: int,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+    """One ancestral step ``x_t -> x_{t-1}`` of ``p(x_{t-1} | x_t) = N(mu, beta~_t I)`` (Ho et al. alg. 2).
+
+    ``mu`` is the posterior mean of ``q(x_{t-1} | x_t, x0_hat)`` at the predicted clean sample
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``, which is
+    ``(x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)``. The variance is the posterior's ``beta~_t``
+    (0 at ``t = 0``, which returns the mean). ``eps, xt: (B, ...)``; ``t``: an int; ``noise`` like ``xt``
+    (drawn when None).
+    """
+    t = _check_step(schedule, t)
+    tt = torch.full((len(xt),), t, dtype=torch.long)
+    x0_hat = schedule.predict_x0(xt, tt, eps)
+    mean, variance = schedule.posterior_mean_variance(x0_hat, xt, tt)
+    if t == 0:
+        return mean
+    noise = torch.randn_like(xt) if noise is None else noise
+    return mean + variance.sqrt() * noise
+
+
+def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The DDIM update from index ``t`` to ``t_prev`` (Song et al. 2021, eq. 12):
+
+    ``x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma noise`` with
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` and (eq. 16)
+    ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``.
+    ``t_prev < 0`` means the clean sample (``abar_prev = 1``). ``eta = 0`` is deterministic; ``eta = 1`` with
+    ``t_prev = t - 1`` is the ancestral step. With ``eta = 0``, ``t_prev > t`` runs the update forward
+    (DDIM inversion). ``eps, xt: (B, ...)``; ``noise`` like ``xt`` (drawn when needed and None).
+    """
+    t = _check_step(schedule, t)
+    if not isinstance(t_prev, int) or t_prev >= schedule.T or t_prev == t:
+        raise ValueError(f"t_prev must be an int index < T = {schedule.T}, different from t = {t} (< 0 = clean)")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0 (0 = DDIM, 1 = DDPM-like), got {eta}")
+    if eta > 0 and t_prev > t:
+        raise ValueError("a stochastic step (eta > 0) must go backwards in time: t_prev < t")
+    abar_t = float(schedule.alphas_cumprod[t])
+    abar_prev = 1.0 if t_prev < 0 else float(schedule.alphas_cumprod[t_prev])
+    x0_hat = (xt - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
+    sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t)) * math.sqrt(max(1 - abar_t / abar_prev, 0.0))
+    x_prev = math.sqrt(abar_prev) * x0_hat + math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps
+    if sigma > 0:
+        x_prev = x_prev + sigma * (torch.randn_like(xt) if noise is None else noise)
+    return x_prev
+
+
+def guidance_mix(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2021): ``eps_uncond + scale (eps_cond - eps_uncond)``.
+
+    ``scale = 0``: unconditional; ``1``: conditional; ``> 1``: guided (sharper, less varied).
+    In score terms: ``(1 - scale) grad log p(x) + scale grad log p(x | y)``.
+    """
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+def ddim_timesteps(T: int, steps: int) -> list:
+    """``steps`` indices from ``0`` to ``T - 1``, evenly spaced and increasing (the DDIM subsequence tau)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..T = {T}, got {steps!r}")
+    if steps == 1:
+        return [T - 1]
+    return [round(i * (T - 1) / (steps - 1)) for i in range(steps)]
+
+
+def _check_step(schedule, t) -> int:
+    if isinstance(t, torch.Tensor) and t.numel() == 1:
+        t = int(t)
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < schedule.T:
+        raise ValueError(f"t must be an int index in 0..{schedule.T - 1}, got {t!r}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers on any noise predictor eps_fn(x, t) with t a LongTensor (B,)
+# ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample_ancestral(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, *,
+                     generator: torch.Generator | None = None, keep=()) -> tuple:
+    """DDPM's ancestral sampler: ``x_T -> x_{T-1} -> ... -> x_0`` with :func:`ddpm_step`, ``T`` network evaluations.
+
+    ``eps_fn(x (B, ...), t LongTensor (B,)) -> (B, ...)``; ``x_T (B, ...)`` the starting noise.
+    Returns ``(x_0, snapshots)`` with ``snapshots[t]`` = the state at each index in ``keep`` (after the
+    update to index ``t``; index ``T`` is the starting noise).
+    """
+    x, T = x_T, schedule.T
+    snapshots = {T: x.clone()} if T in keep else {}
+    for t in range(T - 1, -1, -1):
+        eps = eps_fn(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if t > 0 else None
+        x = ddpm_step(schedule, eps, x, t, noise)
+        if t - 1 in keep or (t == 0 and 0 in keep):
+            snapshots[max(t - 1, 0)] = x.clone()
+    return x, snapshots
+
+
+@torch.no_grad()
+def sample_ddim(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, *, eta: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDIM sampling over the subsequence :func:`ddim_timesteps` ``(T, steps)``: ``steps`` network evaluations.
+
+    ``x_T (B, ...)`` the starting noise; ``eta`` from 0 (deterministic) to 1 (DDPM-like noise).
+    """
+    taus = ddim_timesteps(schedule.T, steps)
+    x = x_T
+    for i in range(len(taus) - 1, -1, -1):
+        t, t_prev = taus[i], taus[i - 1] if i > 0 else -1
+        eps = eps_fn(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if eta > 0 else None
+        x = ddim_step(schedule, eps, x, t, t_prev, eta, noise)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(eps_fn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    """Run deterministic DDIM forwards, data -> noise, over the same subsequence as :func:`sample_ddim`.
+
+    Each update ``t -> t_next`` reuses the noise predicted at the current point (at the first step, the
+    clean data is read at index ``tau_0``). With an exact predictor and many steps, inverting a DDIM
+    sample recovers its starting noise.
+    """
+    taus = ddim_timesteps(schedule.T, steps)
+    x = x0
+    for i, t_next in enumerate(taus):
+        t = taus[i - 1] if i > 0 else -1
+        eps = eps_fn(x, torch.full((len(x),), max(t, taus[0]), dtype=torch.long, device=x.device))
+        if t < 0:  # from clean data: x_next = sqrt(abar) x0 + sqrt(1 - abar) eps
+            abar = float(schedule.alphas_cumprod[t_next])
+            x = math.sqrt(abar) * x + math.sqrt(1 - abar) * eps
+        else:
+            x = ddim_step(schedule, eps, x, t, t_next, 0.0)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Denoisers: eps_theta(x, time, y) with a time embedding (and an optional class label)
+# ----------------------------------------------------------------------------------------------
+
+def timestep_embedding(time: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding (Vaswani et al.) of ``time (B,)`` in ``[0, 1]``, read as ``1000 * time``: ``(B, dim)``.
+
+    ``emb = [cos(1000 time w_k), sin(1000 time w_k)]`` with ``w_k = max_period^(-k / (dim/2))``.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=time.device) / half)
+    args = 1000.0 * time.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class Conditioning(nn.Module):
+    """Time (and class) embedding: ``MLP(sinusoidal(time)) + embed(y)``; label ``num_classes`` is "no label"."""
+
+    def __init__(self, dim: int, num_classes: int | None = None):
+        super().__init__()
+        self.dim = dim
+        self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.num_classes = num_classes
+        self.label = nn.Embedding(num_classes + 1, dim) if num_classes else None
+
+    def forward(self, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.time_mlp(timestep_embedding(time, self.dim))
+        if self.label is not None:
+            if y is None:
+                y = torch.full((len(time),), self.num_classes, dtype=torch.long, device=time.device)
+            c = c + self.label(y)
+        return c
+
+
+class MLPDenoiser(nn.Module):
+    """``eps_theta(x, time, y)`` for vectors: ``x (B, dim)`` (or ``(B, C, H, W)``, flattened) -> same shape.
+
+    ``h = W_in x + c(time, y)``, then ``depth`` residual blocks ``h += W2 SiLU(W1 SiLU(h) + c)``, then
+    ``W_out SiLU(h)``. ``time (B,)`` in ``[0, 1]``; ``y (B,)`` labels, ``num_classes`` = no label.
+    """
+
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, num_classes: int | None = None,
+                 emb_dim: int = 64):
+        super().__init__()
+        if dim <= 0 or hidden <= 0 or depth < 0:
+            raise ValueError(f"need dim > 0, hidden > 0, depth >= 0; got {dim}, {hidden}, {depth}")
+        self.dim, self.hidden, self.num_classes = dim, hidden, num_classes
+        self.cond = Conditioning(emb_dim, num_classes)
+        self.inp = nn.Linear(dim, hidden)
+        self.cond_in = nn.Linear(emb_dim, hidden)
+        self.blocks = nn.ModuleList(_MLPBlock(hidden, emb_dim) for _ in range(depth))
+        self.out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.cond(time, y)
+        h = self.inp(x.flatten(1)) + self.cond_in(c)
+        for block in self.blocks:
+            h = block(h, c)
+        return self.out(F.silu(h)).view_as(x)
+
+
+class _MLPBlock(nn.Module):
+    def __init__(self, hidden: int, emb_dim: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.emb = nn.Linear(emb_dim, hidden)
+
+    def forward(self, h, c):
+        return h + self.fc2(F.silu(self.fc1(F.silu(h)) + self.emb(c)))
+
+
+class SmallUNet(nn.Module):
+    """A small U-Net ``eps_theta(x, time, y)`` for images ``(B, C, S, S)`` with ``S`` divisible by 4 (28x28, 8x8).
+
+    Two resolutions down (``S -> S/2 -> S/4``) and back up with skip connections; every block adds the
+    time/class embedding per channel. ``time (B,)`` in ``[0, 1]``.
+    """
+
+    def __init__(self, channels: int = 1, base: int = 32, num_classes: int | None = None, emb_dim: int = 64):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cond = Conditioning(emb_dim, num_classes)
+        c1, c2, c3 = base, 2 * base, 2 * base
+        self.inp = nn.Conv2d(channels, c1, 3, padding=1)
+        self.down1, self.down2 = _ConvBlock(c1, c1, emb_dim), _ConvBlock(c2, c2, emb_dim)
+        self.pool1, self.pool2 = nn.Conv2d(c1, c2, 3, 2, 1), nn.Conv2d(c2, c3, 3, 2, 1)
+        self.mid = _ConvBlock(c3, c3, emb_dim)
+        self.up2, self.up1 = nn.ConvTranspose2d(c3, c2, 2, 2), nn.ConvTranspose2d(c2, c1, 2, 2)
+        self.dec2, self.dec1 = _ConvBlock(2 * c2, c2, emb_dim), _ConvBlock(2 * c1, c1, emb_dim)
+        self.out = nn.Conv2d(c1, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.cond(time, y)
+        h1 = self.down1(self.inp(x), c)                     # (B, c1, S, S)
+        h2 = self.down2(self.pool1(h1), c)                  # (B, c2, S/2, S/2)
+        h = self.mid(self.pool2(h2), c)                     # (B, c3, S/4, S/4)
+        h = self.dec2(torch.cat([self.up2(h), h2], 1), c)
+        h = self.dec1(torch.cat([self.up1(h), h1], 1), c)
+        return self.out(F.silu(h))
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb_dim: int):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(cin, cout, 3, padding=1), nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm1, self.norm2 = nn.GroupNorm(8, cin), nn.GroupNorm(8, cout)
+        self.emb = nn.Linear(emb_dim, cout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, h, c):
+        r = self.conv1(F.silu(self.norm1(h))) + self.emb(c)[:, :, None, None]
+        return self.skip(h) + self.conv2(F.silu(self.norm2(r)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model: a denoiser, a schedule, the loss and the samplers
+# ----------------------------------------------------------------------------------------------
+
+def noise_prediction_loss(eps_fn, schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | None = None,
+                          noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Ho et al.'s simplified objective ``L_simple = E_{t, eps} ||eps - eps_theta(x_t, t)||^2 / D`` (a scalar).
+
+    ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` with ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)`` unless given.
+    ``eps_fn(x_t (B, ...), t (B,)) -> (B, ...)``; the mean runs over the batch and the ``D`` dimensions.
+    """
+    if t is None:
+        t = torch.randint(0, schedule.T, (len(x0),), device=x0.device)
+    if noise is None:
+        noise = torch.randn_like(x0)
+    xt = schedule.q_sample(x0, t, noise)
+    return F.mse_loss(eps_fn(xt, t), noise)
+
+
+class Diffusion(nn.Module):
+    """A diffusion model on data ``(B, *shape)``: a denoiser ``net(x, time, y)``, a schedule, samplers.
+
+    With ``num_classes`` the model is class-conditional and trained with label dropout: each label is
+    replaced by the null label ``num_classes`` with probability ``p_uncond``, so one network gives both
+    ``eps(x, t, y)`` and the unconditional ``eps(x, t)`` used by classifier-free guidance. With ``skip``
+    the network learns a correction to the best linear noise predictor (see :meth:`eps`, :meth:`fit_gaussian`).
+    There is no likelihood: ``likelihood = "none"`` (the variational bound is not computed here).
+    """
+
+    likelihood = "none"
+
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: tuple, *, num_classes: int | None = None,
+                 p_uncond: float = 0.1, skip: bool = True):
+        super().__init__()
+        if not isinstance(schedule, NoiseSchedule):
+            raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        if not 0 <= p_uncond <= 1:
+            raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+        self.net, self.schedule, self.shape = net, schedule, tuple(shape)
+        self.num_classes, self.p_uncond, self.skip = num_classes, p_uncond, skip
+        dim = math.prod(self.shape)
+        self.register_buffer("gauss_mean", torch.zeros(dim))
+        self.register_buffer("gauss_var", torch.ones(dim))
+        self.register_buffer("gauss_basis", torch.eye(dim))
+
+    # -- data space <-> model space (identity here; images override) ------------------------
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    # -- the network as a noise predictor and as a score ------------------------------------
+
+    def eps(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``eps_theta(x_t, t, y)``: ``xt (B, *shape)`` in model space, ``t (B,)`` indices, ``y (B,)`` or None.
+
+        With ``skip`` (the default) the network ``F`` learns a correction to the best *linear* predictor, the
+        exact ``E[eps | x_t]`` for data ``N(mu, Sigma)`` (see :meth:`fit_gaussian`; ``mu = 0, Sigma = I`` until then):
+        ``eps_theta = sqrt(1 - abar) C^{-1} (x_t - sqrt(abar) mu) + s * F(x_t, t, y)`` with
+        ``C = abar Sigma + (1 - abar) I`` and ``s^2 = diag(I - (1 - abar) C^{-1})``, the variance the linear
+        predictor leaves. Where ``abar -> 0`` this is exact (``x_t`` is the noise itself). Without: ``F``.
+        """
+        out = self.net(xt, (t.float() + 1) / self.schedule.T, self._labels(y, len(xt), xt.device))
+        if not self.skip:
+            return out
+        mean, var, basis = (v.to(xt.dtype) for v in (self.gauss_mean, self.gauss_var, self.gauss_basis))
+        abar = self.schedule.alphas_cumprod[t.cpu()].to(xt.device, xt.dtype)[:, None]       # (B, 1)
+        inv = 1 / (abar * var + 1 - abar)                                                    # (B, D) in the eigenbasis
+        r = (xt.flatten(1) - abar.sqrt() * mean) @ basis                                     # (B, D)
+        linear = ((1 - abar).sqrt() * r * inv) @ basis.T
+        scale = ((abar * var * inv) @ (basis.T ** 2)).sqrt()                                 # (B, D)
+        return (linear + scale * out.flatten(1)).view_as(xt)
+
+    @torch.no_grad()
+    def fit_gaussian(self, x: torch.Tensor, floor: float = 1e-3) -> "Diffusion":
+        """Fit ``N(mu, Sigma)`` to data ``x (N, *shape)`` (data space) for the linear part of :meth:`eps`.
+
+        ``Sigma = U diag(lambda) U^T`` is stored as its eigenbasis ``U`` and eigenvalues (floored at ``floor``).
+        """
+        z = self.encode(self._check_data(x)).flatten(1).double()
+        mean = z.mean(0)
+        lam, basis = torch.linalg.eigh(torch.cov((z - mean).T).reshape(len(mean), len(mean)))
+        self.gauss_mean.copy_(mean)
+        self.gauss_var.copy_(lam.clamp(min=floor))
+        self.gauss_basis.copy_(basis)
+        return self
+
+    def guided_eps(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+        """Classifier-free guidance: :func:`guidance_mix` of ``eps(x_t, t)`` and ``eps(x_t, t, y)`` (2 evaluations)."""
+        if self.num_classes is None:
+            raise ValueError("guidance needs a class-conditional model (num_classes)")
+        both = self.eps(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([self._labels(None, len(xt), xt.device), y]))
+        eps_uncond, eps_cond = both.chunk(2)
+        return guidance_mix(eps_uncond, eps_cond, scale)
+
+    def score(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``grad_x log q(x_t) ~ -eps_theta(x_t, t) / sqrt(1 - abar_t)`` (Vincent 2011; Song et al. 2021)."""
+        sd = _per_example((1 - self.schedule.alphas_cumprod[t.cpu()]).sqrt(), xt)
+        return -self.eps(xt, t, y) / sd
+
+    def _labels(self, y, n: int, device) -> torch.Tensor | None:
+        if self.num_classes is None:
+            if y is not None:
+                raise ValueError("this model is unconditional: pass no labels")
+            return None
+        if y is None:
+            return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+        y = torch.as_tensor(y, device=device).long()
+        if y.shape != (n,) or y.min() < 0 or y.max() > self.num_classes:
+            raise ValueError(f"y must be ({n},) labels in 0..{self.num_classes - 1} ({self.num_classes} = no label)")
+        return y
+
+    # -- training ----------------------------------------------------------------------------
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, t: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`noise_prediction_loss` on data ``x (B, *shape)`` (data space). In training mode labels ``y``
+        are dropped to the null label with probability ``p_uncond``. ``t``, ``noise`` fix the draws."""
+        x0 = self.encode(self._check_data(x))
+        if self.num_classes is not None and y is not None:
+            y = self._labels(y, len(x0), x0.device)
+            if self.training and self.p_uncond > 0:
+                drop = torch.rand(len(y), device=y.device) < self.p_uncond
+                y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        return noise_prediction_loss(lambda xt, tt: self.eps(xt, tt, y), self.schedule, x0, t, noise)
+
+    def batch_loss(self, batch) -> torch.Tensor:
+        """:meth:`loss` of what ``fit`` yields: data ``x``; ``(x, y)``; or, from :func:`fixed_noise_batches`,
+        ``(x, t, noise)`` / ``(x, y, t, noise)``. Use it as ``fit(model, model.batch_loss, ...)``."""
+        if isinstance(batch, torch.Tensor):
+            return self.loss(batch)
+        if len(batch) == 3:
+            x, t, noise = batch
+            return self.loss(x, None, t, noise)
+        return self.loss(*batch)
+
+    def _check_data(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"expected data of shape (B, {', '.join(map(str, self.shape))}), "
+                             f"got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        return x
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, *, steps: int | None = None, eta: float = 0.0, y=None, guidance: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples ``(n, *shape)`` in data space.
+
+        ``steps=None``: ancestral DDPM sampling, ``T`` network evaluations per sample (the headline sampler).
+        ``steps=S``: DDIM over ``S`` of the ``T`` steps (:func:`ddim_timesteps`) with noise level ``eta``.
+        ``y`` (an int or ``(n,)`` labels) with ``guidance`` = the guidance scale (0 = unconditional,
+        1 = conditional, the default with ``y``; > 1 = guided, each step then costs 2 evaluations).
+        Without ``y`` the samples are unconditional.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        eps_fn = self._eps_fn(n, y, guidance, device)
+        x_T = torch.randn((n, *self.shape), generator=generator).to(device)
+        if steps is None:
+            x, _ = sample_ancestral(eps_fn, self.schedule, x_T, generator=generator)
+        else:
+            x = sample_ddim(eps_fn, self.schedule, x_T, steps, eta=eta, generator=generator)
+        self.train(was_training)
+        return self.decode(x)
+
+    def _eps_fn(self, n: int, y, guidance: float | None, device):
+        if y is None:
+            if guidance:
+                raise ValueError("guidance needs labels y")
+            return lambda x, t: self.eps(x, t)
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long)
+        y = self._labels(y, n, device)
+        guidance = 1.0 if guidance is None else guidance
+        if guidance == 0:
+            return lambda x, t: self.eps(x, t)
+        if guidance == 1:
+            return lambda x, t: self.eps(x, t, y)
+        return lambda x, t: self.guided_eps(x, t, y, guidance)
+
+
+class ImageDiffusion(Diffusion):
+    """A diffusion model of images in ``[0, 1]``: it works on ``2x - 1 in [-1, 1]`` and samples back in ``[0, 1]``."""
+
+    def encode(self, x):
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"images must lie in [0, 1], got range [{x.min():.3g}, {x.max():.3g}]")
+        return 2 * x - 1
+
+    def decode(self, x):
+        return ((x + 1) / 2).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training recipes
+# ----------------------------------------------------------------------------------------------
+
+class CosineAdam(torch.optim.Adam):
+    """Adam whose learning rate warms up linearly over the first ``warmup`` share of ``total_steps`` and then
+    decays to 0 along a half cosine. It schedules itself on every ``step()``, so it plugs into ``fit``."""
+
+    def __init__(self, params, lr: float, total_steps: int, warmup: float = 0.05):
+        if total_steps <= 0 or not 0 <= warmup < 1:
+            raise ValueError(f"need total_steps > 0 and 0 <= warmup < 1, got {total_steps}, {warmup}")
+        params = list(params)
+        try:  # the fused kernel is several times faster on small models (CPU support since torch 2.4)
+            super().__init__(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            super().__init__(params, lr=lr)
+        self.peak, self.total, self.warmup, self.count = lr, total_steps, warmup, 0
+
+    def step(self, closure=None):
+        frac = min(self.count / self.total, 1.0)
+        if frac < self.warmup:
+            lr = self.peak * (frac + 1 / self.total) / self.warmup
+        else:
+            lr = self.peak * 0.5 * (1 + math.cos(math.pi * (frac - self.warmup) / (1 - self.warmup)))
+        for group in self.param_groups:
+            group["lr"] = lr
+        self.count += 1
+        return super().step(closure)
+
+
+def fixed_noise_batches(model: Diffusion, x: torch.Tensor, y: torch.Tensor | None = None, *, seed: int = 0,
+                        batch_size: int = 512):
+    """Validation data with its ``t``, noise (and dropped labels) drawn once, so the validation loss is the
+    same function of the weights at every epoch: a DataLoader of ``(x, y, t, noise)`` (``(x, t, noise)``
+    without labels) for ``fit``'s ``val_data`` with ``loss_fn = lambda b: model.loss(*b)``."""
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randint(0, model.schedule.T, (len(x),), generator=g)
+    noise = torch.randn(x.shape, generator=g)
+    if y is not None:
+        y = y.clone()
+        if model.num_classes is not None and model.p_uncond > 0:
+            y[torch.rand(len(y), generator=g) < model.p_uncond] = model.num_classes
+    rows = TensorDataset(*(v for v in (x, y, t, noise) if v is not None))
+    # one index list per batch: the dataset slices whole batches instead of stacking rows one by one
+    return DataLoader(rows, batch_size=None, sampler=BatchSampler(SequentialSampler(rows), batch_size, False))
+
+
+def train_annealed(model: Diffusion, train_data, val_data=None, *, epochs: int, lr: float, batch_size: int = 128,
+                   seed: int | None = None, desc: str = "diffusion", verbose: bool = True):
+    """Minimize :meth:`Diffusion.batch_loss` with :class:`CosineAdam` for a fixed number of epochs and keep the
+    final, annealed weights; returns a :class:`gencourse.train.History` with the per-epoch train and validation
+    losses (every example weighted equally).
+
+    Why not ``fit``: ``fit`` restores the weights of the best validation epoch. A diffusion model's validation
+    loss flattens early, so that epoch lands mid-way, at a high learning rate, and its samples are worse than
+    those of the final weights. The pieces (batches, NaN guard, progress bar, evaluation) are ``fit``'s own.
+    """
+    from gencourse.train import History, batch_size_of, batches, check_finite, evaluate, progress
+
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    steps = epochs * math.ceil(len(train_data) / batch_size)
+    optimizer = CosineAdam(model.parameters(), lr, steps)
+    history, start = History(), time.perf_counter()
+    bar = progress(range(1, epochs + 1), desc=desc)
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(batches(train_data, batch_size, shuffle=True, generator=generator), 1):
+            batch = batch.to(device) if isinstance(batch, torch.Tensor) else [b.to(device) for b in batch]
+            loss = model.batch_loss(batch)
+            check_finite(loss, epoch=epoch, step=step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * batch_size_of(batch)
+            count += batch_size_of(batch)
+        history.train_loss.append(total / count)
+        if val_data is not None:
+            history.val_loss.append(evaluate(model, model.batch_loss, val_data, device=device))
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.4g}")
+    bar.close()
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    if verbose:
+        val = (f"; final val loss {history.val_loss[-1]:.4g} (min {min(history.val_loss):.4g})"
+               if history.val_loss else "")
+        print(f"{desc}: {epochs} epochs in {history.seconds:.1f} s; final train loss {history.train_loss[-1]:.4g}{val}"
+              " (final, annealed weights kept)")
+    return history
+
+
+DIGITS_T = 200
+DIGITS_EPOCHS = 200
+
+
+def digits_model(*, T: int = DIGITS_T, hidden: int = 256, depth: int = 3, p_uncond: float = 0.5,
+                 schedule: str = "cosine") -> ImageDiffusion:
+    """The lesson's digits model: a class-conditional :class:`MLPDenoiser` on the 64 pixels (label dropout
+    ``p_uncond``), ``T`` steps of the cosine schedule, the Gaussian skip of :meth:`Diffusion.eps`."""
+    if schedule not in ("cosine", "linear"):
+        raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+    sched = getattr(NoiseSchedule, schedule)(T)
+    return ImageDiffusion(MLPDenoiser(64, hidden, depth, num_classes=10), sched, (1, 8, 8), num_classes=10,
+                          p_uncond=p_uncond)
+
+
+def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = False, lr: float = 2e-3,
+                 batch_size: int = 128, device=None, verbose: bool = True, **model_kwargs):
+    """Train :func:`digits_model` on the digits train split; returns ``(model, history)``.
+
+    Noise-prediction loss with label dropout, Adam with a warm-up and cosine decay to 0, a fixed number of
+    epochs, the final weights kept (:func:`train_annealed`); the validation loss on the val split (noise drawn
+    once, :func:`fixed_noise_batches`) is recorded every epoch. ``quick``: 3 epochs, only to check that it runs.
+    ``model.sample(n)`` then draws unguided ancestral samples ``(n, 1, 8, 8)`` in ``[0, 1]``.
+    """
+    from gencourse.data import load
+    from gencourse.train import seed_everything
+
+    if quick:
+        epochs = min(epochs, 3)
+    seed_everything(seed)
+    train, val = load("digits", "train"), load("digits", "val")
+    model = digits_model(**model_kwargs).fit_gaussian(train.images).to(device or "cpu")
+    history = train_annealed(model, train, fixed_noise_batches(model, val.images, val.labels, seed=seed),
+                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="diffusion (digits)",
+                             verbose=verbose)
+    return model, history
+
+
+def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs: int = 30, hidden: int = 128,
+                depth: int = 2, lr: float = 3e-3, batch_size: int = 512, seed: int = 0, quick: bool = False,
+                device=None, verbose: bool = True):
+    """A diffusion model of a 2D toy (:func:`gencourse.data.toy2d`): ``(model, history)``.
+
+    ``n`` training points (and ``n // 4`` validation points drawn with another seed), an :class:`MLPDenoiser`
+    with ``T`` steps of the cosine schedule, trained like :func:`train_digits`.
+    """
+    from gencourse.data import toy2d
+    from gencourse.train import seed_everything
+
+    if quick:
+        epochs = min(epochs, 3)
+    seed_everything(seed)
+    train, val = toy2d(name, n, seed=seed), toy2d(name, max(n // 4, 10), seed=seed + 1)
+    model = Diffusion(MLPDenoiser(2, hidden, depth), NoiseSchedule.cosine(T), (2,)).fit_gaussian(train)
+    model.to(device or "cpu")
+    history = train_annealed(model, train, fixed_noise_batches(model, val, seed=seed), epochs=epochs, lr=lr,
+                             batch_size=batch_size, seed=seed, desc=f"diffusion ({name})", verbose=verbose)
+    return model, history

@@ -1,0 +1,760 @@
+# %% [markdown]
+# # 06 · Diffusion models
+#
+# **Learning objectives.** After this lesson you can
+# - write the forward (noising) process in closed form, $q(x_t \mid x_0)$, and say what it does to an image
+#   and what it does not do;
+# - compare noise schedules by their signal-to-noise ratio;
+# - derive the noise-prediction loss from the variational bound, and say why it is not "maximum likelihood
+#   for each step";
+# - train a diffusion model on 2D points and on digits, and sample it with DDPM's ancestral sampler;
+# - read the noise predictor as a scaled score, and draw the score field it has learned;
+# - sample in a few tens of steps with DDIM, and measure what fewer steps cost;
+# - steer samples with classifier-free guidance, and measure what guidance trades away;
+# - compare the sampling cost of diffusion with that of a one-pass generator.
+
+# %% tags=["parameters"]
+# Parameters: change them here, or set the environment variables before starting Jupyter.
+import os
+
+QUICK = os.environ.get("GENCOURSE_QUICK", "0") == "1"  # smallest settings: only checks that the lesson runs
+SEED = int(os.environ.get("GENCOURSE_SEED", 0))
+T = int(os.environ.get("GENCOURSE_T", 50 if QUICK else 200))  # diffusion steps of the digits model
+EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 200))  # epochs of the digits model
+EPOCHS_2D = int(os.environ.get("GENCOURSE_EPOCHS_2D", 2 if QUICK else 30))  # epochs of the 2D model
+N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # digits per measured sample set
+N_SWEEP = int(os.environ.get("GENCOURSE_SWEEP_SAMPLES", 100 if QUICK else 500))  # digits per guidance scale
+N_2D = int(os.environ.get("GENCOURSE_SAMPLES_2D", 300 if QUICK else 2000))  # sampled 2D points
+N_MC = int(os.environ.get("GENCOURSE_MC", 2000 if QUICK else 20_000))  # Monte Carlo runs of the forward chain
+DEVICE = os.environ.get("GENCOURSE_DEVICE", "auto")  # "auto" trains on a GPU when there is one
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+import gencourse
+from gencourse import check, data, diffusion, metrics, viz
+from gencourse.diffusion import NoiseSchedule
+
+gencourse.setup(seed=SEED)
+device = gencourse.get_device(DEVICE)
+lesson_start = time.perf_counter()
+test = data.load("digits", "test")
+real = metrics.reference_quality()
+
+
+def verdict(ok, text):
+    """Print one checked claim: PASS or FAIL, then the claim with its tolerance."""
+    print(("PASS " if ok else "FAIL ") + text)
+
+
+def to_pixels(x):
+    """Model space [-1, 1] -> pixels in [0, 1] for display (clamped: noisy images leave the range)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+# %% [markdown]
+# ## 1. Destroying an image, one small step at a time
+#
+# A diffusion model learns to generate by learning to *undo* a process that destroys data. The destroying
+# process, the **forward process**, is fixed and has no parameters: starting from a data point $x_0$ (a digit
+# with pixels scaled to $[-1, 1]$), each step shrinks the image a little and adds a little Gaussian noise,
+#
+# $$q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1 - \beta_t}\, x_{t-1},\ \beta_t I\big), \qquad t = 1, \dots, T,$$
+#
+# with small variances $\beta_t$, the **noise schedule**. Write $\alpha_t = 1 - \beta_t$ and
+# $\bar\alpha_t = \prod_{s \le t} \alpha_s$. Two steps compose into one: with independent
+# $\epsilon_{t-1}, \epsilon_t \sim \mathcal N(0, I)$,
+#
+# $$x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{1-\alpha_t}\, \epsilon_t
+#       = \sqrt{\alpha_t \alpha_{t-1}}\, x_{t-2} + \sqrt{\alpha_t (1 - \alpha_{t-1})}\, \epsilon_{t-1} + \sqrt{1 - \alpha_t}\, \epsilon_t ,$$
+#
+# and the two noise terms add up to one Gaussian of variance $\alpha_t(1-\alpha_{t-1}) + 1 - \alpha_t = 1 - \alpha_t\alpha_{t-1}$.
+# By induction, **any** step is one draw away from the data:
+#
+# $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big), \qquad
+#   x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon .$$
+#
+# When $\bar\alpha_T \approx 0$, $x_T$ is pure noise $\mathcal N(0, I)$, whatever the image was. In the code,
+# index `t = 0 .. T-1` is the paper's step $t + 1$, and `schedule.alphas_cumprod[t]` is $\bar\alpha$ there.
+
+# %%
+schedule = NoiseSchedule.cosine(T)
+print(schedule)
+gencourse.show(NoiseSchedule.q_sample)
+
+# %% [markdown]
+# Here is one test digit pushed through the chain step by step (top) and drawn in one go from the closed form
+# (bottom). The two rows are different random draws of the same distributions.
+
+# %%
+digit = 2 * test.images[12:13] - 1  # a test "2", (1, 1, 8, 8) in [-1, 1]
+shown = [0, T // 20, T // 8, T // 4, T // 2, 3 * T // 4, T - 1]
+g = torch.Generator().manual_seed(SEED)
+chain, row_chain, row_closed = digit.clone(), [], []
+for t in range(T):
+    chain = schedule.alphas[t].sqrt() * chain + schedule.betas[t].sqrt() * torch.randn(chain.shape, generator=g)
+    if t in shown:
+        row_chain.append(chain.clone())
+        row_closed.append(schedule.q_sample(digit, torch.tensor([t]), torch.randn(digit.shape, generator=g)))
+fig, axes = plt.subplots(2, 1, figsize=(7, 2.6))
+viz.image_grid(to_pixels(torch.cat(row_chain)), nrow=len(shown), ax=axes[0],
+               title="step by step, t = " + ", ".join(str(t + 1) for t in shown))
+viz.image_grid(to_pixels(torch.cat(row_closed)), nrow=len(shown), ax=axes[1], title="closed form q(x_t | x_0)")
+plt.show()
+
+# %% [markdown]
+# The two are the same distribution: over many runs, the step-by-step chain has the closed form's mean
+# $\sqrt{\bar\alpha_t}\,x_0$ and standard deviation $\sqrt{1 - \bar\alpha_t}$ at every pixel.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+n_mc, t_mc = N_MC, T // 4
+g = torch.Generator().manual_seed(SEED)
+chains = digit.expand(n_mc, 1, 8, 8).clone()
+for t in range(t_mc + 1):
+    chains = schedule.alphas[t].sqrt() * chains + schedule.betas[t].sqrt() * torch.randn(chains.shape, generator=g)
+abar = schedule.alphas_cumprod[t_mc]
+mean_err = (chains.mean(0) - abar.sqrt() * digit[0]).abs().max().item()
+std_err = (chains.std(0) - (1 - abar).sqrt()).abs().max().item()
+verdict(mean_err < 0.04, "chain mean = sqrt(abar) x0 at every pixel (max error < 0.04)")
+verdict(std_err < 0.04, "chain std = sqrt(1 - abar) at every pixel (max error < 0.04)")
+
+# %% [markdown]
+# ### Does diffusion "spread information between neighbouring pixels"?
+#
+# It is often said that diffusion blurs an image, spreading each pixel into its neighbours as heat diffuses.
+# The equation says otherwise: $x_t$ is the image *scaled* by $\sqrt{\bar\alpha_t}$ plus noise drawn
+# independently at every pixel. Nothing moves between pixels. Two measurements make it concrete: the noise
+# of neighbouring pixels is uncorrelated, and the average of many noisy copies, rescaled, is the original
+# digit itself, sharp, not a blurred one. (A blur, for contrast, does mix neighbours.)
+
+# %%
+noise_part = chains - abar.sqrt() * digit  # what the forward process added
+corr = torch.corrcoef(torch.stack([noise_part[..., :, :-1].flatten(), noise_part[..., :, 1:].flatten()]))[0, 1].item()
+mean_image = chains.mean(0, keepdim=True) / abar.sqrt()
+blur = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(digit, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.3))
+for ax, img, title in zip(axes, [digit, chains[:1], mean_image, blur],
+                          ["x_0", f"one x_t, t = {t_mc + 1}", "mean of x_t / sqrt(abar)", "3x3 blur (contrast)"]):
+    viz.image_grid(to_pixels(img), nrow=1, ax=ax, title=title)
+plt.show()
+print(f"correlation of the added noise between horizontal neighbours: {corr:+.4f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(abs(corr) < 0.02, "the forward noise is independent across pixels (|corr| < 0.02)")
+ok = (mean_image - digit).abs().max().item() < 0.06
+verdict(ok, "E[x_t] / sqrt(abar) = x_0 pixel by pixel (max error < 0.06): the forward process does not blur")
+
+# %% [markdown]
+# Pixels do talk to each other in diffusion, but in the *learned reverse* process: to remove noise, the
+# network looks at the whole image (we measure this in section 6).
+#
+# **Exercise 1.** Write `q_sample(schedule, x0, t, noise)`: $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$
+# for a batch `x0: (B, ...)` with one index per example, `t: (B,)`, and `noise` shaped like `x0`.
+
+# %%
+def q_sample(schedule, x0, t, noise):
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise; x0, noise: (B, ...), t: LongTensor (B,)."""
+    ### BEGIN SOLUTION
+    abar = schedule.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    ### END SOLUTION
+
+
+# %%
+check.diffusion_q_sample(q_sample)
+
+# %% [markdown]
+# ## 2. Noise schedules
+#
+# The schedule decides how fast information is destroyed. Its natural measure is the **signal-to-noise ratio**
+# $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$: the power of the scaled image against that of the noise.
+#
+# - **Linear** (Ho et al. 2020): $\beta_t$ from $10^{-4}$ to $0.02$ over $T = 1000$ steps. For other $T$ the
+#   endpoints are scaled by $1000/T$ (Nichol & Dhariwal 2021), so the chain always ends in noise.
+# - **Cosine** (Nichol & Dhariwal 2021): $\bar\alpha_t = f(t)/f(0)$ with
+#   $f(t) = \cos^2\!\big(\tfrac{t/T + s}{1 + s}\cdot\tfrac{\pi}{2}\big)$, $s = 0.008$, and $\beta_t \le 0.999$.
+
+# %%
+linear = NoiseSchedule.linear(T)
+schedules = {"linear": linear, "cosine": schedule}
+fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8))
+frac = (torch.arange(T) + 1) / T
+for name, s in schedules.items():
+    axes[0].plot(frac, s.alphas_cumprod, label=name)
+    axes[1].plot(frac, torch.log10(s.snr()), label=name)
+axes[0].set(xlabel="t / T", ylabel=r"$\bar\alpha_t$")
+axes[1].set(xlabel="t / T", ylabel=r"$\log_{10}$ SNR")
+axes[1].axhline(-2, color="gray", ls=":", lw=1)
+axes[0].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %%
+fig, axes = plt.subplots(2, 1, figsize=(7, 2.6))
+ts = [round(f * (T - 1)) for f in (0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9)]
+e = torch.randn(len(ts), 1, 8, 8, generator=torch.Generator().manual_seed(SEED))
+for ax, (name, s) in zip(axes, schedules.items()):
+    xs = s.q_sample(digit.expand(len(ts), 1, 8, 8), torch.tensor(ts), e)
+    viz.image_grid(to_pixels(xs), nrow=len(ts), ax=ax, title=f"{name}: t/T = 0.05, 0.15, 0.3, ..., 0.9 (same noise)")
+plt.show()
+
+# %% [markdown]
+# The linear schedule destroys an 8×8 digit early: for much of the chain the image is already gone
+# ($\mathrm{SNR} < 10^{-2}$, below the dotted line): steps spent there see almost no signal.
+# The cosine schedule spends its steps more evenly. We use the cosine schedule from here on.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, s in schedules.items():
+    wasted = (s.snr() < 0.01).float().mean().item()
+    ok = s.alphas_cumprod[-1].item() < 1e-3
+    print(f"{name:>6}: abar at the last index {'< 1e-3' if ok else '>= 1e-3 (FAIL)'}; "
+          f"steps with SNR < 0.01: {wasted:.0%}")
+
+# %% [markdown]
+# ## 3. The objective: from the variational bound to noise prediction
+#
+# The generative model runs the chain backwards: $x_T \sim \mathcal N(0, I)$, then
+# $p_\theta(x_{t-1} \mid x_t) = \mathcal N\big(\mu_\theta(x_t, t), \sigma_t^2 I\big)$ down to $x_0$.
+# Like the VAE of lesson 03 it is a latent-variable model (the latents are $x_1, \dots, x_T$), and the same
+# argument gives a variational bound on the likelihood:
+#
+# $$-\log p_\theta(x_0) \le \mathbb E_q\Big[\underbrace{D_\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T}
+#   + \sum_{t > 1} \underbrace{D_\mathrm{KL}\big(q(x_{t-1}\mid x_t, x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
+#   - \log p_\theta(x_0 \mid x_1)\Big].$$
+#
+# Each $L_{t-1}$ compares the model's step with the **posterior** of the forward process, which Bayes' rule for
+# Gaussians gives in closed form:
+#
+# $$q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I),\quad
+#   \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1 - \bar\alpha_t}\, x_0 + \frac{\sqrt{\alpha_t}\,(1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t,\quad
+#   \tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\,\beta_t .$$
+
+# %%
+gencourse.show(NoiseSchedule.posterior_mean_variance)
+
+# %% [markdown]
+# A check against Bayes' rule done independently: the joint of $(x_{t-1}, x_t)$ given $x_0$ is Gaussian
+# (mean $\sqrt{\bar\alpha_{t-1}}x_0$ and $\sqrt{\bar\alpha_t}x_0$, variances $1 - \bar\alpha_{t-1}$ and
+# $1 - \bar\alpha_t$, covariance $\sqrt{\alpha_t}(1 - \bar\alpha_{t-1})$); condition it on $x_t$.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+g = torch.Generator().manual_seed(SEED)
+x0_, xt_ = torch.randn(T, 3, generator=g), torch.randn(T, 3, generator=g)
+mean_, var_ = schedule.posterior_mean_variance(x0_, xt_, torch.arange(T))
+a = schedule.alphas.double()
+ab = schedule.alphas_cumprod.double()
+ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+m1, v1 = ab_prev.sqrt()[:, None] * x0_, (1 - ab_prev)[:, None]        # x_{t-1} | x0
+m2, v2 = ab.sqrt()[:, None] * x0_, (1 - ab)[:, None]                  # x_t | x0
+c12 = a.sqrt()[:, None] * v1                                          # their covariance
+bayes_mean, bayes_var = m1 + c12 / v2 * (xt_ - m2), v1 - c12**2 / v2
+err = max((mean_ - bayes_mean).abs().max().item(), (var_ - bayes_var).abs().max().item())
+verdict(err < 1e-3, "posterior mean and variance = Bayes' rule at every step (max error < 1e-3)")
+
+# %% [markdown]
+# Both Gaussians in $L_{t-1}$ have fixed variances, so the KL is a squared distance between means,
+# $\frac{1}{2\sigma_t^2}\|\tilde\mu_t - \mu_\theta\|^2$. Writing $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$
+# in $\tilde\mu_t$ gives $\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\epsilon\big)$, so
+# Ho et al. parameterize the mean the same way with a network $\epsilon_\theta(x_t, t)$ that **predicts the noise**:
+#
+# $$\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big)
+#   \quad\Longrightarrow\quad
+#   L_{t-1} = \lambda_t\, \mathbb E\,\|\epsilon - \epsilon_\theta(x_t, t)\|^2,\quad
+#   \lambda_t = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1 - \bar\alpha_t)} .$$
+#
+# Then they drop the weights: $L_\text{simple} = \mathbb E_{t, x_0, \epsilon}\,\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon,\ t)\|^2$,
+# with $t$ uniform. Training is a **regression of the noise**.
+#
+# This answers a common claim, "each diffusion step is trained by maximum likelihood". It is not: the bound is
+# a bound, not the likelihood, and the loss we minimize is not even the bound, but the bound with its terms
+# reweighted. Here are the weights $\lambda_t$ ($\sigma_t^2 = \tilde\beta_t$) that $L_\text{simple}$ replaces by 1:
+
+# %%
+lam = (schedule.betas**2 / (2 * schedule.posterior_variance() * schedule.alphas * (1 - schedule.alphas_cumprod)))[1:]
+fig, ax = plt.subplots(figsize=(4.5, 2.6))
+ax.semilogy(frac[1:], lam)
+ax.set(xlabel="t / T", ylabel=r"weight $\lambda_t$ in the bound")
+plt.show()
+print(f"the bound's weights span a factor of {(lam.max() / lam.min()).item():.0f}; L_simple gives every step weight 1")
+
+# %% [markdown]
+# **Exercise 2.** Write the training loss `noise_prediction_loss(eps_model, schedule, x0, t, noise)`:
+# noise the data with `q_sample`, ask `eps_model(x_t, t)` for the noise, and return the mean squared error
+# over the batch and every dimension (one number).
+
+# %%
+def noise_prediction_loss(eps_model, schedule, x0, t, noise):
+    """mean over (B, D) of (noise - eps_model(x_t, t))^2 with x_t from q(x_t | x0)."""
+    ### BEGIN SOLUTION
+    xt = q_sample(schedule, x0, t, noise)
+    return ((noise - eps_model(xt, t)) ** 2).mean()
+    ### END SOLUTION
+
+
+# %%
+check.diffusion_training_loss(noise_prediction_loss)
+
+# %% [markdown]
+# ## 4. A diffusion model of 2D points
+#
+# **The network.** $\epsilon_\theta(x_t, t)$ is a small MLP. It gets the step as a sinusoidal **time embedding**
+# (as in transformers) added to every layer, so one network serves all $T$ noise levels. One more idea makes
+# small networks work much better: the network learns a *correction* to the best linear predictor.
+# If the data were Gaussian, $\mathcal N(\mu, \Sigma)$, the best noise predictor would be linear in $x_t$,
+# $\mathbb E[\epsilon\mid x_t] = \sqrt{1-\bar\alpha_t}\,C_t^{-1}(x_t - \sqrt{\bar\alpha_t}\mu)$ with
+# $C_t = \bar\alpha_t\Sigma + (1-\bar\alpha_t)I$. We fit $\mu, \Sigma$ to the training data and let the network add
+# what a Gaussian cannot know. At high noise the linear part is already right (there $x_t$ *is* the noise), so
+# the network's effort goes to where the data's shape matters.
+
+# %%
+gencourse.show(diffusion.Diffusion.eps)
+
+# %% [markdown]
+# We train on the swiss roll with $T = 100$ steps, minimizing $L_\text{simple}$ with Adam whose learning rate
+# warms up and then decays to zero, and we keep the final weights. The validation loss is computed on points
+# drawn with another seed, with its noise drawn once, so that its curve is smooth.
+
+# %%
+model2d, history2d = diffusion.train_toy2d("swissroll", epochs=EPOCHS_2D, seed=SEED, device=device)
+history2d.plot(title="swiss roll: noise-prediction loss")
+plt.show()
+
+# %% [markdown]
+# **Sampling (DDPM's ancestral sampler).** Start from noise and apply the learned reverse step $T$ times:
+# $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$, $z \sim \mathcal N(0, I)$, with $\sigma_t^2 = \tilde\beta_t$ and no
+# noise at the last step.
+#
+# **Exercise 3.** Write one reverse step `ddpm_reverse_step(schedule, eps, xt, t, noise)` for an int index `t`:
+# the mean $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon\big)$ plus
+# $\sqrt{\tilde\beta_t}\cdot$`noise` when `t > 0` (at index 0, $\bar\alpha_{t-1} = 1$ and the step returns the mean).
+
+# %%
+def ddpm_reverse_step(schedule, eps, xt, t, noise):
+    """x_{t-1} from x_t (B, D) and the predicted noise eps (B, D); t is an int index."""
+    ### BEGIN SOLUTION
+    beta, alpha, abar = schedule.betas[t], schedule.alphas[t], schedule.alphas_cumprod[t]
+    mean = (xt - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
+    if t == 0:
+        return mean
+    abar_prev = schedule.alphas_cumprod[t - 1]
+    return mean + (beta * (1 - abar_prev) / (1 - abar)).sqrt() * noise
+    ### END SOLUTION
+
+
+# %%
+check.ddpm_reverse_step(ddpm_reverse_step)
+
+# %% [markdown]
+# The course's sampler (`diffusion.sample_ancestral`, which calls `diffusion.ddpm_step`) keeps snapshots of the
+# cloud on its way from noise to data:
+
+# %%
+T2 = model2d.schedule.T
+keep = [T2, 3 * T2 // 4, T2 // 2, T2 // 4, T2 // 10, 0]
+g = torch.Generator().manual_seed(SEED)
+with torch.no_grad():
+    x_T = torch.randn(N_2D, 2, generator=g).to(device)
+    points, snapshots = diffusion.sample_ancestral(lambda x, t: model2d.eps(x, t), model2d.schedule, x_T,
+                                                   generator=g, keep=keep)
+fig, axes = plt.subplots(1, len(keep), figsize=(2.0 * len(keep), 2.2))
+for ax, t in zip(axes, keep):
+    viz.scatter2d(snapshots[t].cpu(), ax=ax, s=1, title=f"t = {t}" if t else "t = 0 (samples)")
+plt.show()
+
+# %% [markdown]
+# How close are the samples to the roll, and do they cover all of it? For each sample, the distance to the
+# nearest of 5000 fresh data points (on the roll: small); for each of 2000 held-out points, the distance to the
+# nearest sample (covered: small). Each figure next to the same figure for real held-out points.
+
+# %%
+fresh, held = data.toy2d("swissroll", 5000, seed=SEED + 10), data.toy2d("swissroll", 2000, seed=SEED + 11)
+points = points.cpu()
+on_roll = torch.cdist(points, fresh).min(1).values.median().item()
+on_roll_real = torch.cdist(held, fresh).min(1).values.median().item()
+covered = torch.cdist(held, points).min(1).values.median().item()
+covered_real = torch.cdist(held, data.toy2d("swissroll", 2000, seed=SEED + 12)).min(1).values.median().item()
+print(f"median distance sample -> data:      {on_roll:.3f}   (real points: {on_roll_real:.3f})")
+print(f"median distance held-out -> samples: {covered:.3f}   (real points: {covered_real:.3f})")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(on_roll <= 1.5 * on_roll_real, "samples lie on the roll (distance to data <= 1.5 x real points')")
+verdict(covered <= 1.5 * covered_real, "samples cover the roll (distance from held-out points <= 1.5 x real points')")
+
+# %% [markdown]
+# ## 5. The score view
+#
+# The noise predictor is a **score** in disguise. By Tweedie's formula, the score of the noised data
+# distribution $q_t$ is
+#
+# $$\nabla_{x_t}\log q_t(x_t) = -\frac{\mathbb E[\epsilon \mid x_t]}{\sqrt{1 - \bar\alpha_t}}
+#   \quad\Longrightarrow\quad s_\theta(x_t, t) = -\frac{\epsilon_\theta(x_t, t)}{\sqrt{1-\bar\alpha_t}},$$
+#
+# so training $\epsilon_\theta$ is denoising score matching (Vincent 2011), and sampling follows the score
+# uphill towards the data while noise keeps it exploring (Song et al. 2021 make this exact with a stochastic
+# differential equation). The arrows below are the learned score at three noise levels, over samples of $q_t$.
+
+# %%
+gencourse.show(diffusion.Diffusion.score)
+
+# %%
+train2d = data.toy2d("swissroll", 4000, seed=SEED)
+grid_axis = torch.linspace(-4, 4, 17)
+gx, gy = torch.meshgrid(grid_axis, grid_axis, indexing="xy")
+grid = torch.stack([gx.flatten(), gy.flatten()], 1)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+for ax, t in zip(axes, [T2 // 10, T2 // 3, 2 * T2 // 3]):
+    xt = model2d.schedule.q_sample(train2d[:1500], torch.full((1500,), t), torch.randn(1500, 2))
+    with torch.no_grad():
+        sc = model2d.score(grid.to(device), torch.full((len(grid),), t, device=device)).cpu()
+    sc = sc / sc.norm(dim=1, keepdim=True).clamp(min=1e-6) * sc.norm(dim=1, keepdim=True).clamp(max=3) / 3
+    viz.scatter2d(xt, ax=ax, s=1, alpha=0.25, title=f"t = {t}, abar = {model2d.schedule.alphas_cumprod[t]:.2f}")
+    ax.quiver(grid[:, 0], grid[:, 1], sc[:, 0], sc[:, 1], color="C3", scale=12, width=0.005)
+plt.show()
+
+# %% [markdown]
+# Is it the right score? For the noised *training set* the exact score is computable: $q_t$ is then a mixture
+# of Gaussians $\mathcal N(\sqrt{\bar\alpha_t}x_i, (1-\bar\alpha_t)I)$, one per training point. We compare directions
+# at points drawn from $q_t$, halfway through the chain. (At low noise the exact score of the training set points
+# at individual training points; a model that generalizes must not follow it there.)
+
+# %%
+t_half = T2 // 2
+abar_h = model2d.schedule.alphas_cumprod[t_half]
+xt = model2d.schedule.q_sample(train2d[:2000], torch.full((2000,), t_half), torch.randn(2000, 2)).requires_grad_(True)
+log_q = torch.logsumexp(-((xt[:, None] - abar_h.sqrt() * train2d[None]) ** 2).sum(-1) / (2 * (1 - abar_h)), 1).sum()
+(exact_score,) = torch.autograd.grad(log_q, xt)
+with torch.no_grad():
+    learned_score = model2d.score(xt.detach().to(device), torch.full((2000,), t_half, device=device)).cpu()
+cosine = torch.nn.functional.cosine_similarity(learned_score, exact_score, dim=1).mean().item()
+print(f"mean cosine between learned and exact score at t = {t_half}: {cosine:.3f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(cosine >= 0.9, "the learned score points where the exact score points (mean cosine >= 0.9)")
+
+# %% [markdown]
+# ## 6. Digits
+#
+# The same recipe on 8×8 digits, scaled to $[-1, 1]$, with $T = 200$ cosine steps. The network is an MLP over the
+# 64 pixels with a time embedding. It also takes a **class label**, for the guidance of section 8: during
+# training each label is replaced by a "no label" token with probability 0.5 (label dropout), so one network
+# learns both $\epsilon_\theta(x_t, t, y)$ and the unconditional $\epsilon_\theta(x_t, t)$. The headline samples
+# below use the **unconditional** network (the "no label" token), with no guidance: true samples of the model.
+# `train_digits` is the recipe. It trains for a fixed number of epochs while the learning rate anneals to zero,
+# and keeps the final weights, where `fit` would keep those of the best validation epoch: the validation loss
+# barely moves over the last part of training (see the curve), so it cannot tell those epochs apart, while the
+# annealing still changes the weights.
+
+# %%
+gencourse.show(diffusion.train_digits)
+
+# %%
+model, history = diffusion.train_digits(T=T, epochs=EPOCHS, seed=SEED, quick=QUICK, device=device)
+history.plot(title="digits: noise-prediction loss")
+plt.show()
+print(f"training took {history.seconds:.1f} s")
+
+# %%
+g = torch.Generator().manual_seed(SEED)
+start = time.perf_counter()
+samples = model.sample(N_SAMPLES, generator=g).cpu()
+ancestral_seconds = time.perf_counter() - start
+q_ancestral = metrics.sample_quality(samples)
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
+viz.image_grid(samples[:60], nrow=15, ax=axes[0], title=f"diffusion: ancestral samples, T = {T}, no guidance")
+viz.image_grid(test.images[:60], nrow=15, ax=axes[1], title="real test digits")
+plt.show()
+print(f"{N_SAMPLES} samples in {ancestral_seconds:.1f} s ({T} network evaluations each)")
+print(metrics.format_quality(q_ancestral, title="diffusion"))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gencourse.headline("diffusion digits: recognized", q_ancestral["recognized"], "{:.3f}")
+gencourse.headline("diffusion digits: frechet", q_ancestral["frechet"], "{:.1f}")
+ok = q_ancestral["recognized"] >= 0.9 * real["recognized"]
+verdict(ok, "recognized >= 0.9 x real")
+verdict(q_ancestral['classes_covered'] == 10, "all 10 classes covered")
+verdict(q_ancestral['memorization'] >= 0.5, "memorization >= 0.5 (new digits, not copies)")
+
+# %% [markdown]
+# The reverse process on digits: each row is one sample at $t = T, \dots, 0$. Structure appears first
+# (a blob of the right size and place), strokes last.
+
+# %%
+keep_d = [T, 3 * T // 4, T // 2, T // 3, T // 5, T // 10, T // 20, 0]
+g = torch.Generator().manual_seed(SEED + 1)
+with torch.no_grad():
+    x_T = torch.randn(6, 1, 8, 8, generator=g).to(device)
+    _, snaps = diffusion.sample_ancestral(lambda x, t: model.eps(x, t), model.schedule, x_T, generator=g, keep=keep_d)
+rows = torch.stack([to_pixels(snaps[t].cpu()) for t in keep_d], 1).flatten(0, 1)
+viz.image_grid(rows, nrow=len(keep_d), title="t = " + ", ".join(map(str, keep_d)))
+plt.show()
+
+# %% [markdown]
+# **Where pixels meet.** The forward process treats every pixel on its own: $\partial\,\mathbb E[x_t]/\partial x_0 = \sqrt{\bar\alpha_t}\,I$,
+# a diagonal matrix. The learned denoiser does not: its estimate of a clean pixel,
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta)/\sqrt{\bar\alpha_t}$, depends on the other pixels.
+# We measure the share of its Jacobian $\partial\hat x_0/\partial x_t$ (absolute values) that lies off the diagonal,
+# at $t = T/3$, on 10 noised test digits.
+
+# %%
+t_j = T // 3
+tt = torch.tensor([t_j], device=device)
+shares = []
+for i in range(10):
+    xt = model.schedule.q_sample(2 * test.images[i:i + 1].to(device) - 1, tt, torch.randn(1, 1, 8, 8, device=device))
+    x0_hat = lambda z: model.schedule.predict_x0(z.view(1, 1, 8, 8), tt, model.eps(z.view(1, 1, 8, 8), tt)).flatten()
+    J = torch.autograd.functional.jacobian(x0_hat, xt.flatten()).abs()
+    shares.append((1 - J.diagonal().sum() / J.sum()).item())
+off_diagonal = float(np.mean(shares))
+print(f"off-diagonal share of the denoiser's Jacobian: {off_diagonal:.2f} (forward process: 0)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(off_diagonal > 0.3, "the learned reverse process combines pixels (off-diagonal share > 0.3)")
+
+# %% [markdown]
+# ## 7. DDIM: the same model, far fewer steps
+#
+# Ancestral sampling takes all $T$ steps, one network evaluation each. Song, Meng and Ermon (2021) noticed that
+# the training loss only involves the marginals $q(x_t \mid x_0)$, and many processes share them, including
+# non-Markovian ones that can jump over steps. Their **DDIM** update goes from index $t$ to any earlier
+# $t' < t$ (eq. 12), with $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta)/\sqrt{\bar\alpha_t}$:
+#
+# $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1 - \bar\alpha_{t'} - \sigma^2}\;\epsilon_\theta(x_t, t) + \sigma z,
+#   \qquad \sigma = \eta\,\sqrt{\frac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\,\sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_{t'}}}\quad\text{(eq. 16)}.$$
+#
+# With $\eta = 1$ and $t' = t-1$ it is the ancestral step; with $\eta = 0$ it is deterministic: the same noise
+# always gives the same image. $t' < 0$ means the clean sample ($\bar\alpha = 1$). No retraining: the network
+# is the one we have.
+#
+# **Exercise 4.** Write `ddim_update(schedule, eps, xt, t, t_prev, eta, noise)`.
+
+# %%
+def ddim_update(schedule, eps, xt, t, t_prev, eta, noise):
+    """The DDIM update from int index t to t_prev (t_prev < 0: the clean sample)."""
+    ### BEGIN SOLUTION
+    abar = schedule.alphas_cumprod[t]
+    abar_prev = schedule.alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+    x0_hat = (xt - (1 - abar).sqrt() * eps) / abar.sqrt()
+    sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
+    return abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps + sigma * noise
+    ### END SOLUTION
+
+
+# %%
+check.ddim_update(ddim_update)
+
+# %% [markdown]
+# We keep $S$ evenly spaced indices $\tau_1 < \dots < \tau_S$ of the $T = 200$ (`diffusion.ddim_timesteps`) and
+# measure quality and time against $S$, each on the same number of samples, with $\eta = 0$; then, at 20 steps,
+# with noise added back ($\eta = 0.5$ and $1$).
+
+# %%
+ddim_rows = {}
+settings = [(S, 0.0) for S in (5, 10, 20, 50, T)] + [(20, 0.5), (20, 1.0)]
+for S, eta in settings:
+    g = torch.Generator().manual_seed(SEED + 2)
+    start = time.perf_counter()
+    x = model.sample(N_SAMPLES, steps=S, eta=eta, generator=g).cpu()
+    seconds = time.perf_counter() - start
+    ddim_rows[(S, eta)] = (metrics.sample_quality(x), seconds, x)
+print(f"{'sampler':<22}{'NFE':>5}{'recognized':>12}{'frechet':>9}{'recall':>8}{'ms / 1000':>11}")
+print(f"{'ancestral (DDPM)':<22}{T:>5}{q_ancestral['recognized']:>12.3f}{q_ancestral['frechet']:>9.1f}"
+      f"{q_ancestral['recall']:>8.3f}{1000 * ancestral_seconds * 1000 / N_SAMPLES:>11.0f}")
+for (S, eta), (q, seconds, _) in ddim_rows.items():
+    print(f"{f'DDIM, eta = {eta:g}':<22}{S:>5}{q['recognized']:>12.3f}{q['frechet']:>9.1f}"
+          f"{q['recall']:>8.3f}{1000 * seconds * 1000 / N_SAMPLES:>11.0f}")
+print(f"{'real test images':<22}{'':>5}{real['recognized']:>12.3f}{real['frechet']:>9.1f}{real['recall']:>8.3f}")
+
+# %%
+steps_0 = [S for S, eta in settings if eta == 0]
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), gridspec_kw={"width_ratios": [1, 1, 1.5]})
+for ax, key in zip(axes[:2], ["recognized", "frechet"]):
+    ax.plot(steps_0, [ddim_rows[(S, 0.0)][0][key] for S in steps_0], "o-", label="DDIM, eta = 0")
+    ax.axhline(q_ancestral[key], color="C1", ls="--", label=f"ancestral, {T} steps")
+    ax.axhline(real[key], color="gray", ls=":", label="real test images")
+    ax.set(xscale="log", xlabel="network evaluations per sample", title=key)
+axes[0].legend(fontsize=7)
+viz.image_grid(ddim_rows[(20, 0.0)][2][:40], nrow=10, ax=axes[2], title="DDIM, 20 steps, eta = 0")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Read the table for three things. A few tens of DDIM steps keep most of the quality of 200 ancestral steps at a
+# fraction of the time. Beyond that, more deterministic steps do not bring the deterministic sampler up to the
+# ancestral one: with $\eta = 0$ the errors of an imperfect network accumulate along the path, while the fresh
+# noise of $\eta = 1$ lets later steps correct them (compare the rows at 20 steps).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+q20 = ddim_rows[(20, 0.0)][0]
+gencourse.headline("diffusion digits: recognized, DDIM 20 steps", q20["recognized"], "{:.3f}")
+verdict(q20["recognized"] >= 0.95 * q_ancestral["recognized"],
+        f"DDIM with 20 steps: recognized >= 0.95 x ancestral with {T} steps")
+
+# %% [markdown]
+# ## 8. Classifier-free guidance
+#
+# Our network knows both $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t)$. In score terms, the
+# conditional score is $\nabla\log p(x\mid y) = \nabla\log p(x) + \nabla\log p(y\mid x)$. Guidance
+# (Ho & Salimans 2021) turns up the second term by a scale $w$:
+#
+# $$\tilde\epsilon = \epsilon_\theta(x_t, t) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big),$$
+#
+# i.e. the score of $p(x)\,p(y \mid x)^w$: $w = 0$ ignores the label, $w = 1$ samples $p(x \mid y)$, and
+# $w > 1$ pushes towards images that are *unmistakably* class $y$. No separate classifier is needed; each
+# step costs two network evaluations.
+#
+# **Exercise 5.** Write the guidance mix `guided_eps(eps_uncond, eps_cond, scale)`.
+
+# %%
+def guided_eps(eps_uncond, eps_cond, scale):
+    """The classifier-free guided noise estimate."""
+    ### BEGIN SOLUTION
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+    ### END SOLUTION
+
+
+# %%
+check.classifier_free_guidance(guided_eps)
+
+# %% [markdown]
+# These figures are **guided**, not the model's true samples: they are kept apart from the headline figures.
+# We sample with DDIM (20 steps, as above) to keep the sweep quick. First one row per class at $w = 3$:
+
+# %%
+g = torch.Generator().manual_seed(SEED + 3)
+labels = torch.arange(10).repeat_interleave(10)
+grid_samples = model.sample(100, steps=20, y=labels.to(device), guidance=3.0, generator=g).cpu()
+viz.image_grid(grid_samples, nrow=10, title="GUIDED (w = 3): one row per requested class 0..9")
+plt.show()
+
+# %% [markdown]
+# Then the guidance scale against what it buys and what it costs: `recognized` (clear digits), the share of
+# samples classified as the class that was asked for, and `recall` (how much of the variety of real digits the
+# samples cover), with balanced labels.
+
+# %%
+scales = [0.0, 1.0, 2.0, 3.0, 5.0]
+sweep = {}
+for w in scales:
+    g = torch.Generator().manual_seed(SEED + 4)
+    y = (torch.arange(N_SWEEP) % 10).to(device)
+    x = model.sample(N_SWEEP, steps=20, y=y, guidance=w, generator=g).cpu()
+    q = metrics.sample_quality(x)
+    q["asked_class"] = (metrics.classify(x).argmax(1) == y.cpu()).float().mean().item()
+    sweep[w] = q
+print(f"{'guidance w':>10}{'recognized':>12}{'asked class':>13}{'classes':>9}{'recall':>8}{'frechet':>9}")
+for w, q in sweep.items():
+    print(f"{w:>10g}{q['recognized']:>12.3f}{q['asked_class']:>13.3f}{q['classes_covered']:>9d}"
+          f"{q['recall']:>8.3f}{q['frechet']:>9.1f}")
+fig, ax = plt.subplots(figsize=(4.5, 2.8))
+for key in ("recognized", "asked_class", "recall"):
+    ax.plot(scales, [sweep[w][key] for w in scales], "o-", label=key)
+ax.set(xlabel="guidance scale w (GUIDED samples)", ylim=(0, 1.05))
+ax.legend(fontsize=8)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(sweep[3.0]["recognized"] > sweep[0.0]["recognized"], "guidance (w = 3) raises recognized above w = 0")
+verdict(sweep[3.0]['asked_class'] >= 0.9, "at w = 3 at least 90% of samples show the asked class")
+verdict(sweep[3.0]['recall'] < sweep[0.0]['recall'], "guidance costs variety: recall at w = 3 < recall at w = 0")
+verdict(all(q['classes_covered'] == 10 for q in sweep.values()), "balanced labels cover all 10 classes at every w")
+
+# %% [markdown]
+# Guidance buys clean, on-class digits and pays with variety: recall falls once the label is used. Very large
+# scales lose quality again (compare $w = 5$ with $w = 2$ in the table). Guided samples are not the model's
+# distribution, which is why headline figures never use them.
+#
+# ## 9. What sampling costs
+#
+# A common claim: "diffusion models are cheap to sample, unlike the iterative sampling of GANs". It is the
+# other way round. A GAN's generator (lesson 04) maps noise to an image in **one** network evaluation;
+# diffusion needs one per step. We time, for 1000 samples, our sampler against a one-network-evaluation
+# sampler such as lesson 04's GAN: an MLP of the same width and about the same size as our network
+# (64 → 256, six 256 → 256 layers, → 64), run once. Its weights are random: only its cost matters here.
+
+# %%
+hidden_layers = [m for _ in range(6) for m in (nn.Linear(256, 256), nn.SiLU())]
+one_pass = nn.Sequential(nn.Linear(64, 256), nn.SiLU(), *hidden_layers, nn.Linear(256, 64), nn.Sigmoid())
+one_pass = one_pass.to(device).eval()
+count = lambda net: sum(p.numel() for p in net.parameters())
+print(f"parameters: one-pass generator {count(one_pass):,}, diffusion network {count(model.net):,}")
+
+
+def ms_per_1000(fn, n=N_SAMPLES, repeats=3):
+    """Milliseconds per 1000 samples of fn(n), the best of a few runs."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best * 1000 / n
+
+
+with torch.no_grad():
+    cost = {"one-pass generator (like lesson 04's GAN)":
+            (1, ms_per_1000(lambda n: one_pass(torch.randn(n, 64, device=device)).view(-1, 1, 8, 8)))}
+cost["diffusion, DDIM 5 steps"] = (5, ms_per_1000(lambda n: model.sample(n, steps=5)))
+cost["diffusion, DDIM 20 steps"] = (20, ms_per_1000(lambda n: model.sample(n, steps=20)))
+cost[f"diffusion, ancestral {T} steps"] = (T, 1000 * ancestral_seconds * 1000 / N_SAMPLES)  # timed in section 6
+print(f"{'sampler':<44}{'NFE':>5}{'ms per 1000 samples':>22}")
+for name, (nfe, ms) in cost.items():
+    print(f"{name:<44}{nfe:>5}{ms:>22.1f}")
+ms_ancestral = cost[f"diffusion, ancestral {T} steps"][1]
+_ = gencourse.headline("diffusion digits: ms per 1000 samples (ancestral)", ms_ancestral, "{:.0f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 2.4))
+ax.barh(list(cost), [ms for _, ms in cost.values()], color=["C2", "C0", "C0", "C1"])
+ax.set(xscale="log", xlabel="ms per 1000 samples (log scale)")
+ax.invert_yaxis()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"network evaluations per sample: one-pass generator 1, DDIM 20, ancestral {T}")
+one = cost["one-pass generator (like lesson 04's GAN)"][1]
+verdict(ms_ancestral > 20 * one, "ancestral diffusion sampling is more than 20x slower than one pass")
+verdict(cost['diffusion, DDIM 20 steps'][1] > 2 * one, "even DDIM with 20 steps is slower than one pass")
+
+# %%
+print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
+
+# %% [markdown]
+# DDIM narrows the gap from hundreds of evaluations to tens, but a one-pass generator remains an order of
+# magnitude cheaper. Distillation and flow matching (lesson 08) are the ways to close it.
+#
+# ## Summary
+#
+# - The forward process $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ scales the image and adds
+#   independent noise to every pixel: it does not blur or spread pixels into each other; the learned reverse
+#   process is what combines pixels.
+# - The schedule is best read through the SNR; for small images the cosine schedule wastes fewer steps on pure noise.
+# - Training regresses the noise, $L_\text{simple}$: a reweighted variational bound, not maximum likelihood per step.
+# - The noise predictor is a scaled score, $s_\theta = -\epsilon_\theta/\sqrt{1-\bar\alpha_t}$.
+# - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps at a small
+#   cost in quality (measured above). A one-pass generator is still far cheaper to sample.
+# - Classifier-free guidance trades variety (recall) for clean, on-class samples; guided figures are labelled
+#   and kept out of the headline.
+#
+# **Next:** lesson 07 returns to exact likelihoods with autoregressive models; lesson 08 (flow matching) learns a
+# velocity field instead of noise and samples in a handful of steps. To read further: Ho, Jain & Abbeel (2020),
+# *Denoising Diffusion Probabilistic Models*; Nichol & Dhariwal (2021), *Improved DDPM*; Song, Meng & Ermon (2021),
+# *DDIM*; Song et al. (2021), *Score-Based Generative Modeling through SDEs*; Ho & Salimans (2021),
+# *Classifier-Free Diffusion Guidance*.

@@ -1,0 +1,392 @@
+"""gencourse.diffusion against independent computations: Monte Carlo of the step-by-step chain, Bayes' rule
+for Gaussians, the cosine formula, and data that is itself Gaussian (its noise predictor is known in closed form)."""
+import math
+
+import pytest
+import torch
+
+from gencourse import diffusion as D
+
+LESSON_TS = (100, 200, 300, 500, 1000)  # every T the lesson and its parameters use
+
+
+# ----------------------------------------------------------------------------------------------
+# Schedules
+# ----------------------------------------------------------------------------------------------
+
+def test_linear_schedule_is_ddpm_scaled_by_1000_over_T():
+    s = D.NoiseSchedule.linear(1000)
+    assert s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(0.02)
+    s = D.NoiseSchedule.linear(200)
+    expected = torch.linspace(1e-4 * 5, 0.02 * 5, 200)
+    assert torch.allclose(s.betas, expected, atol=1e-7)
+    assert torch.allclose(s.alphas, 1 - expected, atol=1e-7)
+    # abar_t = prod_{s <= t} (1 - beta_s), here by a Python loop in float64
+    prod, abar = 1.0, []
+    for b in expected.double().tolist():
+        prod *= 1 - b
+        abar.append(prod)
+    assert torch.allclose(s.alphas_cumprod.double(), torch.tensor(abar, dtype=torch.float64), rtol=1e-5, atol=1e-9)
+
+
+def test_cosine_schedule_matches_its_formula():
+    T, s_ = 200, 0.008
+    s = D.NoiseSchedule.cosine(T)
+
+    def f(step):
+        return math.cos((step / T + s_) / (1 + s_) * math.pi / 2) ** 2
+
+    abar = torch.tensor([f(t + 1) / f(0) for t in range(T)], dtype=torch.float64)
+    betas = torch.tensor([min(1 - f(t + 1) / f(t), 0.999) for t in range(T)], dtype=torch.float64)
+    assert torch.allclose(s.betas.double(), betas, rtol=1e-5, atol=1e-8)
+    uncapped = betas < 0.999
+    assert uncapped[:-1].all() and not uncapped[-1]          # only the last beta is capped for T = 200
+    assert torch.allclose(s.alphas_cumprod.double()[uncapped], abar[uncapped], rtol=1e-4, atol=1e-8)
+    assert s.betas.max() <= 0.999 + 1e-7
+
+
+@pytest.mark.parametrize("T", LESSON_TS)
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_last_abar_is_nearly_zero(kind, T):
+    s = getattr(D.NoiseSchedule, kind)(T)
+    assert s.alphas_cumprod[-1] < 1e-3
+    assert torch.all(s.alphas_cumprod[1:] < s.alphas_cumprod[:-1])
+    assert s.snr()[-1] < 1e-3
+
+
+def test_schedule_rejects_bad_input():
+    with pytest.raises(ValueError, match="T must be"):
+        D.NoiseSchedule.linear(1)
+    with pytest.raises(ValueError, match="T must be"):
+        D.NoiseSchedule.cosine(10.0)
+    with pytest.raises(ValueError, match="beta"):
+        D.NoiseSchedule(torch.tensor([0.1, 1.2]))
+    s = D.NoiseSchedule.linear(50)
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="shape \\(3,\\)"):
+        s.q_sample(x, torch.tensor([1, 2]), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="0..49"):
+        s.q_sample(x, torch.tensor([1, 2, 50]), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="integer"):
+        s.q_sample(x, torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward process and posterior
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("t", [0, 7, 49])
+def test_q_sample_matches_monte_carlo_of_the_step_by_step_chain(t):
+    g = torch.Generator().manual_seed(t)
+    s = D.NoiseSchedule.linear(50)
+    n = 40_000
+    x0 = torch.tensor([1.5, -0.5, 0.0]).expand(n, 3)
+    chain = x0.clone()
+    for k in range(t + 1):  # index t is the paper's step t + 1: t + 1 noising steps
+        chain = (1 - s.betas[k]).sqrt() * chain + s.betas[k].sqrt() * torch.randn(n, 3, generator=g)
+    closed = s.q_sample(x0, torch.full((n,), t), torch.randn(n, 3, generator=g))
+    se = chain.std(0) / math.sqrt(n)
+    assert torch.all((chain.mean(0) - closed.mean(0)).abs() < 5 * math.sqrt(2) * se)
+    assert torch.allclose(chain.var(0), closed.var(0), rtol=0.05, atol=1e-4)
+
+
+def _bayes_posterior(s, x0, xt, t):
+    """q(x_{t-1} | x_t, x0) by conditioning the joint Gaussian of (x_{t-1}, x_t) given x0, per dimension."""
+    abar_prev = s.alphas_cumprod[t - 1].double() if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+    alpha, beta = s.alphas[t].double(), s.betas[t].double()
+    m1, v1 = abar_prev.sqrt() * x0, 1 - abar_prev                  # x_{t-1} | x0
+    m2, v2 = alpha.sqrt() * m1, alpha * v1 + beta                   # x_t | x0
+    c12 = alpha.sqrt() * v1                                         # Cov(x_{t-1}, x_t | x0)
+    return m1 + c12 / v2 * (xt - m2), v1 - c12**2 / v2
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_posterior_matches_bayes_rule_for_gaussians(kind):
+    s = getattr(D.NoiseSchedule, kind)(100)
+    g = torch.Generator().manual_seed(0)
+    x0, xt = torch.randn(6, 2, 3, generator=g), torch.randn(6, 2, 3, generator=g)
+    t = torch.tensor([0, 1, 10, 50, 98, 99])
+    mean, var = s.posterior_mean_variance(x0, xt, t)
+    assert mean.shape == x0.shape and var.shape == (6, 1, 1)
+    for i, ti in enumerate(t.tolist()):
+        m, v = _bayes_posterior(s, x0[i].double(), xt[i].double(), ti)
+        assert torch.allclose(mean[i].double(), m, rtol=1e-4, atol=1e-5)
+        assert var[i].double().item() == pytest.approx(float(v), rel=1e-3, abs=1e-7)
+    assert var[0].item() == 0 and torch.equal(mean[0], x0[0])  # index 0: the step before is the clean data
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian data: the Bayes-optimal noise predictor in closed form
+# ----------------------------------------------------------------------------------------------
+
+MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
+L_CHOL = torch.tensor([[1.0, 0.0], [0.8, 0.3]], dtype=torch.float64)
+SIGMA = L_CHOL @ L_CHOL.T
+
+
+def gaussian_eps(schedule):
+    """E[eps | x_t] for x0 ~ N(MU, SIGMA): conditioning the joint Gaussian of (eps, x_t),
+    Cov(eps, x_t) = sqrt(1 - abar) I, Var(x_t) = abar SIGMA + (1 - abar) I."""
+    def eps_fn(x, t):
+        if not (t == t[0]).all():
+            return torch.cat([eps_fn(x[i:i + 1], t[i:i + 1]) for i in range(len(t))])
+        abar = schedule.alphas_cumprod[int(t[0])].double()
+        cov = abar * SIGMA + (1 - abar) * torch.eye(2, dtype=torch.float64)
+        return (1 - abar).sqrt() * (x.double() - abar.sqrt() * MU) @ torch.linalg.inv(cov)  # cov is symmetric
+    return eps_fn
+
+
+def test_ddim_eta0_maps_noise_to_the_gaussian_and_inverts():
+    s = D.NoiseSchedule.linear(1000)
+    eps_fn = gaussian_eps(s)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 2, generator=g, dtype=torch.float64)
+    x = D.sample_ddim(eps_fn, s, z, steps=1000)
+    assert torch.allclose(x.mean(0), MU, atol=0.06)
+    assert torch.allclose(torch.cov(x.T), SIGMA, atol=0.06)
+    # eta = 0 is a deterministic map: the same noise gives the same samples, and inverting it gives the noise
+    assert torch.equal(D.sample_ddim(eps_fn, s, z[:10], steps=1000), x[:10])
+    z_back = D.ddim_invert(eps_fn, s, x, steps=1000)
+    assert (z_back - z).abs().max() < 0.05
+    # with fewer steps the map is coarser but still inverts approximately
+    x50 = D.sample_ddim(eps_fn, s, z[:500], steps=50)
+    assert (D.ddim_invert(eps_fn, s, x50, steps=50) - z[:500]).abs().median() < 0.1
+
+
+def test_ancestral_sampling_on_gaussian_data():
+    s = D.NoiseSchedule.cosine(500)
+    eps_fn = gaussian_eps(s)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(4000, 2, generator=g, dtype=torch.float64)
+    x, snaps = D.sample_ancestral(eps_fn, s, z, generator=g, keep=(500, 250, 0))
+    assert torch.allclose(x.mean(0), MU, atol=0.06)
+    assert torch.allclose(torch.cov(x.T), SIGMA, atol=0.08)
+    assert torch.equal(snaps[500], z) and torch.equal(snaps[0], x)
+    # halfway, the states follow q(x_t) = N(sqrt(abar) MU, abar SIGMA + (1 - abar) I) at index 249
+    abar = s.alphas_cumprod[249].double()
+    assert torch.allclose(snaps[250].mean(0), abar.sqrt() * MU, atol=0.06)
+    assert torch.allclose(torch.cov(snaps[250].T), abar * SIGMA + (1 - abar) * torch.eye(2, dtype=torch.float64),
+                          atol=0.08)
+
+
+def test_training_loss_of_the_bayes_optimal_predictor():
+    """1D data N(0, v): at index t the optimal predictor's loss is Var(eps | x_t) = abar v / (abar v + 1 - abar)."""
+    s = D.NoiseSchedule.linear(100)
+    v, t, n = 2.0, 30, 200_000
+    g = torch.Generator().manual_seed(2)
+    x0 = math.sqrt(v) * torch.randn(n, 1, generator=g)
+    abar = s.alphas_cumprod[t].item()
+
+    def optimal(xt, tt):
+        return math.sqrt(1 - abar) * xt / (abar * v + 1 - abar)
+
+    tt = torch.full((n,), t)
+    loss = D.noise_prediction_loss(optimal, s, x0, tt, torch.randn(n, 1, generator=g))
+    assert loss.item() == pytest.approx(abar * v / (abar * v + 1 - abar), rel=0.02)
+    zero = D.noise_prediction_loss(lambda xt, tt: torch.zeros_like(xt), s, x0, tt, torch.randn(n, 1, generator=g))
+    assert zero.item() == pytest.approx(1.0, rel=0.02)
+
+
+class _GaussianNet(torch.nn.Module):
+    """A denoiser ``net(x, time, y)`` that is the Bayes-optimal predictor for the Gaussian data above."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.eps_fn, self.T = gaussian_eps(schedule), schedule.T
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, time, y=None):
+        t = (time * self.T - 1).round().long()
+        return self.eps_fn(x, t)
+
+
+def test_score_is_the_scaled_noise_predictor():
+    s = D.NoiseSchedule.linear(200)
+    model = D.Diffusion(_GaussianNet(s), s, (2,), skip=False)
+    x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    for t in (0, 60, 199):
+        abar = s.alphas_cumprod[t].double()
+        cov = abar * SIGMA + (1 - abar) * torch.eye(2, dtype=torch.float64)
+        q_t = torch.distributions.MultivariateNormal(abar.sqrt() * MU, cov)
+        (grad,) = torch.autograd.grad(q_t.log_prob(x).sum(), x)
+        score = model.score(x.detach(), torch.full((5,), t))
+        assert torch.allclose(score, grad, rtol=1e-4, atol=1e-6)
+
+
+class _Zero(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, time, y=None):
+        return torch.zeros_like(x)
+
+
+def test_gaussian_skip_is_the_bayes_optimal_predictor_for_gaussian_data():
+    """With the network silent, the skip alone is E[eps | x_t] for data N(mu, Sigma) fitted by fit_gaussian."""
+    s = D.NoiseSchedule.cosine(100)
+    x = torch.distributions.MultivariateNormal(MU, SIGMA).sample((200_000,), ).float()
+    model = D.Diffusion(_Zero(), s, (2,)).fit_gaussian(x)
+    assert torch.allclose(model.gauss_mean.double(), MU, atol=0.01)
+    g = torch.Generator().manual_seed(6)
+    xt = 2 * torch.randn(6, 2, generator=g, dtype=torch.float64)
+    for t in (0, 30, 99):
+        tt = torch.full((6,), t)
+        assert torch.allclose(model.eps(xt, tt), gaussian_eps(s)(xt, tt), atol=0.02)
+    # untouched, the skip is the predictor for N(0, I) data: eps = sqrt(1 - abar) x_t, exact where abar -> 0
+    plain = D.Diffusion(_Zero(), s, (2,))
+    assert torch.allclose(plain.eps(xt, tt), (1 - s.alphas_cumprod[99].double()).sqrt() * xt, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reverse steps
+# ----------------------------------------------------------------------------------------------
+
+def test_ddim_with_eta1_one_step_back_is_the_ancestral_step():
+    s = D.NoiseSchedule.linear(100)
+    g = torch.Generator().manual_seed(3)
+    xt, eps, noise = (torch.randn(4, 3, generator=g) for _ in range(3))
+    for t in (1, 40, 99):
+        ddim = D.ddim_step(s, eps, xt, t, t - 1, eta=1.0, noise=noise)
+        ddpm = D.ddpm_step(s, eps, xt, t, noise)
+        assert torch.allclose(ddim, ddpm, atol=1e-5)
+        # and the DDPM mean is Ho et al.'s eps form: (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)
+        mean = (xt - s.betas[t] / (1 - s.alphas_cumprod[t]).sqrt() * eps) / s.alphas[t].sqrt()
+        assert torch.allclose(D.ddpm_step(s, eps, xt, t, torch.zeros_like(xt)), mean, atol=1e-5)
+    # to the clean sample: x0_hat itself, with no noise
+    x0_hat = (xt - (1 - s.alphas_cumprod[5]).sqrt() * eps) / s.alphas_cumprod[5].sqrt()
+    assert torch.allclose(D.ddim_step(s, eps, xt, 5, -1, eta=1.0, noise=noise), x0_hat, atol=1e-5)
+    assert torch.allclose(D.ddpm_step(s, eps, xt, 0, noise), D.ddim_step(s, eps, xt, 0, -1), atol=1e-6)
+
+
+def test_ddim_step_eta0_keeps_the_predicted_noise():
+    """eta = 0: x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps,
+    so q_sample(x0, t, eps) -> q_sample(x0, t', eps)."""
+    s = D.NoiseSchedule.cosine(100)
+    g = torch.Generator().manual_seed(4)
+    x0, eps = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    xt = s.q_sample(x0, torch.full((3,), 80), eps)
+    assert torch.allclose(D.ddim_step(s, eps, xt, 80, 20), s.q_sample(x0, torch.full((3,), 20), eps), atol=1e-4)
+    assert torch.allclose(D.ddim_step(s, eps, xt, 80, -1), x0, atol=1e-4)
+    with pytest.raises(ValueError, match="t_prev"):
+        D.ddim_step(s, eps, xt, 80, 100)
+    with pytest.raises(ValueError, match="eta"):
+        D.ddim_step(s, eps, xt, 80, 20, eta=-1)
+
+
+def test_ddim_timesteps():
+    assert D.ddim_timesteps(200, 200) == list(range(200))
+    for steps in (1, 5, 10, 20, 50):
+        taus = D.ddim_timesteps(200, steps)
+        assert len(taus) == steps and taus[-1] == 199 and taus == sorted(set(taus))
+        assert steps == 1 or taus[0] == 0
+    with pytest.raises(ValueError, match="steps"):
+        D.ddim_timesteps(200, 0)
+
+
+def test_guidance_mix_and_guided_eps():
+    g = torch.Generator().manual_seed(5)
+    u, c = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
+    assert torch.equal(D.guidance_mix(u, c, 0.0), u)
+    assert torch.allclose(D.guidance_mix(u, c, 1.0), c)
+    assert torch.allclose(D.guidance_mix(u, c, 3.0), 3 * c - 2 * u)
+    torch.manual_seed(0)
+    model = D.ImageDiffusion(D.MLPDenoiser(64, 32, 1, num_classes=10), D.NoiseSchedule.linear(50), (1, 8, 8),
+                             num_classes=10).eval()
+    torch.nn.init.normal_(model.net.out.weight, std=0.1)
+    x, t, y = torch.randn(4, 1, 8, 8, generator=g), torch.tensor([0, 10, 20, 49]), torch.tensor([1, 2, 3, 9])
+    with torch.no_grad():
+        expected = D.guidance_mix(model.eps(x, t), model.eps(x, t, y), 2.5)
+        assert torch.allclose(model.guided_eps(x, t, y, 2.5), expected, atol=1e-5)
+        assert not torch.allclose(model.eps(x, t), model.eps(x, t, y))
+
+
+def test_label_dropout_rate():
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, time, y=None):
+            seen.append(y)
+            return x * self.w
+
+    model = D.Diffusion(Spy(), D.NoiseSchedule.linear(50), (2,), num_classes=10, p_uncond=0.2)
+    y = torch.randint(0, 10, (20_000,))
+    model.train().loss(torch.randn(20_000, 2), y)
+    dropped = (seen[-1] == 10).float().mean().item()
+    assert dropped == pytest.approx(0.2, abs=0.015)
+    assert torch.equal(seen[-1][seen[-1] != 10], y[seen[-1] != 10])
+    model.eval().loss(torch.randn(100, 2), y[:100])
+    assert torch.equal(seen[-1], y[:100])  # no dropout in evaluation
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks, models, recipe
+# ----------------------------------------------------------------------------------------------
+
+def test_denoisers_keep_the_shape():
+    time = torch.rand(3)
+    y = torch.tensor([0, 5, 10])
+    assert D.MLPDenoiser(2)(torch.randn(3, 2), time).shape == (3, 2)
+    assert D.MLPDenoiser(64, num_classes=10)(torch.randn(3, 1, 8, 8), time, y).shape == (3, 1, 8, 8)
+    for size in (8, 28):
+        net = D.SmallUNet(1, base=8, num_classes=10)
+        assert net(torch.randn(3, 1, size, size), time, y).shape == (3, 1, size, size)
+    emb = D.timestep_embedding(torch.tensor([0.0, 0.5]), 16)
+    assert emb.shape == (2, 16) and torch.allclose(emb[0], torch.cat([torch.ones(8), torch.zeros(8)]))
+
+
+def test_image_model_samples_in_unit_range_and_checks_input():
+    torch.manual_seed(0)
+    model = D.ImageDiffusion(D.MLPDenoiser(64, 16, 1, num_classes=10), D.NoiseSchedule.cosine(20), (1, 8, 8),
+                             num_classes=10)
+    assert model.likelihood == "none"
+    for kwargs in ({}, {"steps": 5}, {"steps": 5, "eta": 1.0}, {"y": 3, "guidance": 2.0}, {"y": 3, "guidance": 1.0}):
+        x = model.sample(7, **kwargs)
+        assert x.shape == (7, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        model.loss(torch.full((2, 1, 8, 8), 2.0))
+    with pytest.raises(ValueError, match="shape"):
+        model.loss(torch.zeros(2, 64))
+    with pytest.raises(ValueError, match="positive"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="labels"):
+        model.sample(3, y=torch.tensor([1, 2, 11]))
+
+
+def test_train_digits_quick():
+    model, history = D.train_digits(quick=True, seed=0)
+    assert history.train_loss and history.val_loss
+    x = model.sample(10)
+    assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+    assert model.likelihood == "none"
+
+
+def test_network_evaluations_per_sampler():
+    """NFE: ancestral T, DDIM S; guidance doubles the batch, not the number of calls; y alone is conditional."""
+    calls = []
+
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, time, y=None):
+            calls.append((len(x), None if y is None else y.tolist()))
+            return x * self.w
+
+    model = D.Diffusion(Counter(), D.NoiseSchedule.cosine(30), (2,), num_classes=10)
+    model.sample(4)
+    assert len(calls) == 30 and calls[0] == (4, [10] * 4)
+    calls.clear()
+    model.sample(4, steps=7)
+    assert len(calls) == 7
+    calls.clear()
+    model.sample(4, steps=7, y=3)
+    assert len(calls) == 7 and calls[0] == (4, [3] * 4)
+    calls.clear()
+    model.sample(4, steps=7, y=3, guidance=2.0)
+    assert len(calls) == 7 and calls[0] == (8, [10] * 4 + [3] * 4)
