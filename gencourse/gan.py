@@ -1,0 +1,470 @@
+"""Generative adversarial networks: the losses, small generators and discriminators, one training step.
+
+    model, history = gan.train_ring("WGAN-GP", seed=0)   # the 8-Gaussians ring, seconds on a CPU
+    gan.ring_coverage(model.sample(2000))               # {"modes_covered": 8, "high_quality": ..., ...}
+    digits, history = gan.train_digits()                # the lesson's digits GAN; digits.sample(n) -> (n, 1, 8, 8)
+
+A generator ``G`` maps noise ``z ~ N(0, I)`` to data; a discriminator ``D`` returns a *logit* ``l(x)``,
+with ``D(x) = sigmoid(l(x))`` the probability that ``x`` is real. The game (Goodfellow et al. 2014) is
+
+    min_G max_D  V(D, G) = E_{x~p} log D(x) + E_z log(1 - D(G(z))),
+
+whose inner maximum is ``D*(x) = p(x) / (p(x) + q(x))`` for the generator's distribution ``q``, where
+``V(D*, G) = -log 4 + 2 JSD(p || q)``. Every loss here takes logits and uses ``softplus``
+(``-log sigmoid(l) = softplus(-l)``, ``-log(1 - sigmoid(l)) = softplus(l)``), never ``sigmoid`` + ``log``.
+A GAN has no likelihood: ``GAN.likelihood = "none"``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gencourse.data import RING_CENTERS, RING_STD
+from gencourse.train import batches, check_finite, progress
+
+GENERATOR_LOSSES = ("non-saturating", "minimax")
+TRAINING_LOSSES = ("non-saturating", "minimax", "wgan-gp")
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------
+
+def _check_logits(logits, name: str) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of discriminator logits (B,) or (B, 1), got {type(logits).__name__}")
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        logits = logits.squeeze(1)
+    if logits.dim() != 1 or len(logits) == 0:
+        raise ValueError(f"{name} must have shape (B,) or (B, 1) with B >= 1, got {tuple(logits.shape)}")
+    return logits
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss, a scalar: binary cross-entropy with real = 1 and fake = 0.
+
+    ``real_logits: (B,)`` or ``(B, 1)`` = ``l(x)`` on data, ``fake_logits`` the same on generated samples
+    (the batch sizes may differ). With ``D = sigmoid(l)``:
+
+        L_D = -E_x log D(x) - E_z log(1 - D(G(z))) = mean softplus(-l(x)) + mean softplus(l(G(z))),
+
+    i.e. ``-V(D, G)``; minimizing it over ``D`` gives ``D* = p / (p + q)``.
+    """
+    real_logits = _check_logits(real_logits, "real_logits")
+    fake_logits = _check_logits(fake_logits, "fake_logits")
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "non-saturating") -> torch.Tensor:
+    """The generator's loss on ``fake_logits = l(G(z))``, shape ``(B,)`` or ``(B, 1)``, a scalar.
+
+    - ``"minimax"``: the game's own term, ``E log(1 - D(G(z))) = mean -softplus(l)``. Its gradient
+      ``dL/dl = -D(G(z))`` vanishes when the discriminator rejects the fakes (``D -> 0``): it *saturates*.
+    - ``"non-saturating"``: ``-E log D(G(z)) = mean softplus(-l)``, same fixed point, gradient
+      ``dL/dl = -(1 - D(G(z)))``, strongest exactly when the fakes are rejected.
+    """
+    fake_logits = _check_logits(fake_logits, "fake_logits")
+    if kind == "non-saturating":
+        return F.softplus(-fake_logits).mean()
+    if kind == "minimax":
+        return -F.softplus(fake_logits).mean()
+    raise ValueError(f"unknown generator loss kind {kind!r}; choose one of {', '.join(GENERATOR_LOSSES)}")
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017), a scalar that is differentiable in the critic's weights.
+
+    ``real``, ``fake``: ``(B, ...)`` of the same shape. With ``eps ~ U[0, 1]`` per example (shape
+    ``(B, 1, ..., 1)``; pass ``eps`` to fix it), ``x_hat = eps * real + (1 - eps) * fake`` and
+
+        GP = E_{x_hat} ( || grad_x critic(x_hat) ||_2 - 1 )^2,
+
+    the norm taken per example over all its dimensions. The input gradient is computed with
+    ``create_graph=True``, so ``GP.backward()`` reaches the critic's parameters.
+    """
+    if not isinstance(real, torch.Tensor) or not isinstance(fake, torch.Tensor) or real.shape != fake.shape:
+        raise ValueError("real and fake must be tensors of the same shape (B, ...), got "
+                         f"{tuple(getattr(real, 'shape', ()))} and {tuple(getattr(fake, 'shape', ()))}")
+    if real.dim() < 2:
+        raise ValueError(f"real and fake need a batch dimension and at least one data dimension, got {tuple(real.shape)}")
+    shape = (len(real),) + (1,) * (real.dim() - 1)
+    if eps is None:
+        eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+    elif eps.numel() != len(real):
+        raise ValueError(f"eps must hold one number per example, shape {shape}, got {tuple(eps.shape)}")
+    eps = eps.reshape(shape)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def optimal_discriminator(x: torch.Tensor, p_data, p_model) -> torch.Tensor:
+    """``D*(x) = p(x) / (p(x) + q(x))`` for two ``torch.distributions`` objects, computed as
+    ``sigmoid(log p(x) - log q(x))`` for numerical stability; same shape as ``log_prob(x)``."""
+    return torch.sigmoid(p_data.log_prob(x) - p_model.log_prob(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks
+# ----------------------------------------------------------------------------------------------
+
+def _sn(layer: nn.Module, spectral: bool) -> nn.Module:
+    """Wrap ``layer`` with torch's spectral-norm parametrization (W / sigma_max(W)) when asked."""
+    return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+
+class MLPGenerator(nn.Module):
+    """``z: (B, latent_dim) -> x: (B, out_dim)``; an MLP with ReLU. ``out_shape`` reshapes the output
+    (e.g. ``(1, 8, 8)``); ``output="sigmoid"`` puts it in ``[0, 1]`` (images), ``"linear"`` leaves it free."""
+
+    def __init__(self, latent_dim: int = 2, hidden: int = 128, out_shape=(2,), depth: int = 2, output: str = "linear"):
+        super().__init__()
+        if output not in ("linear", "sigmoid"):
+            raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}")
+        self.latent_dim, self.out_shape, self.output = latent_dim, tuple(out_shape), output
+        dims = [latent_dim] + [hidden] * depth
+        layers = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, math.prod(self.out_shape)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.net(z).view(len(z), *self.out_shape)
+        return torch.sigmoid(x) if self.output == "sigmoid" else x
+
+
+class MLPDiscriminator(nn.Module):
+    """``x: (B, ...) -> logits (B,)``; an MLP with LeakyReLU(0.2), every linear layer spectrally
+    normalized when ``spectral=True``."""
+
+    def __init__(self, in_dim: int = 2, hidden: int = 128, depth: int = 2, spectral: bool = False):
+        super().__init__()
+        dims = [in_dim] + [hidden] * depth
+        layers = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [_sn(nn.Linear(a, b), spectral), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers, _sn(nn.Linear(hidden, 1), spectral))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN-style generator for ``(1, 8, 8)`` images in ``[0, 1]``:
+    ``z (B, latent_dim) -> linear -> (4c, 2, 2) -> convT -> (2c, 4, 4) -> convT -> (1, 8, 8) -> sigmoid``."""
+
+    def __init__(self, latent_dim: int = 32, channels: int = 32):
+        super().__init__()
+        self.latent_dim, self.c = latent_dim, channels
+        c = channels
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * c * 2 * 2), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),  # 2x2 -> 4x4
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),      # 4x4 -> 8x8
+            nn.Conv2d(c, 1, 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(self.fc(z).view(len(z), 4 * self.c, 2, 2)))
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN-style discriminator for ``(B, 1, 8, 8)``: strided convs 8 -> 4 -> 2, LeakyReLU(0.2),
+    a linear logit ``(B,)``; spectral norm on every layer when ``spectral=True``."""
+
+    def __init__(self, channels: int = 32, spectral: bool = False):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            _sn(nn.Conv2d(1, c, 3, padding=1), spectral), nn.LeakyReLU(0.2),
+            _sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), spectral), nn.LeakyReLU(0.2),      # 8 -> 4
+            _sn(nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), spectral), nn.LeakyReLU(0.2),  # 4 -> 2
+            nn.Flatten(), _sn(nn.Linear(4 * c * 2 * 2, 1), spectral),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class GAN(nn.Module):
+    """A generator and a discriminator (or WGAN critic) with their noise distribution ``N(0, I)``.
+
+    ``sample(n) -> (n, *data_shape)``: one generator evaluation per sample. No likelihood.
+    """
+
+    likelihood = "none"
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, latent_dim: int | None = None):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+        self.latent_dim = latent_dim or getattr(generator, "latent_dim", None)
+        self.ema_generator = None
+        if not self.latent_dim:
+            raise ValueError("latent_dim is needed: pass it, or give the generator a latent_dim attribute")
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """Keep ``ema_generator``, an exponential moving average of the generator's weights:
+        ``w_ema <- decay * w_ema + (1 - decay) * w``; :meth:`sample` then uses it."""
+        if self.ema_generator is None:
+            self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
+        for w_ema, w in zip(self.ema_generator.parameters(), self.generator.parameters()):
+            w_ema.lerp_(w, 1 - decay)
+
+    def noise(self, n: int) -> torch.Tensor:
+        """``z ~ N(0, I)``, shape ``(n, latent_dim)``."""
+        return torch.randn(n, self.latent_dim, device=next(self.parameters()).device)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` samples ``G(z)``, ``z ~ N(0, I)``: one network evaluation each."""
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
+        was_training = self.training
+        self.eval()
+        x = (self.ema_generator or self.generator)(self.noise(n))
+        self.train(was_training)
+        return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss="non-saturating",
+               gp_weight=10.0, update_generator=True):
+    """One step of the game on a batch of ``real`` data ``(B, ...)``: returns ``(d_loss, g_loss)`` floats.
+
+    The discriminator is updated first on real data and on fakes *detached* from the generator (its loss
+    must not move the generator); the generator is then updated through the updated discriminator.
+    ``loss``: "non-saturating" or "minimax" (logit discriminator), or "wgan-gp" (critic:
+    ``L_D = E l(G(z)) - E l(x) + gp_weight * GP``, ``L_G = -E l(G(z))``).
+    """
+    z = torch.randn(len(real), latent_dim, device=real.device)  # as many as the batch holds
+    fake = generator(z)
+
+    # 1. discriminator / critic step
+    real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+    if loss == "wgan-gp":
+        d_loss = fake_logits.mean() - real_logits.mean() + gp_weight * gradient_penalty(discriminator, real, fake)
+    else:
+        d_loss = discriminator_loss(real_logits, fake_logits)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    if not update_generator:
+        return d_loss.item(), float("nan")
+
+    # 2. generator step, through the discriminator just updated
+    fake_logits = discriminator(fake)
+    g_loss = -fake_logits.mean() if loss == "wgan-gp" else generator_loss(fake_logits, loss)
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    return d_loss.item(), g_loss.item()
+
+
+@dataclass
+class GANHistory:
+    """What :func:`train_gan` saw. ``steps[i]`` is the generator step at which ``d_loss[i]`` / ``g_loss[i]``
+    (means over the steps since the previous entry) and ``evals[i]`` (``eval_fn(model)``, if given) were taken."""
+
+    steps: list = field(default_factory=list)
+    d_loss: list = field(default_factory=list)
+    g_loss: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if not self.steps:
+            return "no steps"
+        return (f"{self.steps[-1]} generator steps in {self.seconds:.1f} s; "
+                f"last d_loss {self.d_loss[-1]:.3g}, g_loss {self.g_loss[-1]:.3g}")
+
+
+def _as_tensor_data(data) -> torch.Tensor:
+    if isinstance(data, torch.Tensor):
+        return data
+    if hasattr(data, "images"):
+        return data.images  # a course dataset: images only, labels are not data for an unconditional GAN
+    raise ValueError(f"data must be a tensor (N, ...) or a dataset with .images, got {type(data).__name__}")
+
+
+def train_gan(model: GAN, data, *, steps: int = 1000, batch_size: int = 256, loss: str = "non-saturating",
+              lr: float = 2e-4, lr_d: float | None = None, betas=(0.5, 0.999), n_critic: int = 1,
+              gp_weight: float = 10.0, log_every: int = 100, eval_fn=None, seed: int | None = None,
+              ema: float | None = None, max_seconds: float | None = None, desc: str = "GAN",
+              verbose: bool = True) -> GANHistory:
+    """Train ``model`` for ``steps`` generator steps (each after ``n_critic`` discriminator steps) with Adam.
+
+    ``data``: a tensor ``(N, ...)`` or a course dataset (its ``.images``). Every ``log_every`` steps the mean
+    losses since the last entry (all batches counted, not the last one alone) and ``eval_fn(model)`` are recorded.
+    """
+    if loss not in TRAINING_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TRAINING_LOSSES)}")
+    if steps <= 0 or batch_size <= 0 or n_critic <= 0 or log_every <= 0:
+        raise ValueError("steps, batch_size, n_critic and log_every must be positive integers")
+    x = _as_tensor_data(data)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    if seed is not None:
+        torch.manual_seed(seed)
+    opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr_d or lr, betas=betas)
+    history, sums, count = GANHistory(), [0.0, 0.0], 0
+    model.train()
+
+    def endless():
+        while True:
+            yield from batches(x, batch_size, shuffle=True, generator=gen)
+
+    stream, start = endless(), time.perf_counter()
+    for step in progress(range(1, steps + 1), desc=desc):
+        for k in range(n_critic):
+            real = next(stream).to(device)
+            d, g = train_step(model.generator, model.discriminator, opt_g, opt_d, real, latent_dim=model.latent_dim,
+                              loss=loss, gp_weight=gp_weight, update_generator=(k == n_critic - 1))
+        check_finite(torch.tensor([d, g]), epoch=1, step=step)
+        if ema is not None:
+            model.update_ema(ema)
+        sums[0], sums[1], count = sums[0] + d, sums[1] + g, count + 1
+        last = step == steps or (max_seconds is not None and time.perf_counter() - start > max_seconds)
+        if step % log_every == 0 or last:
+            history.steps.append(step)
+            history.d_loss.append(sums[0] / count)
+            history.g_loss.append(sums[1] / count)
+            sums, count = [0.0, 0.0], 0
+            if eval_fn is not None:
+                model.eval()
+                history.evals.append(eval_fn(model))
+                model.train()
+        if last:
+            break
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    if verbose:
+        print(f"{desc}: {history.summary()}")
+    return history
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements
+# ----------------------------------------------------------------------------------------------
+
+def ring_coverage(samples: torch.Tensor, *, n_std: float = 3.0, min_share: float = 0.025) -> dict:
+    """Mode coverage of 2D ``samples: (N, 2)`` on the 8-Gaussians ring (``data.RING_CENTERS``, ``RING_STD``).
+
+    A sample is *high-quality* if it lies within ``n_std`` standard deviations of its nearest mode centre,
+    ``||x - c_m|| <= n_std * RING_STD``; a mode is *covered* if it holds at least ``min_share`` of all samples
+    as high-quality samples (2.5% = a fifth of its fair share 1/8). Returns ``{"modes_covered": int,
+    "high_quality": share of high-quality samples, "mode_shares": list of 8 shares}``.
+    """
+    x = torch.as_tensor(samples).detach().float().cpu()
+    if x.dim() != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"samples must have shape (N, 2) with N >= 1, got {tuple(x.shape)}")
+    dist = torch.cdist(x, RING_CENTERS)  # (N, 8)
+    nearest, mode = dist.min(dim=1)
+    good = torch.isfinite(nearest) & (nearest <= n_std * RING_STD)
+    shares = torch.bincount(mode[good], minlength=len(RING_CENTERS)).double() / len(x)
+    return {"modes_covered": int((shares >= min_share).sum()), "high_quality": float(good.double().mean()),
+            "mode_shares": shares.tolist()}
+
+
+@torch.no_grad()
+def sampling_time(model, n: int = 1000, *, repeats: int = 5) -> float:
+    """Milliseconds to draw ``n`` samples with ``model.sample(n)`` (median of ``repeats`` runs, after a warm-up)."""
+    model.sample(n)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.sample(n)
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Recipes
+# ----------------------------------------------------------------------------------------------
+
+# The two recipes the lesson compares on the ring: the same networks, the same number of generator steps.
+RING_RECIPES = {
+    # Goodfellow et al.'s game with the non-saturating generator loss, Adam as in DCGAN
+    "plain GAN": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1),
+    # Gulrajani et al.: a critic with a gradient penalty, 5 critic steps per generator step, Adam(0, 0.9);
+    # a penalty weight of 1 suits this 2D scale (their toy experiments used 0.1, images 10)
+    "WGAN-GP": dict(loss="wgan-gp", betas=(0.0, 0.9), n_critic=5, gp_weight=1.0),
+}
+
+
+def ring_gan(*, g_hidden: int = 128, d_hidden: int = 64, spectral: bool = False) -> GAN:
+    """A GAN for 2D data: MLP generator (2D noise, two hidden layers of ``g_hidden``) and MLP discriminator
+    (two hidden layers of ``d_hidden``, spectrally normalized when ``spectral``)."""
+    return GAN(MLPGenerator(latent_dim=2, hidden=g_hidden), MLPDiscriminator(hidden=d_hidden, spectral=spectral))
+
+
+def train_ring(recipe: str, *, seed: int = 0, steps: int = 200, d_hidden: int = 64, lr: float = 1e-3,
+               batch_size: int = 256, n_data: int = 20000, log_every: int = 25, verbose: bool = False):
+    """Train :func:`ring_gan` on the 8-Gaussians ring with one of :data:`RING_RECIPES` -> ``(model, GANHistory)``;
+    the history's ``evals`` hold :func:`ring_coverage` of 2000 samples every ``log_every`` generator steps."""
+    from gencourse.data import toy2d
+
+    if recipe not in RING_RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RING_RECIPES)}")
+    torch.manual_seed(seed)
+    model = ring_gan(d_hidden=d_hidden)
+    history = train_gan(model, toy2d("8gaussians", n_data, seed=seed), steps=steps, batch_size=batch_size, lr=lr,
+                        seed=seed, log_every=log_every, eval_fn=lambda m: ring_coverage(m.sample(2000)),
+                        desc=f"{recipe}, seed {seed}", verbose=verbose, **RING_RECIPES[recipe])
+    return model, history
+
+
+def digits_gan(arch: str = "mlp", *, latent_dim: int = 32, width: int | None = None, spectral: bool = False) -> GAN:
+    """A GAN for ``(1, 8, 8)`` digits in ``[0, 1]``.
+
+    ``arch="mlp"``: :class:`MLPGenerator` (``latent_dim -> width -> width -> 64``, sigmoid) and
+    :class:`MLPDiscriminator` (``64 -> width -> width -> 1``), width 256: the CPU recipe.
+    ``arch="conv"``: the DCGAN-style :class:`ConvGenerator` / :class:`ConvDiscriminator` (``width`` = base
+    channels, 32), several times the arithmetic per step: for a GPU. ``spectral``: spectral norm in the discriminator.
+    """
+    if arch == "mlp":
+        width = width or 256
+        return GAN(MLPGenerator(latent_dim, width, (1, 8, 8), output="sigmoid"),
+                   MLPDiscriminator(64, width, spectral=spectral))
+    if arch == "conv":
+        width = width or 32
+        return GAN(ConvGenerator(latent_dim, width), ConvDiscriminator(width, spectral=spectral))
+    raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+
+
+def train_digits(*, epochs: int = 250, seed: int = 0, quick: bool = False, arch: str = "mlp", eval_fn=None,
+                 log_every: int = 250, device=None):
+    """The lesson's headline digits GAN, trained on the 1000 training digits -> ``(model, GANHistory)``.
+
+    :func:`digits_gan` (``arch``), non-saturating loss, Adam(2e-3, betas (0.5, 0.999)) for both players,
+    batch 64, ``epochs`` passes over the training set (16 generator steps each), and an exponential moving
+    average of the generator's weights (decay 0.995) that :meth:`GAN.sample` uses. ``quick``: 20 steps.
+    ``eval_fn(model)`` is recorded every ``log_every`` steps (see :func:`train_gan`). ``device``: where to train
+    (default CPU); samples then come on that device.
+    """
+    from gencourse.data import load
+    from gencourse.train import seed_everything
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    seed_everything(seed)
+    train = load("digits", "train")
+    model = digits_gan(arch)
+    if device is not None:
+        model.to(device)
+    batch_size = 64
+    steps = 20 if quick else epochs * math.ceil(len(train) / batch_size)
+    history = train_gan(model, train, steps=steps, batch_size=batch_size, lr=2e-3, betas=(0.5, 0.999), ema=0.995,
+                        seed=seed, log_every=min(log_every, steps), eval_fn=eval_fn, desc="digits GAN")
+    return model, history

@@ -1,0 +1,830 @@
+# %% [markdown]
+# # 04 · Generative adversarial networks
+#
+# **Learning objectives.** After this lesson you can
+# - write the two-player game of a GAN, derive its optimal discriminator $D^*(x) = p(x)/(p(x)+q(x))$, and
+#   check the formula against a trained discriminator;
+# - link the game to the Jensen–Shannon divergence, and to the forward/reverse-KL picture of lesson 01;
+# - explain, and measure, why the generator's *minimax* loss saturates and the *non-saturating* loss does not;
+# - measure mode collapse on the 8-Gaussians ring, how WGAN-GP prevents it, and why a VAE fails differently;
+# - read GAN losses for what they are (not a quality score), train a GAN on digits, score its samples next to
+#   real digits, and time its one-step sampling;
+# - write the losses, the gradient penalty and a training loop free of the classic pitfalls.
+
+# %% tags=["parameters"]
+# Parameters: change them here, or set the environment variables before starting Jupyter.
+import os
+
+QUICK = os.environ.get("GENCOURSE_QUICK", "0") == "1"  # smallest settings: only checks that the lesson runs
+SEED = int(os.environ.get("GENCOURSE_SEED", 0))
+RING_STEPS = int(os.environ.get("GENCOURSE_RING_STEPS", 20 if QUICK else 200))  # WGAN-GP generator steps (plain: 2x)
+RING_SEEDS = int(os.environ.get("GENCOURSE_RING_SEEDS", 1 if QUICK else 3))  # training runs per recipe
+D_HIDDEN = int(os.environ.get("GENCOURSE_D_HIDDEN", 64))  # ring discriminator width (the generator has 128)
+VAE_EPOCHS = 1 if QUICK else 25  # the toy VAE on the ring (5000 points)
+DIGITS_EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 250))  # digits GAN: 16 generator steps per epoch
+DIGITS_ARCH = os.environ.get("GENCOURSE_ARCH", "mlp")  # "conv": the DCGAN-style networks (meant for a GPU)
+N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # generated digits that get scored
+DEVICE = os.environ.get("GENCOURSE_DEVICE", "auto")  # the digits GAN; the 2D models train on the CPU
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+import gencourse
+from gencourse import check, data, gan, metrics, viz
+from gencourse.train import fit
+
+gencourse.setup(seed=SEED)
+device = gencourse.get_device(DEVICE)
+lesson_start = time.perf_counter()
+
+# %% [markdown]
+# ## 1. A game between two networks
+#
+# The models of lessons 01–03 write down a density $q(x)$ (or a bound on it) and maximize the likelihood of
+# the data. A **generative adversarial network** (Goodfellow et al., 2014) never writes down a density. A
+# **generator** $G$ turns noise $z \sim \mathcal N(0, I)$ into a sample $G(z)$; its samples follow some
+# distribution $q$ that nobody can evaluate. A **discriminator** $D$ is a classifier that tells real data
+# $x \sim p$ from fakes; in code it returns a *logit* $\ell(x)$ and $D(x) = \sigma(\ell(x))$ is its probability
+# that $x$ is real. The two play
+#
+# $$\min_G \max_D \; V(D, G), \qquad V(D, G) = \mathbb E_{x \sim p}\big[\log D(x)\big] + \mathbb E_{z}\big[\log\big(1 - D(G(z))\big)\big].$$
+#
+# $V$ is minus the binary cross-entropy of a classifier with label 1 for real and 0 for fake: the
+# discriminator maximizes it (it classifies well), the generator minimizes it (its fakes pass as real).
+#
+# **The optimal discriminator.** For a fixed generator, write $V$ as one integral,
+# $V = \int p(x) \log D(x) + q(x) \log(1 - D(x))\, dx$, and maximize the integrand at each $x$ separately:
+# $a \log y + b \log(1 - y)$ has derivative $a/y - b/(1-y)$, zero at $y = a/(a+b)$. Hence
+#
+# $$D^*(x) = \frac{p(x)}{p(x) + q(x)}, \qquad \ell^*(x) = \log p(x) - \log q(x).$$
+#
+# The best discriminator computes a **density ratio**: that is all a GAN ever learns about densities.
+#
+# **Exercise 1.** Write the discriminator's loss, $L_D = -V$, from logits: with
+# $-\log \sigma(\ell) = \operatorname{softplus}(-\ell)$ and $-\log(1 - \sigma(\ell)) = \operatorname{softplus}(\ell)$,
+#
+# $$L_D = \operatorname{mean}_{\text{real}} \operatorname{softplus}(-\ell(x)) + \operatorname{mean}_{\text{fake}} \operatorname{softplus}(\ell(G(z))).$$
+#
+# Average each term over its own batch. Do not compute `sigmoid` and then `log`: at $\ell = -150$ the sigmoid
+# underflows to 0 and the log to $-\infty$.
+
+# %%
+import torch.nn.functional as F
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """real_logits: (B,), fake_logits: (B',) -> scalar, mean softplus(-real) + mean softplus(fake)."""
+    ### BEGIN SOLUTION
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    ### END SOLUTION
+
+
+# %%
+check.gan_discriminator_loss(discriminator_loss)
+
+# %% [markdown]
+# Now check $D^*$ numerically. Take data $p = \mathcal N(0, 1)$ and a fixed "generator" whose samples follow
+# $q = \mathcal N(1.5, 0.7^2)$, train a small MLP discriminator with `gan.discriminator_loss` (the reference
+# from here on) on fresh samples of both, and compare $\sigma(\ell(x))$ with the formula.
+
+# %%
+p_data = torch.distributions.Normal(0.0, 1.0)   # the data p
+p_model = torch.distributions.Normal(1.5, 0.7)  # a fixed generator's distribution q
+torch.manual_seed(SEED)
+disc_1d = nn.Sequential(nn.Linear(1, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+opt = torch.optim.Adam(disc_1d.parameters(), lr=3e-3)
+for step in range(30 if QUICK else 300):
+    real, fake = p_data.sample((512, 1)), p_model.sample((512, 1))
+    loss = gan.discriminator_loss(disc_1d(real), disc_1d(fake))  # logits (512, 1)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+xs = torch.linspace(-3, 4, 281)
+with torch.no_grad():
+    d_trained = torch.sigmoid(disc_1d(xs[:, None])).squeeze(1)
+d_star = gan.optimal_discriminator(xs, p_data, p_model)  # sigmoid(log p - log q)
+inside = (xs >= -2) & (xs <= 3)  # where both densities have most of their mass
+gap_1d = (d_trained - d_star)[inside].abs().max().item()
+print(f"largest |D(x) - D*(x)| on [-2, 3]: {gap_1d:.3f}")
+
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.fill_between(xs, p_data.log_prob(xs).exp(), alpha=0.3, label="p (data)")
+ax.fill_between(xs, p_model.log_prob(xs).exp(), alpha=0.3, label="q (generator)")
+ax.plot(xs, d_star, "k", lw=2, label="D* = p / (p + q)")
+ax.plot(xs, d_trained, "--", color="C3", lw=2, label="trained discriminator")
+ax.set_xlabel("x")
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+plt.show()
+
+# %% [markdown]
+# **The Jensen–Shannon divergence.** Put $D^*$ back into $V$. With the mixture $m = (p + q)/2$,
+#
+# $$V(D^*, G) = \mathbb E_p \log \frac{p}{p + q} + \mathbb E_q \log \frac{q}{p + q}
+# = -\log 4 + \mathrm{KL}(p \,\|\, m) + \mathrm{KL}(q \,\|\, m) = -\log 4 + 2\, \mathrm{JS}(p \,\|\, q).$$
+#
+# Against a perfect discriminator, the generator minimizes the Jensen–Shannon divergence, which is zero only
+# at $q = p$ (where $V = -\log 4$). We estimate $V$ of the trained discriminator on fresh samples and compare it
+# with $-\log 4 + 2\,\mathrm{JS}$ computed by numerical integration. A trained discriminator can only fall short
+# of the maximum, so its value should sit just below.
+
+# %%
+def js_divergence(log_p, log_q, dx):
+    """JS(p || q) = (KL(p || m) + KL(q || m)) / 2 on a grid of spacing dx, from log-densities (n,)."""
+    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
+    return 0.5 * ((log_p.exp() * (log_p - log_m)).sum() + (log_q.exp() * (log_q - log_m)).sum()).item() * dx
+
+
+grid = torch.linspace(-12, 12, 24001, dtype=torch.float64)
+dx = (grid[1] - grid[0]).item()
+jsd = js_divergence(p_data.log_prob(grid), p_model.log_prob(grid), dx)
+value_theory = -math.log(4) + 2 * jsd
+with torch.no_grad():
+    real, fake = p_data.sample((200_000, 1)), p_model.sample((200_000, 1))
+    value_trained = -gan.discriminator_loss(disc_1d(real), disc_1d(fake)).item()
+print(f"JS(p || q) = {jsd:.4f} nats;  -log 4 + 2 JS = {value_theory:.4f};  V(trained D, G) = {value_trained:.4f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'PASS' if gap_1d < 0.05 else 'FAIL'} the trained discriminator is within 0.05 of D* = p / (p + q) on [-2, 3]")
+ok = value_theory - 0.02 < value_trained < value_theory + 0.005
+print(f"{'PASS' if ok else 'FAIL'} V(trained D, G) is within 0.02 below -log 4 + 2 JS(p || q)")
+
+# %% [markdown]
+# **Back to the KL picture of lesson 01.** There we fitted one Gaussian $q$ to the mixture
+# $p = 0.6\,\mathcal N(-2, 0.5^2) + 0.4\,\mathcal N(2, 0.5^2)$: maximum likelihood (forward
+# $\mathrm{KL}(p\,\|\,q)$) spreads $q$ over both modes; the reverse $\mathrm{KL}(q\,\|\,p)$ picks one. Where do
+# GANs sit? The minimax game with $D^*$ minimizes $\mathrm{JS}$; the non-saturating generator loss that GANs use
+# in practice (section 2) follows, with $D^*$, the gradient of $\mathrm{KL}(q\,\|\,p) - 2\,\mathrm{JS}(p\,\|\,q)$
+# (Arjovsky & Bottou, 2017): a reverse KL, minus a term that rewards *distance* from $p$. We minimize each
+# objective over a grid of Gaussians $(\mu, \sigma)$, integrals on a grid of $x$.
+
+# %%
+WEIGHTS, MODES, STD = (0.6, 0.4), (-2.0, 2.0), 0.5
+xg = torch.linspace(-10, 10, 1001, dtype=torch.float64)
+dxg = (xg[1] - xg[0]).item()
+log_p_mix = torch.logsumexp(torch.stack([math.log(w) + torch.distributions.Normal(m, STD).log_prob(xg)
+                                         for w, m in zip(WEIGHTS, MODES)]), dim=0)
+mus = torch.linspace(-4, 4, 81, dtype=torch.float64)
+sigmas = torch.logspace(math.log10(0.2), math.log10(4.0), 60, dtype=torch.float64)
+log_q = torch.distributions.Normal(mus[:, None, None], sigmas[None, :, None]).log_prob(xg)  # (mu, sigma, x)
+p_, q_ = log_p_mix.exp(), log_q.exp()
+log_m = torch.logaddexp(log_p_mix, log_q) - math.log(2)
+kl_forward = (p_ * (log_p_mix - log_q)).sum(-1) * dxg
+kl_reverse = (q_ * (log_q - log_p_mix)).sum(-1) * dxg
+js = 0.5 * ((p_ * (log_p_mix - log_m)).sum(-1) + (q_ * (log_q - log_m)).sum(-1)) * dxg
+objectives = {"forward KL(p||q): max. likelihood": kl_forward, "reverse KL(q||p)": kl_reverse,
+              "JS(p||q): minimax game, D*": js, "KL(q||p) - 2 JS: non-saturating, D*": kl_reverse - 2 * js}
+best = {}
+for name, objective in objectives.items():
+    i, j = divmod(int(objective.argmin()), len(sigmas))
+    best[name] = (mus[i].item(), sigmas[j].item())
+    print(f"{name:<38} best q: mu = {best[name][0]:+.2f}, sigma = {best[name][1]:.2f}")
+
+fig, ax = plt.subplots(figsize=(6.5, 3))
+ax.fill_between(xg, log_p_mix.exp(), color="lightgray", label="p")
+for (name, (mu, sigma)), style in zip(best.items(), ("-", "--", "-.", ":")):
+    ax.plot(xg, torch.distributions.Normal(mu, sigma).log_prob(xg).exp(), style, lw=2, label=name)
+ax.set_xlim(-6, 6)
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'PASS' if best['forward KL(p||q): max. likelihood'][1] > 1.5 else 'FAIL'} "
+      "forward KL (maximum likelihood): one wide Gaussian over both modes (sigma > 1.5)")
+for name in ("reverse KL(q||p)", "JS(p||q): minimax game, D*", "KL(q||p) - 2 JS: non-saturating, D*"):
+    mu, sigma = best[name]
+    ok = min(abs(mu - m) for m in MODES) < 0.15 and abs(sigma - STD) < 0.1
+    print(f"{'PASS' if ok else 'FAIL'} {name}: sits on one mode (mu within 0.15, sigma within 0.1)")
+
+# %% [markdown]
+# Maximum likelihood pays dearly for a missing mode; the GAN objectives do not, and for this mixture they all
+# prefer to sit on one mode. That is the root of **mode collapse**, which section 3 measures on a real GAN.
+#
+# ## 2. Saturation: why GANs do not train with the minimax loss
+#
+# The generator's term of the game is $L_G^{\text{minimax}} = \mathbb E_z \log(1 - D(G(z))) = -\operatorname{mean}
+# \operatorname{softplus}(\ell)$. Its derivative with respect to the logit of a fake is
+#
+# $$\frac{\partial}{\partial \ell} \log(1 - \sigma(\ell)) = -\sigma(\ell) = -D(G(z)).$$
+#
+# Early in training the fakes are easy to reject, $D(G(z)) \to 0$, and the gradient vanishes exactly when
+# the generator most needs it. Goodfellow et al. therefore train the generator to *maximize* $\log D(G(z))$:
+#
+# $$L_G^{\text{non-saturating}} = -\mathbb E_z \log D(G(z)) = \operatorname{mean} \operatorname{softplus}(-\ell),
+# \qquad \frac{\partial}{\partial \ell}\big(-\log \sigma(\ell)\big) = -(1 - D(G(z))).$$
+#
+# Both push $D(G(z))$ up and share the same fixed point; their gradients differ by orders of magnitude.
+#
+# **Exercise 2.** Write the non-saturating generator loss from the fakes' logits.
+
+# %%
+def generator_loss_non_saturating(fake_logits):
+    """fake_logits: (B,) -> scalar, -mean log D(G(z)) = mean softplus(-fake_logits)."""
+    ### BEGIN SOLUTION
+    return F.softplus(-fake_logits).mean()
+    ### END SOLUTION
+
+
+# %%
+check.non_saturating_generator_loss(generator_loss_non_saturating)
+
+# %% [markdown]
+# We measure both gradients twice. Left: the derivative with respect to one logit, by autograd through
+# `gan.generator_loss`, as a function of $D(G(z))$. Right: a real training situation. The data are
+# $\mathcal N(0, 1)$; the generator $G(z) = \theta + z$ starts at $\theta = -8$, far away; a discriminator
+# trains against it while we record the generator's gradient $|\partial L_G / \partial \theta|$ under each loss.
+
+# %%
+logits = torch.linspace(-10, 6, 200, requires_grad=True)
+d_of_fake = torch.sigmoid(logits).detach()
+grad_logit = {kind: torch.autograd.grad(gan.generator_loss(logits, kind) * len(logits), logits)[0].abs()
+              for kind in gan.GENERATOR_LOSSES}
+
+torch.manual_seed(SEED)
+theta = torch.tensor(-8.0, requires_grad=True)  # the generator G(z) = theta + z
+disc_sat = nn.Sequential(nn.Linear(1, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+opt = torch.optim.Adam(disc_sat.parameters(), lr=1e-2)
+z_fixed = torch.randn(4096, 1)
+saturation = []  # (mean D(G(z)), |dL/dtheta| minimax, |dL/dtheta| non-saturating)
+for step in range(20 if QUICK else 201):
+    if step % 10 == 0:
+        fake_logits = disc_sat(theta + z_fixed)
+        grads = [torch.autograd.grad(gan.generator_loss(fake_logits, kind), theta, retain_graph=True)[0].abs().item()
+                 for kind in ("minimax", "non-saturating")]
+        saturation.append((torch.sigmoid(fake_logits).mean().item(), *grads))
+    real, fake = torch.randn(512, 1), (theta + torch.randn(512, 1)).detach()
+    loss = gan.discriminator_loss(disc_sat(real), disc_sat(fake))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+saturation = np.array(saturation)
+print(f"{'mean D(G(z))':>14}{'|grad| minimax':>16}{'|grad| non-sat.':>17}")
+for row in saturation[:: max(1, len(saturation) // 5)]:
+    print(f"{row[0]:>14.2e}{row[1]:>16.2e}{row[2]:>17.2e}")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for kind, style in zip(gan.GENERATOR_LOSSES, ("-", "--")):
+    axes[0].loglog(d_of_fake, grad_logit[kind], style, label=kind)
+axes[0].set_xlabel("D(G(z))")
+axes[0].set_ylabel("|dL/d logit|")
+axes[0].legend(fontsize=8)
+axes[1].loglog(saturation[:, 0], saturation[:, 1], "o-", ms=3, label="minimax")
+axes[1].loglog(saturation[:, 0], saturation[:, 2], "s--", ms=3, label="non-saturating")
+axes[1].set_xlabel("mean D(G(z)) as the discriminator trains")
+axes[1].set_ylabel("|dL/d theta|")
+axes[1].legend(fontsize=8)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ok = torch.allclose(grad_logit["minimax"], d_of_fake, atol=1e-6) and torch.allclose(
+    grad_logit["non-saturating"], 1 - d_of_fake, atol=1e-6)
+print(f"{'PASS' if ok else 'FAIL'} per logit: |grad| = D(G(z)) for minimax and 1 - D(G(z)) for non-saturating")
+confident = saturation[saturation[:, 0] < 0.01]
+ok = len(confident) > 0 and (confident[:, 1] < 0.05 * confident[:, 2]).all()
+print(f"{'PASS' if ok else 'FAIL'} once mean D(G(z)) < 0.01, the minimax gradient is < 5% of the non-saturating one")
+
+# %% [markdown]
+# From here on every GAN in the course uses the non-saturating loss (`kind="non-saturating"`, the default).
+#
+# ## 3. Mode collapse on the 8-Gaussians ring
+#
+# The ring has eight Gaussian modes of standard deviation $s$ = `data.RING_STD` around the centres
+# `data.RING_CENTERS`, on a circle of radius $2\sqrt 2$. Because we know the modes, we can score samples:
+#
+# - a sample is **high-quality** if it lies within 3 standard deviations of its nearest mode centre,
+#   $\lVert x - c_m \rVert \le 3s$;
+# - a mode is **covered** if it holds at least 2.5% of all samples as high-quality samples, a fifth of its fair
+#   share of $1/8$.
+#
+# Real data are the yardstick: all 8 modes, and a high-quality share of $1 - e^{-9/2} = 0.989$ (the chance
+# that a 2D Gaussian lands within 3 standard deviations of its mean).
+
+# %%
+gencourse.show(gan.ring_coverage)
+
+# %%
+ring_real = gan.ring_coverage(data.toy2d("8gaussians", 20000, seed=SEED))
+print(f"real ring data: {ring_real['modes_covered']} of 8 modes covered, high-quality share {ring_real['high_quality']:.3f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ok = ring_real["modes_covered"] == 8 and abs(ring_real["high_quality"] - (1 - math.exp(-4.5))) < 0.01
+print(f"{'PASS' if ok else 'FAIL'} real data: 8 modes covered, high-quality share within 0.01 of 1 - exp(-9/2)")
+
+# %% [markdown]
+# **Exercise 3.** Write one training step of the game on a batch of real data `real: (B, ...)`:
+#
+# 1. draw `z = torch.randn(len(real), latent_dim)` (as many as the batch holds) and `fake = generator(z)`, once;
+# 2. the discriminator's step: `d_loss = gan.discriminator_loss(discriminator(real), discriminator(fake.detach()))`;
+#    `.detach()` keeps this loss from reaching the generator; zero the discriminator's gradients, backward, step;
+# 3. the generator's step, through the discriminator just updated: `g_loss = gan.generator_loss(discriminator(fake))`;
+#    zero the generator's gradients, backward, step;
+# 4. return `(d_loss, g_loss)` as floats.
+
+# %%
+def gan_step(generator, discriminator, opt_g, opt_d, real, latent_dim):
+    """One discriminator step, then one generator step (non-saturating) -> (d_loss, g_loss) floats."""
+    ### BEGIN SOLUTION
+    z = torch.randn(len(real), latent_dim)
+    fake = generator(z)
+    d_loss = gan.discriminator_loss(discriminator(real), discriminator(fake.detach()))
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    g_loss = gan.generator_loss(discriminator(fake))
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    return d_loss.item(), g_loss.item()
+    ### END SOLUTION
+
+
+# %%
+check.gan_training_step(gan_step)
+
+# %% [markdown]
+# The reference step, used from here on, does the same and also serves the WGAN-GP critic below:
+
+# %%
+gencourse.show(gan.train_step)
+
+# %% [markdown]
+# ### A stabilizer: WGAN-GP
+#
+# When the supports of $p$ and $q$ barely overlap, a good discriminator separates them and the JS divergence
+# sits at its ceiling $\log 2$: it no longer says in which direction $q$ should move. The **Wasserstein GAN**
+# (Arjovsky et al., 2017) uses the earth mover's distance instead, through its dual form
+#
+# $$W(p, q) = \sup_{\lVert f \rVert_{L} \le 1} \; \mathbb E_{x \sim p} f(x) - \mathbb E_{z} f(G(z)),$$
+#
+# with a *critic* $f$ (a logit without a sigmoid) that must be 1-Lipschitz. WGAN-GP (Gulrajani et al., 2017)
+# enforces that softly, penalizing the critic's input-gradient norm on random points between real and fake
+# samples, $\hat x = \epsilon x + (1 - \epsilon) G(z)$ with $\epsilon \sim U[0, 1]$:
+#
+# $$L_f = \mathbb E\, f(G(z)) - \mathbb E\, f(x) + \lambda\, \mathbb E_{\hat x}\big(\lVert \nabla_{\hat x} f(\hat x) \rVert_2 - 1\big)^2,
+# \qquad L_G = -\mathbb E\, f(G(z)).$$
+#
+# The penalty is a function of a gradient, and the optimizer needs *its* gradient with respect to the critic's
+# weights: a gradient of a gradient, which autograd computes when the first one is taken with
+# `create_graph=True`. (The other common stabilizer, spectral normalization (Miyato et al., 2018), divides each
+# weight matrix by its largest singular value; `gan.MLPDiscriminator(spectral=True)` uses torch's
+# parametrization for it.)
+#
+# **Exercise 4.** Write the gradient penalty, given the interpolation weights `eps` of shape `(B, 1)` for
+# points or `(B, 1, 1, 1)` for images. The norm is taken per example over all its dimensions.
+
+# %%
+def gradient_penalty(critic, real, fake, eps):
+    """real, fake: (B, ...); eps: (B, 1, ..., 1) -> scalar mean (||grad critic(x_hat)|| - 1)^2, differentiable."""
+    ### BEGIN SOLUTION
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    ### END SOLUTION
+
+
+# %%
+check.wgan_gradient_penalty(gradient_penalty)
+
+# %% [markdown]
+# ### Plain GAN vs WGAN-GP
+#
+# Two recipes with the same networks (a generator with two hidden layers of 128 units, a discriminator/critic
+# with two hidden layers of `D_HIDDEN` = 64), batches of 256 and Adam with learning rate $10^{-3}$. Besides its
+# loss, WGAN-GP trains the critic 5 times per generator step, as its authors do, each time with a gradient of a
+# gradient; to narrow the gap in compute, the plain GAN gets twice as many generator steps (the printed
+# seconds show what each run cost). Each recipe runs on `RING_SEEDS` seeds; every 25 generator steps we score
+# 2000 samples.
+
+# %%
+for name, recipe in gan.RING_RECIPES.items():
+    print(f"{name:<10} {recipe}")
+
+# %%
+STEPS = {"plain GAN": 2 * RING_STEPS, "WGAN-GP": RING_STEPS}
+ring_runs = {name: [] for name in gan.RING_RECIPES}
+ring_start = time.perf_counter()
+for name in gan.RING_RECIPES:
+    for k in range(RING_SEEDS):
+        model, history = gan.train_ring(name, seed=SEED + k, steps=STEPS[name], d_hidden=D_HIDDEN,
+                                        log_every=min(25, RING_STEPS))
+        ring_runs[name].append((model, history))
+        final = history.evals[-1]
+        print(f"{name:<10} seed {SEED + k}: {final['modes_covered']} of 8 modes covered, high-quality share "
+              f"{final['high_quality']:.2f} ({history.seconds:.1f} s)")
+print(f"ring GANs trained in {time.perf_counter() - ring_start:.1f} s")
+
+# %%
+real_ring = data.toy2d("8gaussians", 2000, seed=SEED + 100)
+fig, axes = plt.subplots(2, RING_SEEDS + 1, figsize=(2.4 * (RING_SEEDS + 1), 4.9), squeeze=False)
+for row, name in enumerate(gan.RING_RECIPES):
+    viz.scatter2d(real_ring, ax=axes[row, 0], title="real data", s=1)
+    for k, (model, history) in enumerate(ring_runs[name]):
+        final = history.evals[-1]
+        viz.scatter2d(model.sample(2000), ax=axes[row, k + 1], s=1, color="C3" if row == 0 else "C2",
+                      title=f"{name}, seed {SEED + k}: {final['modes_covered']}/8")
+        axes[row, k + 1].scatter(*data.RING_CENTERS.T, marker="+", color="k", s=30)
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for name, color in zip(gan.RING_RECIPES, ("C3", "C2")):
+    for k, (model, history) in enumerate(ring_runs[name]):
+        label = name if k == 0 else None
+        axes[0].plot(history.steps, [e["modes_covered"] for e in history.evals], color=color, alpha=0.8, label=label)
+        axes[1].plot(history.steps, [e["high_quality"] for e in history.evals], color=color, alpha=0.8, label=label)
+axes[0].set_ylabel("modes covered (of 8)")
+axes[0].set_title("a generator step of WGAN-GP holds 5 critic steps", fontsize=9)
+axes[1].set_ylabel("high-quality share")
+for ax in axes:
+    ax.set_xlabel("generator step")
+    ax.legend(fontsize=8)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+wgan_modes = [history.evals[-1]["modes_covered"] for _, history in ring_runs["WGAN-GP"]]
+plain_modes = [history.evals[-1]["modes_covered"] for _, history in ring_runs["plain GAN"]]
+gencourse.headline("ring WGAN-GP: modes covered (worst seed)", min(wgan_modes), "{:.0f}")
+gencourse.headline("ring plain GAN: modes covered (worst seed)", min(plain_modes), "{:.0f}")
+print(f"{'PASS' if min(wgan_modes) >= 7 else 'FAIL'} WGAN-GP covers >= 7 of 8 modes on every seed ({RING_SEEDS} seeds)")
+print(f"{'PASS' if min(plain_modes) < min(wgan_modes) else 'FAIL'} "
+      "the plain GAN covers fewer modes than WGAN-GP on its worst seed")
+
+# %% [markdown]
+# The plain GAN **collapses** on its worst seeds: its samples concentrate on one or a few modes, or on a streak
+# that passes near them, and the curves show it hopping between modes as training goes on. Whether and when it
+# collapses is a matter of chance (a seed may well cover the ring at the moment we stop), which is what makes
+# collapse treacherous in practice. That is the mode-seeking behaviour of section 1 at work: nothing in its loss
+# charges for a missing mode, and the generator chases whatever region the discriminator currently rates as
+# real. WGAN-GP's critic keeps a useful gradient towards every mode, and every seed reached all eight.
+#
+# Collapse depends on the balance between the players: the discriminator here is half as wide as the
+# generator. Raise `D_HIDDEN` to 128 in the parameters cell, or give the plain GAN 5 discriminator steps per
+# generator step (`n_critic=5` in `gan.train_gan`), and measure what changes.
+#
+# ### Do VAEs suffer from mode collapse?
+#
+# A frequent claim, and a confusion: mode collapse is the GAN failure. A VAE maximizes a bound on the
+# likelihood, the forward-KL side of section 1, so a missing mode costs it dearly. Its failure is the
+# opposite: mass **between** the modes (blur on images), and sometimes *posterior* collapse, where the
+# decoder ignores the latent code (lesson 03). We measure a small VAE with a 2D latent space on the same ring,
+# with the same definitions. Its decoder is a Gaussian whose mean a network computes and whose standard deviation
+# is fixed at the modes' own width $s$, and we sample it truly: $z \sim \mathcal N(0, I)$, then
+# $x \sim \mathcal N(\mu_\theta(z), s^2 I)$.
+
+# %%
+class ToyVAE(nn.Module):
+    """A VAE for 2D points: q(z|x) = N(mu(x), diag sigma^2(x)), p(z) = N(0, I), p(x|z) = N(mean(z), s^2 I)."""
+
+    def __init__(self, latent=2, hidden=64, s=data.RING_STD):
+        super().__init__()
+        self.latent, self.s = latent, s
+        mlp = lambda i, o: nn.Sequential(nn.Linear(i, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                         nn.Linear(hidden, o))
+        self.encoder, self.decoder = mlp(2, 2 * latent), mlp(latent, 2)
+
+    def elbo(self, x):  # x: (B, 2) -> (B,) nats
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterization
+        log_px = torch.distributions.Normal(self.decoder(z), self.s).log_prob(x).sum(1)
+        kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)  # KL(q(z|x) || N(0, I))
+        return log_px - kl
+
+    @torch.no_grad()
+    def sample(self, n):  # true samples: z from the prior, then x from the decoder's Gaussian
+        mean = self.decoder(torch.randn(n, self.latent))
+        return mean + self.s * torch.randn_like(mean)
+
+
+vae_runs = []
+for k in range(RING_SEEDS):
+    torch.manual_seed(SEED + k)
+    toy_vae = ToyVAE()
+    history = fit(toy_vae, lambda x: -toy_vae.elbo(x).mean(), data.toy2d("8gaussians", 5000, seed=SEED + k),
+                  val_data=data.toy2d("8gaussians", 2000, seed=SEED + 100 + k), epochs=VAE_EPOCHS, lr=1e-2,
+                  batch_size=256, seed=SEED + k, verbose=False)
+    cov = gan.ring_coverage(toy_vae.sample(2000))
+    vae_runs.append((toy_vae, cov))
+    print(f"VAE seed {SEED + k}: {cov['modes_covered']} of 8 modes covered, high-quality share {cov['high_quality']:.2f}, "
+          f"validation -ELBO {history.best_val_loss:.2f} nats ({history.seconds:.1f} s)")
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.6))
+panels = [("plain GAN", ring_runs["plain GAN"][0][0].sample(2000), "C3"),
+          ("WGAN-GP", ring_runs["WGAN-GP"][0][0].sample(2000), "C2"),
+          ("VAE", vae_runs[0][0].sample(2000), "C0")]
+for ax, (name, points, color) in zip(axes, panels):
+    viz.scatter2d(points, ax=ax, title=f"{name}, seed {SEED}", s=1, color=color)
+    ax.scatter(*data.RING_CENTERS.T, marker="+", color="k", s=30)
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+vae_modes = [cov["modes_covered"] for _, cov in vae_runs]
+print(f"{'PASS' if min(vae_modes) >= 7 else 'FAIL'} the VAE covers >= 7 of 8 modes on every seed: no mode collapse")
+best_vae_quality = max(cov["high_quality"] for _, cov in vae_runs)
+ok = best_vae_quality < ring_real["high_quality"] - 0.1
+print(f"{'PASS' if ok else 'FAIL'} on every seed the VAE's high-quality share is > 0.1 below real data's: "
+      "its failure is mass between the modes")
+
+# %% [markdown]
+# The VAE covers every mode on every seed; what it gets wrong is the space *between* them: a blurred ring whose
+# high-quality share stays well below real data's, the 2D counterpart of blurry digits. "Mode collapse" names the
+# opposite failure, the plain GAN's.
+#
+# ## 4. Losses are not quality
+#
+# A classifier's loss going down means it is learning. A GAN's losses do not: each player's loss depends on the
+# other, and at the ideal equilibrium ($q = p$, $D = 1/2$) they sit at $L_D = 2 \log 2 = 1.39$ and
+# $L_G = \log 2 = 0.69$ (dotted lines), values a collapsed GAN can hover around too. Here are the ring runs'
+# losses (means over each 25 generator steps) next to what the samples measure.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for k, (model, history) in enumerate(ring_runs["plain GAN"]):
+    modes = history.evals[-1]["modes_covered"]
+    axes[0].plot(history.steps, history.d_loss, color=f"C{k}", label=f"seed {SEED + k}: {modes}/8 modes")
+    axes[0].plot(history.steps, history.g_loss, "--", color=f"C{k}")
+    axes[2].plot(history.steps, [e["modes_covered"] for e in history.evals], color=f"C{k}",
+                 label=f"plain GAN, seed {SEED + k}")
+for k, (model, history) in enumerate(ring_runs["WGAN-GP"]):
+    axes[1].plot(history.steps, history.d_loss, color=f"C{k}", label=f"seed {SEED + k}")
+    axes[1].plot(history.steps, history.g_loss, "--", color=f"C{k}")
+    axes[2].plot(history.steps, [e["modes_covered"] for e in history.evals], ":", color=f"C{k}",
+                 label=f"WGAN-GP, seed {SEED + k}")
+axes[0].axhline(2 * math.log(2), color="gray", ls=":", lw=1)
+axes[0].axhline(math.log(2), color="gray", ls=":", lw=1)
+axes[0].set_title("plain GAN: losses (solid D, dashed G)", fontsize=10)
+axes[1].set_title("WGAN-GP: losses (solid critic, dashed G)", fontsize=10)
+axes[2].set_title("measured: modes covered", fontsize=10)
+for ax in axes:
+    ax.set_xlabel("generator step")
+axes[0].legend(fontsize=7, loc="center right")
+axes[1].legend(fontsize=7, loc="center right")
+axes[2].legend(fontsize=7, loc="center right")
+plt.show()
+
+# %%
+for k, (_, history) in enumerate(ring_runs["plain GAN"]):
+    print(f"plain GAN seed {SEED + k}: mean losses over the last 100 steps: discriminator "
+          f"{np.mean(history.d_loss[-4:]):.2f}, generator {np.mean(history.g_loss[-4:]):.2f}; "
+          f"{plain_modes[k]} of 8 modes covered")
+print(f"(at the equilibrium q = p: discriminator 2 log 2 = {2 * math.log(2):.2f}, generator log 2 = {math.log(2):.2f})")
+
+# %% [markdown]
+# The plain GAN's losses wander in the same band whether a run has collapsed onto one mode or covers the ring:
+# from the losses alone you could not tell the runs apart. The WGAN-GP critic's loss is different in kind: minus it
+# estimates the Wasserstein distance (plus the penalty), and it rises towards 0 as the samples improve; its
+# generator loss drifts with the critic's arbitrary offset and says nothing. Even the critic's estimate depends
+# on the critic, so it ranks a run's own checkpoints rather than different models. **Judge a GAN by measuring its
+# samples**, as we do next on digits.
+#
+# ## 5. A GAN on digits
+#
+# The recipe (`gan.train_digits`): an MLP generator ($z \in \mathbb R^{32}$ → 256 → 256 → 64 pixels through a
+# sigmoid) and an MLP discriminator (64 → 256 → 256 → 1), the non-saturating loss, Adam with learning rate
+# $2 \cdot 10^{-3}$ and $\beta_1 = 0.5$, batches of 64 from the 1000 training digits, and an **exponential moving
+# average** of the generator's weights (decay 0.995) that `model.sample` uses (Yazıcı et al., 2019): training
+# makes the weights oscillate around a good solution, and their running average sits closer to it. Samples of
+# the averaged generator are still true samples: one network evaluation each, no selection.
+# The DCGAN-style convolutional networks (`DIGITS_ARCH = "conv"`, `gan.ConvGenerator`, `gan.ConvDiscriminator`)
+# do several times more arithmetic per step: a choice for a GPU.
+#
+# Every 500 generator steps we score 500 samples and keep a grid drawn from the same fixed noise.
+
+# %%
+gencourse.show(gan.train_digits)
+
+# %%
+z_grid = torch.randn(20, 32, generator=torch.Generator().manual_seed(SEED)).to(device)
+snapshots = []
+
+
+def snapshot(model):
+    """Called every 500 generator steps: a grid from fixed noise and the quality of 500 fresh samples."""
+    with torch.no_grad():
+        grid_images = (model.ema_generator or model.generator)(z_grid).cpu()
+    snapshots.append(grid_images)
+    return metrics.sample_quality(model.sample(500).cpu())
+
+
+digits_start = time.perf_counter()
+digits_gan, digits_history = gan.train_digits(epochs=DIGITS_EPOCHS, seed=SEED, quick=QUICK, arch=DIGITS_ARCH,
+                                              eval_fn=snapshot, log_every=500, device=device)
+print(f"digits GAN trained in {time.perf_counter() - digits_start:.1f} s")
+
+# %%
+shown = sorted(set(np.linspace(0, len(snapshots) - 1, min(4, len(snapshots))).round().astype(int)))
+fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 1.9), squeeze=False)
+for ax, i in zip(axes[0], shown):
+    viz.image_grid(snapshots[i], nrow=10, ax=ax, title=f"step {digits_history.steps[i]}")
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+axes[0].plot(digits_history.steps, digits_history.d_loss, label="discriminator")
+axes[0].plot(digits_history.steps, digits_history.g_loss, label="generator")
+axes[0].set_title("losses (mean over each 500 steps)", fontsize=10)
+recognized_curve = [q["recognized"] for q in digits_history.evals]
+axes[1].plot(digits_history.steps, recognized_curve, "o-", label="recognized")
+axes[1].plot(digits_history.steps, [q["precision"] for q in digits_history.evals], "s--", label="precision")
+axes[1].plot(digits_history.steps, [q["recall"] for q in digits_history.evals], "^:", label="recall")
+axes[1].set_title("measured sample quality (500 samples)", fontsize=10)
+for ax in axes:
+    ax.set_xlabel("generator step")
+    ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Again the losses say little: they settle early, while the measured quality keeps changing. Now the final
+# model, with `N_SAMPLES` true samples scored next to real test digits, and, for comparison, the raw
+# generator's samples (the weights at the last step, without the average).
+
+# %%
+samples = digits_gan.sample(N_SAMPLES).cpu()
+with torch.no_grad():
+    raw_samples = digits_gan.generator(digits_gan.noise(N_SAMPLES)).cpu()
+quality = metrics.sample_quality(samples)
+quality_raw = metrics.sample_quality(raw_samples)
+real_quality = metrics.reference_quality()
+print(metrics.format_quality(quality, title="GAN (avg.)"))
+print()
+print(metrics.format_quality(quality_raw, real_quality, title="GAN (raw)"))
+
+# %%
+train_images = data.load("digits", "train").images
+nearest = torch.cdist(samples[:10].flatten(1), train_images.flatten(1)).argmin(dim=1)
+fig, axes = plt.subplots(2, 1, figsize=(5.5, 1.9))
+viz.image_grid(samples[:10], nrow=10, ax=axes[0], title="GAN samples")
+viz.image_grid(train_images[nearest], nrow=10, ax=axes[1], title="their nearest training images")
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gencourse.headline("digits GAN: recognized", quality["recognized"], "{:.2f}")
+gencourse.headline("digits GAN: memorization", quality["memorization"], "{:.2f}")
+ok = quality["recognized"] >= 0.85 * real_quality["recognized"]
+print(f"{'PASS' if ok else 'FAIL'} recognized >= 0.85 x real")
+print(f"{'PASS' if quality['classes_covered'] == 10 else 'FAIL'} all 10 digit classes covered")
+print(f"{'PASS' if quality['memorization'] >= 0.5 else 'FAIL'} memorization >= 0.5: new digits, not copies")
+
+# %% [markdown]
+# ## 6. Sampling cost
+#
+# A GAN samples with **one network evaluation** per sample (NFE = 1): draw $z$, compute $G(z)$. We time
+# 1000 samples (the median of 5 runs); lesson 06 sets diffusion models, which need tens to hundreds of
+# evaluations, against this figure.
+
+# %%
+gencourse.show(gan.GAN.sample)
+
+# %%
+ms_per_1000 = gan.sampling_time(digits_gan, 1000)
+gencourse.headline("digits GAN: ms per 1000 samples", ms_per_1000, "{:.1f}")
+print(f"GAN sampling: NFE = 1, {ms_per_1000:.1f} ms per 1000 samples on {device}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+calls = []
+hook = digits_gan.ema_generator.register_forward_hook(lambda module, args, out: calls.append(len(out)))
+digits_gan.sample(1000)
+hook.remove()
+print(f"network evaluations to draw 1000 samples: {len(calls)} batched call, NFE = {len(calls)} per sample")
+
+# %% [markdown]
+# ## 7. Training-loop pitfalls
+#
+# Here is a GAN training loop of the kind found in many tutorials. It has four bugs, each common enough to
+# deserve a name (COURSE.md §7):
+
+# %%
+BATCH_SIZE, LATENT = 64, 32
+
+
+def buggy_train_epoch(generator, discriminator, opt_g, opt_d, loader):
+    """A GAN epoch with four classic bugs. Do not copy."""
+    bce = nn.BCELoss()
+    for real in loader:
+        z = torch.randn(BATCH_SIZE, LATENT)
+        fake = generator(z)
+        d_real, d_fake = torch.sigmoid(discriminator(real)), torch.sigmoid(discriminator(fake.detach()))
+        d_loss = bce(d_real, torch.ones(BATCH_SIZE)) + bce(d_fake, torch.zeros(BATCH_SIZE))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = bce(torch.sigmoid(discriminator(fake)), torch.ones(BATCH_SIZE))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    print(f"epoch done: d_loss {d_loss.item():.3f}, g_loss {g_loss.item():.3f}")
+
+
+# %%
+def fresh_players(seed=SEED):
+    torch.manual_seed(seed)
+    model = gan.digits_gan()
+    generator, discriminator = model.generator, model.discriminator
+    return (generator, discriminator, torch.optim.Adam(generator.parameters(), 2e-3, betas=(0.5, 0.999)),
+            torch.optim.Adam(discriminator.parameters(), 2e-3, betas=(0.5, 0.999)))
+
+
+digits_train = data.load("digits", "train")
+loader = torch.utils.data.DataLoader(digits_train, batch_size=BATCH_SIZE, shuffle=True)
+for attempt, batches_of in (("as written", loader), ("fed images only", [images for images, _ in loader])):
+    try:
+        buggy_train_epoch(*fresh_players(), batches_of)
+    except Exception as err:
+        print(f"{attempt}: {type(err).__name__}: {str(err).splitlines()[0]}")
+
+# %% [markdown]
+# | bug | symptom | fix |
+# | --- | --- | --- |
+# | `for real in loader`: the loader yields `(images, labels)` pairs | a crash, or worse, labels treated as data | `for images, _ in loader` |
+# | `torch.randn(BATCH_SIZE, ...)` | the last batch holds 1000 − 15·64 = 40 images: shapes clash, or real and fake batches silently differ | `torch.randn(len(images), ...)` |
+# | `sigmoid` + `BCELoss` | saturates: `BCELoss` clamps $\log$ at −100, so a confident discriminator gives a wrong loss and no gradient | logits with `gan.discriminator_loss` / `BCEWithLogitsLoss` |
+# | `print(d_loss.item())` after the loop | reports the last (smallest) batch's loss as the epoch's | a mean over all batches, weighted by their size |
+#
+# The third one, measured: a discriminator that rejects a fake with logit $\ell$, scored with the
+# sigmoid + `BCELoss` pair and with logits (the generator's non-saturating loss, whose true value is $-\log \sigma(\ell)$):
+
+# %%
+for value in (-5.0, -30.0, -150.0):
+    logit = torch.tensor([value], requires_grad=True)
+    via_sigmoid = nn.BCELoss()(torch.sigmoid(logit), torch.ones(1))
+    (grad_sigmoid,) = torch.autograd.grad(via_sigmoid, logit)
+    via_logits = gan.generator_loss(logit)
+    (grad_logits,) = torch.autograd.grad(via_logits, logit)
+    print(f"logit {value:>7}: sigmoid + BCELoss = {via_sigmoid.item():7.2f} (gradient {grad_sigmoid.item():+.2f});  "
+          f"with logits = {via_logits.item():7.2f} (gradient {grad_logits.item():+.2f})")
+
+# %% [markdown]
+# Your `discriminator_loss` and `gan_step` above already fix the first three inside a step.
+#
+# **Exercise 5.** Write the epoch loop: go over a loader of `(images, labels)` batches, call
+# `gan.train_step(generator, discriminator, opt_g, opt_d, images, latent_dim=latent_dim)` once per batch, and
+# return the epoch's mean discriminator and generator losses, each batch weighted by its size.
+
+# %%
+def train_epoch(generator, discriminator, opt_g, opt_d, loader, latent_dim):
+    """One epoch over (images, labels) batches -> (mean d_loss, mean g_loss), weighted by batch size."""
+    ### BEGIN SOLUTION
+    d_sum = g_sum = count = 0.0
+    for images, _ in loader:
+        d_loss, g_loss = gan.train_step(generator, discriminator, opt_g, opt_d, images, latent_dim=latent_dim)
+        d_sum, g_sum, count = d_sum + d_loss * len(images), g_sum + g_loss * len(images), count + len(images)
+    return d_sum / count, g_sum / count
+    ### END SOLUTION
+
+
+# %%
+check.gan_train_epoch(train_epoch)
+
+# %% [markdown]
+# The fourth bug, measured on one epoch of a fresh digits GAN: the last batch's loss against the epoch's mean.
+
+# %%
+generator, discriminator, opt_g, opt_d = fresh_players()
+batch_losses = []
+for images, _ in loader:
+    batch_losses.append((len(images), *gan.train_step(generator, discriminator, opt_g, opt_d, images, latent_dim=LATENT)))
+sizes, d_losses = np.array([b[0] for b in batch_losses]), np.array([b[1] for b in batch_losses])
+print(f"{len(sizes)} batches, the last of {sizes[-1]} images; discriminator loss of the last batch "
+      f"{d_losses[-1]:.3f}, epoch mean {np.sum(sizes * d_losses) / sizes.sum():.3f}, "
+      f"batch range {d_losses.min():.3f} to {d_losses.max():.3f}")
+print(f"the whole lesson ran in {time.perf_counter() - lesson_start:.0f} s")
+
+# %% [markdown]
+# ## Summary
+#
+# - A GAN trains a generator against a discriminator. For a fixed generator the best discriminator is
+#   $D^* = p/(p+q)$, a density ratio (measured: a trained discriminator matches it), and the game's value at
+#   $D^*$ is $-\log 4 + 2\,\mathrm{JS}(p\,\|\,q)$ (measured against numerical integration).
+# - The GAN objectives are mode-seeking, like the reverse KL of lesson 01: for a two-mode mixture, the best single
+#   Gaussian under JS and under the non-saturating objective sits on one mode; under maximum likelihood it covers both.
+# - The minimax generator loss saturates (gradient $D(G(z)) \to 0$); the non-saturating loss keeps a gradient of
+#   $1 - D(G(z))$. Measured on a real discriminator: orders of magnitude apart.
+# - On the 8-Gaussians ring the plain GAN collapsed onto a few modes; WGAN-GP covered all 8 on every seed. A VAE
+#   covered all 8 too, with much of its mass between the modes: VAEs blur; mode collapse is the GAN failure.
+# - GAN losses settle while the samples change: measure samples, not losses.
+# - On digits, the GAN's samples were scored next to real digits (recognized, classes, memorization: see the
+#   verdicts above), and it samples in one network evaluation: the printed milliseconds per 1000 samples are the
+#   figure lesson 06 compares diffusion against.
+# - Training loops: logits with `BCEWithLogitsLoss`-style losses, noise sized to the batch, `(images, labels)`
+#   unpacked, epoch losses averaged over all batches, `detach` on the fakes in the discriminator's step.
+#
+# **Read next:** lesson 05, normalizing flows: models that, unlike GANs, give an exact likelihood, and still
+# sample in one pass. Further reading: I. Goodfellow et al., *Generative adversarial nets* (NeurIPS 2014);
+# M. Arjovsky and L. Bottou, *Towards principled methods for training GANs* (ICLR 2017); M. Arjovsky, S. Chintala
+# and L. Bottou, *Wasserstein GAN* (ICML 2017); I. Gulrajani et al., *Improved training of Wasserstein GANs*
+# (NeurIPS 2017); T. Miyato et al., *Spectral normalization for GANs* (ICLR 2018); A. Radford et al., *DCGAN*
+# (ICLR 2016); Y. Yazıcı et al., *The unusual effectiveness of averaging in GAN training* (ICLR 2019).

@@ -1,0 +1,358 @@
+"""Tests of gencourse.gan against independent computations: torch's BCE losses, hand formulas in float64,
+closed-form input gradients, Gaussian densities from torch.distributions and numerical integration."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from torch import nn
+
+from gencourse import data, gan
+
+
+def _logits(*shape, seed=0, scale=3.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------
+
+def test_discriminator_loss_matches_bce_with_logits():
+    real, fake = _logits(17, seed=1), _logits(9, seed=2)  # batch sizes may differ
+    bce = nn.BCEWithLogitsLoss()
+    expected = bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
+    assert torch.allclose(gan.discriminator_loss(real, fake), expected, atol=1e-6)
+    # (B, 1) logits, as an nn.Linear(..., 1) head returns them
+    assert torch.allclose(gan.discriminator_loss(real[:, None], fake[:, None]), expected, atol=1e-6)
+
+
+def test_discriminator_loss_matches_hand_formula_in_float64():
+    real, fake = _logits(50, seed=3).double(), _logits(50, seed=4).double()
+    d_real, d_fake = torch.sigmoid(real), torch.sigmoid(fake)
+    expected = -(torch.log(d_real).mean() + torch.log(1 - d_fake).mean())
+    got = gan.discriminator_loss(real.float(), fake.float())
+    assert abs(got.item() - expected.item()) < 1e-5
+
+
+def test_generator_losses_match_bce_and_hand_formulas():
+    fake = _logits(33, seed=5)
+    bce = nn.BCEWithLogitsLoss()
+    # non-saturating: -E log D(G(z)) = BCE against the label "real"
+    assert torch.allclose(gan.generator_loss(fake), bce(fake, torch.ones_like(fake)), atol=1e-6)
+    assert torch.allclose(gan.generator_loss(fake, "non-saturating"), bce(fake, torch.ones_like(fake)), atol=1e-6)
+    # minimax: E log(1 - D(G(z))) = -BCE against the label "fake"
+    expected = torch.log(1 - torch.sigmoid(fake.double())).mean()
+    assert abs(gan.generator_loss(fake, "minimax").item() - expected.item()) < 1e-5
+    assert torch.allclose(gan.generator_loss(fake, "minimax"), -bce(fake, torch.zeros_like(fake)), atol=1e-6)
+
+
+def test_losses_are_stable_for_extreme_logits():
+    extreme = torch.tensor([-200.0, -50.0, 0.0, 50.0, 200.0])
+    for value in (gan.discriminator_loss(extreme, extreme), gan.generator_loss(extreme),
+                  gan.generator_loss(extreme, "minimax")):
+        assert torch.isfinite(value)
+    # a discriminator that rejects every fake with logit -200: -log D = 200 exactly
+    assert gan.generator_loss(torch.tensor([-200.0])).item() == pytest.approx(200.0, rel=1e-6)
+
+
+def test_saturation_gradients_in_closed_form():
+    """dL/dl = -D(G(z)) / B for minimax and -(1 - D(G(z))) / B for non-saturating."""
+    logits = torch.linspace(-12, 4, 9, requires_grad=True)
+    d = torch.sigmoid(logits.detach())
+    (g_mm,) = torch.autograd.grad(gan.generator_loss(logits, "minimax"), logits)
+    (g_ns,) = torch.autograd.grad(gan.generator_loss(logits, "non-saturating"), logits)
+    assert torch.allclose(g_mm, -d / len(d), atol=1e-7)
+    assert torch.allclose(g_ns, -(1 - d) / len(d), atol=1e-7)
+
+
+def test_losses_reject_bad_input():
+    with pytest.raises(ValueError, match="kind"):
+        gan.generator_loss(torch.zeros(3), kind="hinge")
+    with pytest.raises(ValueError, match="shape"):
+        gan.discriminator_loss(torch.zeros(3, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match="float tensor"):
+        gan.generator_loss([0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient penalty against critics with known input gradients
+# ----------------------------------------------------------------------------------------------
+
+class LinearCritic(nn.Module):
+    """f(x) = w . flatten(x) + b: its input gradient is w everywhere, so GP = (||w|| - 1)^2 exactly."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w + 0.3
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 8, 8)])
+def test_gradient_penalty_of_a_linear_critic(shape):
+    dim = math.prod(shape)
+    w = torch.randn(dim, generator=torch.Generator().manual_seed(0))
+    critic = LinearCritic(w)
+    real, fake = torch.randn(16, *shape), torch.randn(16, *shape)
+    gp = gan.gradient_penalty(critic, real, fake)
+    norm = w.norm()
+    assert gp.item() == pytest.approx((norm.item() - 1) ** 2, rel=1e-5)
+    # differentiable in the critic's weights: d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
+    gp.backward()
+    assert torch.allclose(critic.w.grad, 2 * (norm - 1) * w / norm, atol=1e-5)
+
+
+def test_gradient_penalty_of_a_quadratic_critic_uses_per_example_norms():
+    """f(x) = ||x||^2 / 2 has gradient x: GP = mean_i (||x_hat_i|| - 1)^2 with x_hat = eps real + (1 - eps) fake."""
+    critic = lambda x: 0.5 * (x ** 2).flatten(1).sum(1)
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(10, 3, generator=g), torch.randn(10, 3, generator=g) * 2
+    eps = torch.rand(10, 1, generator=g)
+    x_hat = eps * real + (1 - eps) * fake
+    expected = ((np.linalg.norm(x_hat.numpy(), axis=1) - 1) ** 2).mean()
+    got = gan.gradient_penalty(critic, real, fake, eps=eps)
+    assert got.item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_gradient_penalty_of_a_scaled_norm_critic():
+    """f(x) = a ||x|| has input-gradient norm |a| at every x != 0: GP = (|a| - 1)^2."""
+    a = nn.Parameter(torch.tensor(2.5))
+    critic = lambda x: a * x.flatten(1).norm(dim=1)
+    gp = gan.gradient_penalty(critic, torch.randn(32, 4) + 3, torch.randn(32, 4) + 3)
+    assert gp.item() == pytest.approx(1.5 ** 2, rel=1e-5)
+    (grad,) = torch.autograd.grad(gp, a)
+    assert grad.item() == pytest.approx(2 * 1.5, rel=1e-5)
+
+
+def test_gradient_penalty_rejects_mismatched_shapes():
+    critic = LinearCritic(torch.ones(2))
+    with pytest.raises(ValueError, match="same shape"):
+        gan.gradient_penalty(critic, torch.zeros(4, 2), torch.zeros(3, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# The optimal discriminator and the Jensen-Shannon divergence, on 1D Gaussians
+# ----------------------------------------------------------------------------------------------
+
+P_DATA = torch.distributions.Normal(0.0, 1.0)
+P_MODEL = torch.distributions.Normal(1.5, 0.7)
+
+
+def test_optimal_discriminator_formula():
+    x = torch.linspace(-4, 5, 101)
+    p, q = stats.norm.pdf(x.numpy(), 0, 1), stats.norm.pdf(x.numpy(), 1.5, 0.7)
+    expected = p / (p + q)
+    assert np.allclose(gan.optimal_discriminator(x, P_DATA, P_MODEL).numpy(), expected, atol=1e-6)
+
+
+def test_trained_discriminator_approaches_p_over_p_plus_q():
+    """Minimizing discriminator_loss over a family that contains the log-ratio (quadratic logits for two
+    Gaussians) recovers D*(x) = p(x) / (p(x) + q(x)), computed from scipy's densities."""
+    torch.manual_seed(0)
+    real, fake = P_DATA.sample((20000,)), P_MODEL.sample((20000,))
+    coef = torch.zeros(3, requires_grad=True)
+    logit = lambda x: coef[0] * x ** 2 + coef[1] * x + coef[2]
+    opt = torch.optim.LBFGS([coef], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = gan.discriminator_loss(logit(real), logit(fake))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    x = np.linspace(-2.0, 3.0, 51)
+    p, q = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 1.5, 0.7)
+    trained = torch.sigmoid(logit(torch.as_tensor(x, dtype=torch.float32))).detach().numpy()
+    assert np.abs(trained - p / (p + q)).max() < 0.03
+
+
+def test_value_at_optimal_discriminator_is_minus_log4_plus_2_jsd():
+    """V(D*, G) = -log 4 + 2 JSD(p || q): a Monte Carlo estimate with D* vs JSD by numerical integration."""
+    def kl_to_mixture(pdf):
+        m = lambda x: 0.5 * (stats.norm.pdf(x, 0, 1) + stats.norm.pdf(x, 1.5, 0.7))
+        f = lambda x: pdf(x) * (np.log(pdf(x)) - np.log(m(x))) if pdf(x) > 0 else 0.0
+        return integrate.quad(f, -12, 12, limit=200)[0]
+
+    jsd = 0.5 * kl_to_mixture(lambda x: stats.norm.pdf(x, 0, 1)) + 0.5 * kl_to_mixture(lambda x: stats.norm.pdf(x, 1.5, 0.7))
+    torch.manual_seed(1)
+    real, fake = P_DATA.sample((400_000,)), P_MODEL.sample((400_000,))
+    logit = lambda x: P_DATA.log_prob(x) - P_MODEL.log_prob(x)  # D* = sigmoid(log p - log q)
+    value = -gan.discriminator_loss(logit(real), logit(fake)).item()
+    assert value == pytest.approx(-math.log(4) + 2 * jsd, abs=5e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks and the GAN container
+# ----------------------------------------------------------------------------------------------
+
+def test_network_shapes_and_ranges():
+    z = torch.randn(5, 32)
+    g_mlp = gan.MLPGenerator(32, 64, (1, 8, 8), output="sigmoid")
+    g_conv = gan.ConvGenerator(32, 8)
+    for g in (g_mlp, g_conv):
+        x = g(z)
+        assert x.shape == (5, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    for d in (gan.MLPDiscriminator(64, 32), gan.ConvDiscriminator(8), gan.ConvDiscriminator(8, spectral=True)):
+        assert d(torch.rand(5, 1, 8, 8)).shape == (5,)
+    assert gan.MLPGenerator()(torch.randn(7, 2)).shape == (7, 2)
+    assert gan.MLPDiscriminator()(torch.randn(7, 2)).shape == (7,)
+    with pytest.raises(ValueError, match="output"):
+        gan.MLPGenerator(output="tanh")
+
+
+def test_spectral_norm_makes_the_largest_singular_value_one():
+    torch.manual_seed(0)
+    d = gan.MLPDiscriminator(2, 64, spectral=True)
+    for _ in range(30):  # power iterations run in training-mode forward passes
+        d(torch.randn(8, 2))
+    d.eval()
+    linears = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3
+    for layer in linears:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach(), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_gan_sample_and_likelihood():
+    model = gan.ring_gan()
+    assert gan.GAN.likelihood == "none" and model.likelihood == "none"
+    x = model.sample(11)
+    assert x.shape == (11, 2) and not x.requires_grad
+    with pytest.raises(ValueError, match="positive integer"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        gan.GAN(nn.Linear(2, 2), nn.Linear(2, 1))
+
+
+def test_ema_generator_is_an_exponential_moving_average():
+    model = gan.ring_gan(g_hidden=8, d_hidden=8)
+    w0 = [p.detach().clone() for p in model.generator.parameters()]
+    model.update_ema(0.9)  # first call copies the weights
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(1.0)
+    model.update_ema(0.9)
+    for w, e in zip(w0, model.ema_generator.parameters()):
+        assert torch.allclose(e, 0.9 * w + 0.1 * (w + 1.0), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# The training step
+# ----------------------------------------------------------------------------------------------
+
+def _tiny_pair(seed=0):
+    torch.manual_seed(seed)
+    return gan.MLPGenerator(3, 16), gan.MLPDiscriminator(2, 16)
+
+
+def test_train_step_matches_a_hand_written_step():
+    """The step against an independent one written with BCEWithLogitsLoss and explicit gradient bookkeeping."""
+    real = torch.randn(7, 2)  # an odd, "last batch" size
+    g1, d1 = _tiny_pair()
+    g2, d2 = _tiny_pair()
+    opts1 = torch.optim.SGD(g1.parameters(), lr=0.1), torch.optim.SGD(d1.parameters(), lr=0.1)
+    opts2 = torch.optim.SGD(g2.parameters(), lr=0.1), torch.optim.SGD(d2.parameters(), lr=0.1)
+    torch.manual_seed(5)
+    d_loss, g_loss = gan.train_step(g1, d1, *opts1, real, latent_dim=3)
+
+    torch.manual_seed(5)
+    bce = nn.BCEWithLogitsLoss()
+    z = torch.randn(7, 3)
+    with torch.no_grad():
+        fake = g2(z)
+    loss_d = bce(d2(real), torch.ones(7)) + bce(d2(fake), torch.zeros(7))
+    grads_d = torch.autograd.grad(loss_d, list(d2.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(d2.parameters(), grads_d):
+            p -= 0.1 * gr
+    loss_g = bce(d2(g2(z)), torch.ones(7))
+    grads_g = torch.autograd.grad(loss_g, list(g2.parameters()))
+    with torch.no_grad():
+        for p, gr in zip(g2.parameters(), grads_g):
+            p -= 0.1 * gr
+
+    assert d_loss == pytest.approx(loss_d.item(), rel=1e-5)
+    assert g_loss == pytest.approx(loss_g.item(), rel=1e-5)
+    for a, b in zip(list(g1.parameters()) + list(d1.parameters()), list(g2.parameters()) + list(d2.parameters())):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_discriminator_only_step_leaves_the_generator_alone():
+    g, d = _tiny_pair()
+    before = [p.detach().clone() for p in g.parameters()]
+    opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+    for loss in ("non-saturating", "wgan-gp"):
+        d_loss, g_loss = gan.train_step(g, d, opt_g, opt_d, torch.randn(8, 2), latent_dim=3, loss=loss,
+                                        update_generator=False)
+        assert math.isfinite(d_loss) and math.isnan(g_loss)
+    for a, b in zip(before, g.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_train_gan_records_history_and_checks_input():
+    model = gan.ring_gan(g_hidden=16, d_hidden=16)
+    x = data.toy2d("8gaussians", 500)
+    h = gan.train_gan(model, x, steps=12, batch_size=64, log_every=5, eval_fn=lambda m: 1.0, seed=0,
+                      loss="wgan-gp", n_critic=2, verbose=False)
+    assert h.steps == [5, 10, 12] and len(h.d_loss) == len(h.g_loss) == len(h.evals) == 3
+    assert all(math.isfinite(v) for v in h.d_loss + h.g_loss)
+    with pytest.raises(ValueError, match="unknown loss"):
+        gan.train_gan(model, x, steps=1, loss="hinge")
+    with pytest.raises(ValueError, match="tensor"):
+        gan.train_gan(model, [1, 2, 3], steps=1)
+
+
+def test_train_digits_quick_gives_digit_shaped_samples():
+    model, history = gan.train_digits(quick=True)
+    x = model.sample(6)
+    assert x.shape == (6, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    assert model.likelihood == "none" and history.steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements
+# ----------------------------------------------------------------------------------------------
+
+def test_ring_coverage_of_real_data_matches_the_rayleigh_closed_form():
+    """For a 2D isotropic Gaussian, P(||x - c|| <= 3 sigma) = 1 - exp(-9/2) = 0.9889."""
+    cov = gan.ring_coverage(data.toy2d("8gaussians", 40000, seed=3))
+    assert cov["modes_covered"] == 8
+    assert cov["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.004)
+    assert sum(cov["mode_shares"]) == pytest.approx(cov["high_quality"])
+
+
+def test_ring_coverage_counts_modes_by_share():
+    c = data.RING_CENTERS
+    # 97 samples on mode 0, 2 on mode 1 (2% < 2.5%), 1 far away from every mode
+    samples = torch.cat([c[0].repeat(97, 1), c[1].repeat(2, 1), torch.tensor([[0.0, 0.0]])])
+    cov = gan.ring_coverage(samples)
+    assert cov["modes_covered"] == 1
+    assert cov["high_quality"] == pytest.approx(0.99)
+    assert cov["mode_shares"][0] == pytest.approx(0.97) and cov["mode_shares"][1] == pytest.approx(0.02)
+    # a point just outside 3 standard deviations is not high-quality
+    edge = c[2] + torch.tensor([3.01 * data.RING_STD, 0.0])
+    assert gan.ring_coverage(edge[None])["high_quality"] == 0.0
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        gan.ring_coverage(torch.zeros(5, 3))
+
+
+def test_sampling_time_is_positive():
+    assert gan.sampling_time(gan.ring_gan(g_hidden=8, d_hidden=8), 100, repeats=3) > 0
+
+
+def test_recipes_check_their_names_and_run():
+    with pytest.raises(ValueError, match="recipe"):
+        gan.train_ring("hinge GAN")
+    with pytest.raises(ValueError, match="arch"):
+        gan.digits_gan("resnet")
+    with pytest.raises(ValueError, match="epochs"):
+        gan.train_digits(epochs=0)
+    model, history = gan.train_ring("WGAN-GP", steps=4, log_every=2, n_data=512)
+    assert history.steps == [2, 4] and set(history.evals[-1]) == {"modes_covered", "high_quality", "mode_shares"}
+    assert model.sample(3).shape == (3, 2)
+    conv = gan.digits_gan("conv", width=8)
+    assert conv.sample(2).shape == (2, 1, 8, 8)
