@@ -9,7 +9,6 @@ import importlib
 
 from gencourse.train import get_device, seed_everything
 from gencourse.showsource import show
-from gencourse.bench import headline
 
 __version__ = "0.1.0"
 
@@ -20,6 +19,13 @@ _SUBMODULES = (
     "data", "train", "metrics", "viz", "check", "exercises", "student", "bench",
     "autoencoder", "vae", "gan", "flows", "diffusion", "autoregressive", "flow_matching", "recipes",
 )
+
+
+def headline(name: str, value, fmt: str = "{:.3g}"):
+    """Record a lesson's headline figure for ``make bench`` and return ``value`` (see :mod:`gencourse.bench`)."""
+    from gencourse.bench import headline as record
+
+    return record(name, value, fmt)
 
 
 def setup(seed: int = 0, *, dpi: int = 80) -> None:
