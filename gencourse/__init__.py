@@ -29,9 +29,12 @@ def headline(name: str, value, fmt: str = "{:.3g}"):
 
 
 def setup(seed: int = 0, *, dpi: int = 80) -> None:
-    """Start of every lesson: seed everything and set modest figure sizes."""
+    """Start of every lesson: seed everything, keep torch within the machine's CPU quota, and set modest
+    figure sizes."""
+    from gencourse.train import limit_threads
     from gencourse.viz import setup_style
 
+    limit_threads()
     seed_everything(seed)
     setup_style(dpi)
 

@@ -37,6 +37,32 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def cpu_quota(cgroup_root: str = "/sys/fs/cgroup") -> int | None:
+    """The number of CPUs a container's quota allows (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``),
+    or None where there is no quota. Binder, JupyterHub and CI containers often see every core of the
+    host while they may use two; torch would start a thread per visible core and crawl."""
+    root = Path(cgroup_root)
+    try:
+        if (root / "cpu.max").exists():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def limit_threads() -> int:
+    """Cap torch's CPU threads at the container's CPU quota, if there is one; returns the thread count."""
+    quota = cpu_quota()
+    if quota is not None and torch.get_num_threads() > quota:
+        torch.set_num_threads(quota)
+    return torch.get_num_threads()
+
+
 def get_device(preference: str = "auto") -> torch.device:
     """``"auto"`` picks cuda, then mps (Apple), then cpu; or name one of ``"cuda"``, ``"mps"``, ``"cpu"``."""
     choices = ("auto", "cuda", "mps", "cpu")

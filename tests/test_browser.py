@@ -8,6 +8,7 @@ screenshot is kept as ``build/browser/<lesson>.png``. The server is stopped in e
 Needs Debian's ``chromium`` (``make test`` installs it where it can) and Python ``playwright``; it never
 downloads a browser of its own.
 """
+import json
 import os
 import secrets
 import shutil
@@ -71,7 +72,7 @@ def jupyterlab(tmp_path):
                 if server.poll() is not None or time.time() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
                 time.sleep(1)
-        yield url, token
+        yield url, token, tmp_path / "jupyterlab.log"
     finally:
         server.terminate()
         try:
@@ -79,6 +80,40 @@ def jupyterlab(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def _kernel_states(url: str, token: str) -> list:
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=5) as response:
+        return [kernel["execution_state"] for kernel in json.load(response)]
+
+
+def _wait_for_idle_kernel(url: str, token: str, timeout_s: float = 180) -> None:
+    """The notebook's kernel has started and is idle (asked of the server, not of the page)."""
+    deadline, states = time.time() + timeout_s, []
+    while time.time() < deadline:
+        states = _kernel_states(url, token)
+        if "idle" in states:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the lesson's kernel was not idle after {timeout_s} s (kernel states: {states})")
+
+
+def _run_all_cells(page, attempts: int = 3) -> None:
+    """Run > Run All Cells, with the notebook made the current widget first (the command is disabled
+    otherwise); retried until a cell is queued or running."""
+    for _ in range(attempts):
+        page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").first.click()
+        page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+        page.click("li.lm-Menu-item:has-text('Run All Cells')")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+            if any("*" in p or any(c.isdigit() for c in p) for p in prompts):
+                return
+            time.sleep(0.5)
+        page.keyboard.press("Escape")  # close the menu if it is still open
+    page.screenshot(path=str(ARTIFACTS / "not_started.png"), full_page=False)
+    raise AssertionError(f"Run All Cells started no cell after {attempts} attempts")
 
 
 PROGRESS = ".jp-OutputArea-output .widget-progress, .jp-OutputArea-output [class*='progress']"
@@ -95,29 +130,35 @@ def _wait_until_all_ran(page, timeout_s=400) -> bool:
         if prompts and not pending:
             return saw_progress
         time.sleep(0.5)
-    raise AssertionError(f"cells still running or not run after {timeout_s} s")
+    page.screenshot(path=str(ARTIFACTS / "timeout.png"), full_page=False)
+    dialogs = page.locator(".jp-Dialog").all_inner_texts()
+    status = page.locator(".jp-Notebook-ExecutionIndicator, .jp-KernelStatus").all_inner_texts()
+    raise AssertionError(f"cells still running or not run after {timeout_s} s: {len(pending)} of {len(prompts)} "
+                         f"pending ({pending[:5]}); kernel status {status}; dialogs {dialogs}")
 
 
 @pytest.mark.skipif(LESSON is None, reason="no lesson with widgets built yet")
 def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
     from playwright.sync_api import sync_playwright
 
-    url, token = jupyterlab
+    url, token, server_log = jupyterlab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"{Path(LESSON).stem}.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--no-first-run", "--disable-sync"])
+                                          "--disable-component-update", "--no-first-run", "--disable-sync",
+                                          "--disable-dev-shm-usage", "--disable-quic"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/lab/tree/{LESSON}?token={token}", wait_until="domcontentloaded", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus", timeout=120_000)
-            time.sleep(3)  # let the kernel finish starting
-            page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
-            page.click("li.lm-Menu-item:has-text('Run All Cells')")
-            saw_progress = _wait_until_all_ran(page)
+            _wait_for_idle_kernel(url, token)
+            _run_all_cells(page)
+            try:
+                saw_progress = _wait_until_all_ran(page)
+            except AssertionError as err:
+                raise AssertionError(f"{err}\nJupyterLab log (end):\n{server_log.read_text()[-4000:]}") from None
             time.sleep(3)
             page.screenshot(path=str(shot), full_page=False)
             text = page.locator(".jp-Notebook").inner_text()

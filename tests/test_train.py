@@ -132,3 +132,31 @@ def test_history_summary_and_plot():
     assert "best val loss 2.2 at epoch 2" in h.summary()
     assert h.plot() is not None
     assert math.isinf(train.History().best_val_loss)
+
+
+def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path):
+    from gencourse.train import cpu_quota
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_quota(str(tmp_path)) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(str(tmp_path)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(str(v1)) == 1
+    assert cpu_quota(str(tmp_path / "missing")) is None
+
+
+def test_limit_threads_caps_torch_at_the_quota(monkeypatch):
+    import torch
+    import gencourse.train as train
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setattr(train, "cpu_quota", lambda: 1)
+        assert train.limit_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
