@@ -100,3 +100,27 @@ def test_notebook_matches_its_source(path):
     actual = _read(path)
     assert [c.source for c in actual.cells] == [c.source for c in expected.cells], (
         f"{path.name} differs from notebooks/src/{path.stem}.py: rebuild it with `make notebooks LESSONS={path.stem[:2]}`")
+
+
+def test_instructor_guide_lists_every_exercise_of_every_lesson():
+    """Each lesson's section of docs/instructor_guide.md has one exercise-table row per exercise, naming the
+    learner's function or its check, and names no exercise the notebook does not have."""
+    guide = (authoring.NOTEBOOKS.parent / "docs" / "instructor_guide.md").read_text()
+    parts = re.split(r"^## (\d\d) · ", guide, flags=re.M)
+    sections = dict(zip(parts[1::2], parts[2::2]))
+    for path in NOTEBOOKS:
+        number = path.stem[:2]
+        assert number in sections, f"docs/instructor_guide.md has no section '## {number} · ...'"
+        rows = [line for line in sections[number].splitlines() if re.match(r"^\| `", line)]
+        named = [set(re.findall(r"`(?:check\.)?(\w+)`", row.split("|")[1])) for row in rows]
+        cells = _read(path).cells
+        exercises = {}
+        for i, c in enumerate(cells):
+            if c.cell_type == "code" and BEGIN in c.source:
+                fn = re.search(r"def\s+(\w+)\s*\(", c.source).group(1)
+                nxt = next(n for n in cells[i + 1:] if n.cell_type == "code")
+                exercises[fn] = {fn, re.search(r"check\.(\w+)\(", nxt.source).group(1)}
+        for fn, names in exercises.items():
+            assert any(names & row for row in named), f"guide section {number} has no row for exercise {fn}"
+        for row in named:
+            assert any(row & names for names in exercises.values()), f"guide section {number} names {row}, not an exercise"
