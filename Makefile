@@ -7,13 +7,14 @@ NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 # Two notebooks run side by side on two cores: one torch thread each.
 PARALLEL_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GENCOURSE_PROGRESS=0
 
-.PHONY: lab test unit nbval student student-run browser browser-deps notebooks bench clean help
+.PHONY: lab test unit nbval student student-run browser browser-deps notebooks recipes bench clean help
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
 	@echo "make test       set up .venv and run every check (unit tests, lesson conventions, nbval, student edition)"
 	@echo "make student    write the student edition (exercises unsolved) to build/student/"
 	@echo "make notebooks  re-execute every lesson from notebooks/src/ (LESSONS='03 05' for some)"
+	@echo "make recipes    retrain the seven digits recipes and rewrite the checkpoints lesson 09 loads"
 	@echo "make bench      time every lesson and print its headline figures"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,9 @@ browser: $(STAMP) browser-deps
 
 notebooks: $(STAMP)
 	$(PY) -m gencourse.authoring $(LESSONS)
+
+recipes: $(STAMP)
+	$(PY) -m gencourse.recipes
 
 bench: $(STAMP)
 	$(PY) -m gencourse.bench

@@ -9,6 +9,7 @@ def main(argv=None) -> int:
     sub.add_parser("student", help="write the student edition (exercises unsolved)", add_help=False)
     sub.add_parser("build", help="execute lesson sources into notebooks", add_help=False)
     sub.add_parser("bench", help="time every lesson and print its headline figures", add_help=False)
+    sub.add_parser("recipes", help="train the digits recipes and write the checkpoints lesson 09 loads", add_help=False)
     sub.add_parser("env", help="print versions and the device the course will use")
     args, rest = parser.parse_known_args(argv)
     if args.command == "student":
@@ -17,6 +18,8 @@ def main(argv=None) -> int:
         from gencourse.authoring import main as run
     elif args.command == "bench":
         from gencourse.bench import main as run
+    elif args.command == "recipes":
+        from gencourse.recipes import main as run
     else:
         import gencourse
         from gencourse.bench import machine

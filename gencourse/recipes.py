@@ -29,6 +29,7 @@ NUM_DIMS = 64  # 8x8 digits
 class Recipe:
     """One family's digits recipe.
 
+    ``module``: the family's module in ``gencourse``, whose ``train_digits`` is the recipe.
     ``build()``: the untrained architecture (what a checkpoint loads into). ``train(**kw)``: the family's
     ``train_digits`` with the lesson's defaults -> ``(model, history)``. ``sample(model, n)``: the headline
     samples ``(n, 1, 8, 8)`` in [0, 1] (temperature 1, no guidance). ``nfe(model)``: network evaluations per
@@ -38,6 +39,7 @@ class Recipe:
 
     name: str
     lesson: str
+    module: str
     likelihood: str
     build: Callable[[], nn.Module]
     train: Callable[..., tuple]
@@ -56,7 +58,7 @@ def _autoencoder():
     from gencourse import autoencoder
 
     return Recipe(
-        "autoencoder", "02", "none",
+        "autoencoder", "02", "autoencoder", "none",
         build=lambda: autoencoder.MLPAutoencoder((1, 8, 8), latent_dim=16),
         train=lambda **kw: autoencoder.train_digits(latent_dim=16, **kw),
         sample=_autoencoder_prior_samples, nfe=lambda m: 1, sampler="decoder mean of random codes z ~ N(0, I)")
@@ -73,7 +75,7 @@ def _vae():
     from gencourse import vae
 
     return Recipe(
-        "VAE", "03", "bound",
+        "VAE", "03", "vae", "bound",
         build=lambda: vae.VAE((1, 8, 8), latent_dim=16, hidden=256, levels=17, decoder="logistic", dropout=0.1),
         train=lambda **kw: vae.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="prior, decoder samples",
@@ -97,7 +99,7 @@ def _gan_train(*, verbose: bool = True, **kw):
 
 def _gan():
     return Recipe(
-        "GAN", "04", "none", build=_gan_build, train=_gan_train,
+        "GAN", "04", "gan", "none", build=_gan_build, train=_gan_train,
         sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="generator (weights averaged over training)")
 
 
@@ -105,7 +107,7 @@ def _flow():
     from gencourse import flows
 
     return Recipe(
-        "RealNVP", "05", "bound",
+        "RealNVP", "05", "flows", "bound",
         build=lambda: flows.DigitsFlow(), train=lambda **kw: flows.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="inverse flow, temperature 1",
         nll=lambda m, x: m.nll(x), nll_note="dequantization bound, one draw",
@@ -116,7 +118,7 @@ def _diffusion():
     from gencourse import diffusion
 
     return Recipe(
-        "diffusion", "06", "none",
+        "diffusion", "06", "diffusion", "none",
         build=lambda: diffusion.digits_model(), train=lambda **kw: diffusion.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: m.schedule.T, sampler="ancestral DDPM, unguided",
         intro_dgm=None, intro_dgm_note="160.4, a -ELBO that is not comparable")
@@ -126,7 +128,7 @@ def _autoregressive():
     from gencourse import autoregressive
 
     return Recipe(
-        "PixelCNN", "07", "exact",
+        "PixelCNN", "07", "autoregressive", "exact",
         build=lambda: autoregressive.build("pixelcnn"), train=lambda **kw: autoregressive.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: NUM_DIMS, sampler="pixel by pixel, temperature 1",
         nll=lambda m, x: m.nll(x), nll_note="exact",
@@ -140,7 +142,7 @@ def _flow_matching():
     from gencourse import flow_matching
 
     return Recipe(
-        "flow matching", "08", "bound",
+        "flow matching", "08", "flow_matching", "bound",
         build=lambda: flow_matching.DigitsFlowMatching(), train=lambda **kw: flow_matching.train_digits(**kw),
         sample=lambda m, n: m.sample(n, steps=FM_STEPS, method=FM_METHOD),
         nfe=lambda m: FM_STEPS * (2 if FM_METHOD == "heun" else 1), sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps",
@@ -171,6 +173,17 @@ def train(name: str, *, seed: int = 0, quick: bool = False, device=None, verbose
     return model.eval(), time.perf_counter() - start
 
 
+def fingerprint(name: str) -> str:
+    """A hash of the family's ``train_digits`` source: a checkpoint records it, and a test compares, so that a
+    changed recipe cannot go on being represented by a checkpoint of the old one (``make recipes`` rewrites)."""
+    import hashlib
+    import importlib
+    import inspect
+
+    source = inspect.getsource(importlib.import_module(f"gencourse.{recipe(name).module}").train_digits)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 def checkpoint_path(name: str, directory=None) -> Path:
     recipe(name)
     return Path(directory or CHECKPOINTS) / f"{name}.pt"
@@ -182,6 +195,7 @@ def save(name: str, model: nn.Module, seconds: float, directory=None) -> Path:
     from gencourse.train import save_checkpoint
 
     return save_checkpoint(model, checkpoint_path(name, directory), recipe=name, train_seconds=float(seconds),
+                           fingerprint=fingerprint(name),
                            machine=machine(), date=str(datetime.date.today()), torch=str(torch.__version__))
 
 

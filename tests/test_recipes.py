@@ -19,6 +19,14 @@ def test_checkpoint_loads_with_weights_only_and_samples(name):
     assert 0 <= x.min() and x.max() <= 1 and torch.isfinite(x).all()
 
 
+@pytest.mark.parametrize("name", recipes.NAMES)
+def test_checkpoint_was_trained_by_the_current_recipe(name):
+    _, meta = recipes.load(name, with_meta=True)
+    assert meta.get("fingerprint") == recipes.fingerprint(name), (
+        f"{recipes.recipe(name).module}.train_digits changed since its checkpoint was written: run `make recipes` "
+        f"(or `python -m gencourse.recipes {name}`) and rebuild lesson 09")
+
+
 def test_build_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = recipes.recipe("vae").build()
