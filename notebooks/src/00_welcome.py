@@ -210,7 +210,7 @@ print(f"{'PASS' if ok else 'FAIL'} copies of training images: memorization near 
 # %% [markdown]
 # ## How exercises work
 #
-# Each lesson has exercises: a function with a gap between `### BEGIN SOLUTION` and `### END SOLUTION`
+# Each lesson has exercises: a function with a gap between two marker comments that open and close its solution
 # (in the student edition the gap says `# YOUR CODE HERE`). The cell after it checks your function
 # instantly against the reference on several cases and says what passed, what failed, and gives a hint.
 # An unsolved exercise says "not attempted yet" and never stops the lesson: it continues with the
