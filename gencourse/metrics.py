@@ -7,7 +7,7 @@ Sample quality is read off a small fixed CNN, :class:`DigitsClassifier`, shipped
 (``gencourse/assets/digits_classifier.pt``, rebuilt by ``tools/train_digits_classifier.py``). It has
 11 outputs: the digits 0-9 and class 10, "not a digit", trained on uniform noise, blank and constant
 images, samples of the per-pixel-independent model, scrambled digits and smooth blobs
-(:func:`make_negatives`), next to the real train + val digits (never test). The figures (COURSE.md section 2.3):
+(:func:`make_negatives`), next to the real train + val digits (never test). The figures (the course's evaluation protocol, lesson 00):
 
 - ``recognized``: share of samples whose most probable digit class has probability >= 0.9
   (softmax over all 11 classes).
@@ -579,7 +579,7 @@ def classify(images, dataset: str = "digits") -> torch.Tensor:
 
 
 def sample_quality(images, dataset: str = "digits", *, real=None) -> dict:
-    """Sample-quality figures of generated ``images`` (COURSE.md section 2.3) -> dict of floats.
+    """Sample-quality figures of generated ``images`` (the course's evaluation protocol) -> dict of floats.
 
     ``images``: ``(N, 1, S, S)`` (also ``(N, S, S)`` or ``(N, S*S)``) in ``[0, 1]``, ``N >= 10``
     (a few hundred or more for stable figures; compare figures at equal ``N``). ``S = 8`` for

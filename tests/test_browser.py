@@ -87,13 +87,17 @@ def _kernel_states(url: str, token: str) -> list:
         return [kernel["execution_state"] for kernel in json.load(response)]
 
 
-def _wait_for_idle_kernel(url: str, token: str, timeout_s: float = 180) -> None:
-    """The notebook's kernel has started and is idle (asked of the server, not of the page)."""
+def _wait_for_idle_kernel(page, url: str, token: str, timeout_s: float = 180) -> None:
+    """The notebook's kernel has started and is idle (asked of the server, not of the page). A kernel
+    selection dialog, should JupyterLab show one, is accepted with its default (the course's python3)."""
     deadline, states = time.time() + timeout_s, []
     while time.time() < deadline:
         states = _kernel_states(url, token)
         if "idle" in states:
             return
+        accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
         time.sleep(1)
     raise AssertionError(f"the lesson's kernel was not idle after {timeout_s} s (kernel states: {states})")
 
@@ -116,6 +120,7 @@ def _run_all_cells(page, attempts: int = 3) -> None:
     raise AssertionError(f"Run All Cells started no cell after {attempts} attempts")
 
 
+ERROR_OUTPUT = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
 PROGRESS = ".jp-OutputArea-output .widget-progress, .jp-OutputArea-output [class*='progress']"
 
 
@@ -125,6 +130,11 @@ def _wait_until_all_ran(page, timeout_s=400) -> bool:
     deadline, saw_progress = time.time() + timeout_s, False
     while time.time() < deadline:
         saw_progress = saw_progress or page.locator(PROGRESS).count() > 0
+        # Run All stops at a failing cell and leaves the rest unrun: report the error at once.
+        failed = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in t]
+        if failed or page.locator(ERROR_OUTPUT).count():
+            page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=False)
+            raise AssertionError(f"a cell failed while the lesson ran in JupyterLab: {(failed or ['(error output)'])[0][-3000:]}")
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         pending = [p for p in prompts if "*" in p or p.strip() in ("[ ]:", "")]
         if prompts and not pending:
@@ -153,7 +163,7 @@ def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/lab/tree/{LESSON}?token={token}", wait_until="domcontentloaded", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
-            _wait_for_idle_kernel(url, token)
+            _wait_for_idle_kernel(page, url, token)
             _run_all_cells(page)
             try:
                 saw_progress = _wait_until_all_ran(page)
@@ -163,7 +173,7 @@ def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
             page.screenshot(path=str(shot), full_page=False)
             text = page.locator(".jp-Notebook").inner_text()
             assert "Error displaying widget" not in text
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+            errors = page.locator(ERROR_OUTPUT)
             tracebacks = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in t]
             assert errors.count() == 0 and not tracebacks, tracebacks[:1]
             assert page.locator(".jp-RenderedImage img").count() >= 3, "figures did not appear"

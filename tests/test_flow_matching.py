@@ -151,3 +151,100 @@ def test_digits_model_api_quick():
     assert nll.shape == (4,) and torch.isfinite(nll).all()
     with pytest.raises(ValueError):
         model.sample(0)
+
+
+def _random_gaussian(d, seed):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    cov = a @ a.T / d + 0.05 * torch.eye(d, dtype=torch.float64)
+    mean = torch.randn(d, generator=g, dtype=torch.float64)
+    lam, basis = torch.linalg.eigh(cov)
+    return mean, cov, lam, basis
+
+
+def test_gaussian_velocity_matches_joint_gaussian_conditioning():
+    """v*(x, t) = E[x1 - x0 | x_t = x] from the joint Gaussian of (x1 - x0, x_t) with full matrices (no eigenbasis)."""
+    d = 5
+    mean, cov, lam, basis = _random_gaussian(d, 0)
+    eye = torch.eye(d, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    for t in (0.0, 0.2, 0.7, 0.95, 1.0):
+        cov_xt = t ** 2 * cov + (1 - t) ** 2 * eye              # Cov(x_t)
+        cov_u_xt = t * cov - (1 - t) * eye                      # Cov(x1 - x0, x_t)
+        x = torch.randn(7, d, generator=g, dtype=torch.float64)
+        want = mean + (x - t * mean) @ torch.linalg.solve(cov_xt, cov_u_xt.T)
+        got = fm.gaussian_velocity(x, t, mean, lam, basis)
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
+        cond_cov = (cov + eye) - cov_u_xt @ torch.linalg.solve(cov_xt, cov_u_xt.T)   # Cov(x1 - x0 | x_t)
+        std = fm.gaussian_velocity_std(x, t, lam, basis)
+        torch.testing.assert_close(std, cond_cov.diagonal().sqrt().expand(7, d), atol=1e-9, rtol=1e-9)
+
+
+def test_gaussian_velocity_is_the_monte_carlo_regression_of_the_target():
+    """Least squares of x1 - x0 on (x_t, 1) over Monte Carlo draws at a fixed t recovers v*'s affine map."""
+    d, t, n = 3, 0.6, 400_000
+    mean, cov, lam, basis = _random_gaussian(d, 2)
+    g = torch.Generator().manual_seed(3)
+    x1 = mean + torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    x0 = torch.randn(n, d, generator=g, dtype=torch.float64)
+    xt = t * x1 + (1 - t) * x0
+    design = torch.cat([xt, torch.ones(n, 1, dtype=torch.float64)], 1)
+    coef = torch.linalg.lstsq(design, x1 - x0).solution                     # (d + 1, d)
+    probe = torch.randn(10, d, generator=g, dtype=torch.float64)
+    mc = torch.cat([probe, torch.ones(10, 1, dtype=torch.float64)], 1) @ coef
+    torch.testing.assert_close(fm.gaussian_velocity(probe, t, mean, lam, basis), mc, atol=0.03, rtol=0)
+
+
+def test_gaussian_velocity_divergence_matches_autograd_trace():
+    d = 4
+    mean, cov, lam, basis = _random_gaussian(d, 4)
+    for t in (0.1, 0.5, 0.9):
+        x = torch.randn(d, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda z: fm.gaussian_velocity(z[None], t, mean, lam, basis)[0], x)
+        div = fm.gaussian_velocity_divergence(torch.tensor([t], dtype=torch.float64), lam)
+        torch.testing.assert_close(div[0], torch.trace(jac), atol=1e-9, rtol=1e-9)
+
+
+def test_fit_gaussian_matches_monte_carlo_dequantized_moments():
+    from gencourse import data
+    x = data.load("digits", "train").images[:300]
+    model = fm.DigitsFlowMatching(hidden=8, depth=1, local_width=8).fit_gaussian(x)
+    torch.manual_seed(0)
+    z = torch.cat([model.to_z(x) for _ in range(200)]).flatten(1).double()
+    cov = model.gauss_basis @ torch.diag(model.gauss_var) @ model.gauss_basis.T
+    torch.testing.assert_close(model.gauss_mean, z.mean(0).float(), atol=2e-3, rtol=0)
+    torch.testing.assert_close(cov, torch.cov(z.T).float(), atol=3e-3, rtol=0)
+
+
+def test_untrained_digits_model_is_the_fitted_gaussian():
+    """The network's outputs start at zero, so the untrained model's velocity is v*, its samples follow N(mu, Sigma)
+    and its ODE likelihood is the Gaussian's (torch.distributions), on the discrete scale."""
+    from gencourse import data
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    torch.manual_seed(0)
+    model = fm.DigitsFlowMatching().fit_gaussian(train.images)
+    z, t = torch.randn(6, 1, 8, 8), torch.rand(6)
+    torch.testing.assert_close(model.velocity(z, t), model.optimal_velocity(z, t))
+    cov = (model.gauss_basis @ torch.diag(model.gauss_var) @ model.gauss_basis.T).double()
+    dist = torch.distributions.MultivariateNormal(model.gauss_mean.double(), covariance_matrix=cov)
+    torch.manual_seed(1)
+    nll = model.nll(test.images[:6], steps=48, divergence="exact", warp=2.0)
+    torch.manual_seed(1)
+    zt = model.to_z(test.images[:6]).flatten(1).double()
+    want = -(dist.log_prob(zt) + 64 * math.log(2.0)) + 64 * math.log(17)
+    torch.testing.assert_close(nll.double(), want, atol=0.5, rtol=0)
+
+
+def test_digits_model_rebuilds_from_defaults_and_state_dict():
+    from gencourse import data
+    model = fm.DigitsFlowMatching().fit_gaussian(data.load("digits", "train").images)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    copy = fm.DigitsFlowMatching()
+    copy.load_state_dict(model.state_dict())
+    a = model.sample(8, steps=3, generator=torch.Generator().manual_seed(0))
+    b = copy.sample(8, steps=3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError):
+        fm.ode_log_prob(lambda x, t: x, torch.zeros(2, 2), warp=0.5)

@@ -709,7 +709,7 @@ print(f"validation picks alpha = {best}; over alpha in {alphas[0]}..{alphas[-1]}
 # %% [markdown]
 # Over this range the choice moves the NLL by a fraction of a nat (printed above); the course's reference keeps
 # $\alpha = 0.1$. Note also the gap between the splits printed earlier: the validation images are harder than
-# the test images for this model (COURSE.md §8 reports the same for every family), which is why both are
+# the test images for this model (the same holds for every model of the course), which is why both are
 # always reported.
 #
 # The decomposition of Section 3 holds exactly here. On the training set, with $\hat p_d$ the empirical
@@ -761,7 +761,7 @@ for name, v, t in (("uniform over 17 levels", uniform, uniform),
 
 # %% [markdown]
 # These are the lines every later model has to get below. The reference models of the later lessons aim
-# below the public reference figures on this split (COURSE.md §8), e.g. 96.6 nats for a VAE's bound and 86.4
+# below the public reference figures on this split (intro_dgm, see the README), e.g. 96.6 nats for a VAE's bound and 86.4
 # for an autoregressive model's exact NLL.
 #
 # ## 5. A map of the families in this course

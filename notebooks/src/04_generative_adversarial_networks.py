@@ -705,7 +705,7 @@ print(f"network evaluations to draw 1000 samples: {len(calls)} batched call, NFE
 # ## 7. Training-loop pitfalls
 #
 # Here is a GAN training loop of the kind found in many tutorials. It has four bugs, each common enough to
-# deserve a name (COURSE.md §7):
+# deserve a name:
 
 # %%
 BATCH_SIZE, LATENT = 64, 32

@@ -399,7 +399,7 @@ rows = [("uniform over 17 levels", uniform, uniform, "-", "-"),
         ("MADE (this lesson)", *results["MADE"], f"{made_seconds:.0f} s ({made_cpu:.0f} s CPU)", f"{weights(made):,}"),
         ("PixelCNN (this lesson)", *results["PixelCNN"], f"{pixelcnn_seconds:.0f} s ({pixelcnn_cpu:.0f} s CPU)",
          f"{weights(pixelcnn):,}"),
-        ("intro_dgm causal conv (COURSE.md 8)", None, 86.4, "5-11 min", "-")]
+        ("intro_dgm causal conv (reference)", None, 86.4, "5-11 min", "-")]
 print(f"{'model':<38}{'val nats':>9}{'test nats':>10}{'test bits/dim':>14}{'training':>19}{'weights':>10}")
 for name, v, t, secs, count in rows:
     v_text = f"{v:9.1f}" if v is not None else f"{'-':>9}"

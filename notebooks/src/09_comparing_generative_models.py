@@ -49,7 +49,7 @@ for name in recipes.NAMES:
     print(f"{r.name:14s} lesson {r.lesson}   likelihood: {r.likelihood:5s}   sampler: {r.sampler}")
 
 # %% [markdown]
-# Training all seven takes about three minutes of CPU, more than this lesson's budget. So by default the
+# Training all seven takes a few minutes of CPU, more than this lesson's budget. So by default the
 # lesson **loads checkpoints**: `state_dict`s that `python -m gencourse.recipes` wrote after training each
 # recipe exactly as its lesson does, read back with `torch.load(..., weights_only=True)` into the architecture
 # the recipe builds. Each checkpoint records how many seconds its training took and on which machine.
@@ -103,17 +103,18 @@ plt.show()
 # ## 3. One table
 #
 # The same figures for every model, measured in this run on the same 447 test images and `N_SAMPLES`
-# samples each (COURSE.md §2.3):
+# samples each (the evaluation protocol of lesson 00):
 #
 # - **NLL**: nats per image on the 17-level scale, test with validation beside it, and bits per dimension.
 #   *Exact* for the autoregressive model and the baselines; an upper *bound* for the VAE (IWAE, k = 1000) and
 #   for the continuous models seen through dequantization (RealNVP, flow matching, whose ODE figure is also a
-#   stochastic estimate). Lower is better; a bound can only flatter the truth by its slack, never in our favour.
+#   stochastic estimate). Lower is better; a bound can only overstate a model's NLL, never flatter it.
 # - **recognized**, **classes**, **Fréchet**, **precision**, **recall**, **memorization**: the digits
 #   classifier's view of the samples (lesson 00), next to real test images in the last row.
 # - **NFE**: network evaluations per sample; **ms/1000**: milliseconds to draw 1000 samples here;
 #   **train s**: training seconds of the recipe; **params**: trained parameters (a GAN's discriminator included).
-# - **intro_dgm**: the test figure of the public reference code for this split (COURSE.md §8); "n/c" where
+# - **intro_dgm**: the test figure of the public reference code for this split (the companion code of Tomczak's
+#   *Deep Generative Modeling*; see the README); "n/c" where
 #   their number is not a comparable likelihood.
 
 # %%
@@ -303,7 +304,7 @@ print(f"test images that are exact copies of a training image: {test_in_train} o
 #
 # ## 6. The common claims, with the numbers just measured
 #
-# COURSE.md §7 lists claims often made about generative models. Each lesson tested one or two; here they are
+# Texts about generative models often make the claims below. Each lesson tested one or two; here they are
 # again, each printed from this run's table.
 
 # %%
@@ -433,8 +434,9 @@ print(f"lesson computed in {time.perf_counter() - lesson_start:.0f} s")
 #   one evaluation with no likelihood to check it; diffusion and flow matching trade evaluations for quality.
 # - Likelihood and sample quality answer different questions: a model mixed with 99% noise loses at most
 #   4.6 nats, and copying the training set gives real-looking samples with a test likelihood of zero.
-# - The claims of COURSE.md §7 hold or fail by measurement: GANs sample in one step, VAEs blur rather than
-#   collapse, the forward diffusion process is pixel-wise independent.
+# - The common claims hold or fail by measurement (section 6): a GAN samples in one network evaluation and
+#   diffusion in hundreds, the forward diffusion process noises each pixel on its own, and the VAE's
+#   samples are judged by precision and recall, not by folklore.
 #
 # **Further reading:** Theis, van den Oord & Bethge, *A note on the evaluation of generative models* (2016);
 # Kynkäänniemi et al., *Improved precision and recall metric for assessing generative models* (2019);
