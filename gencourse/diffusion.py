@@ -212,6 +212,24 @@ def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: i
     return x_prev
 
 
+def class_labels(y, n: int, num_classes: int | None, device) -> torch.Tensor | None:
+    """Labels ``(n,)`` for a model with ``num_classes`` classes and the extra "no label" class ``num_classes``
+    (label dropout, classifier-free guidance): ``y`` None -> all "no label"; an int -> that label ``n`` times;
+    ``(n,)`` -> checked. An unconditional model (``num_classes`` None) takes no labels and gets None."""
+    if num_classes is None:
+        if y is not None:
+            raise ValueError("this model is unconditional: pass no labels")
+        return None
+    if y is None:
+        return torch.full((n,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(y, device=device).long()
+    if y.dim() == 0:
+        y = y.expand(n)
+    if y.shape != (n,) or y.min() < 0 or y.max() > num_classes:
+        raise ValueError(f"y must be ({n},) labels in 0..{num_classes - 1} ({num_classes} = no label)")
+    return y
+
+
 def guidance_mix(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans 2021): ``eps_uncond + scale (eps_cond - eps_uncond)``.
 
@@ -521,16 +539,7 @@ class Diffusion(nn.Module):
         return -self.eps(xt, t, y) / sd
 
     def _labels(self, y, n: int, device) -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError("this model is unconditional: pass no labels")
-            return None
-        if y is None:
-            return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
-        y = torch.as_tensor(y, device=device).long()
-        if y.shape != (n,) or y.min() < 0 or y.max() > self.num_classes:
-            raise ValueError(f"y must be ({n},) labels in 0..{self.num_classes - 1} ({self.num_classes} = no label)")
-        return y
+        return class_labels(y, n, self.num_classes, device)
 
     # -- training ----------------------------------------------------------------------------
 

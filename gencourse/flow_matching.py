@@ -425,17 +425,9 @@ class DigitsFlowMatching(nn.Module):
             raise ValueError(f"x must lie in [0, 1] (k / {self.levels - 1})")
 
     def _labels(self, y, n: int, device) -> torch.Tensor | None:
-        if self.num_classes is None:
-            if y is not None:
-                raise ValueError("this model is unconditional: pass no labels")
-            return None
-        if y is None:
-            return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
-        y = torch.as_tensor(y, device=device).long().expand(n) if not isinstance(y, torch.Tensor) or y.dim() == 0 \
-            else y.to(device).long()
-        if y.shape != (n,) or y.min() < 0 or y.max() > self.num_classes:
-            raise ValueError(f"y must be ({n},) labels in 0..{self.num_classes - 1} ({self.num_classes} = no label)")
-        return y
+        from gencourse.diffusion import class_labels
+
+        return class_labels(y, n, self.num_classes, device)
 
     @torch.no_grad()
     def fit_gaussian(self, x: torch.Tensor) -> "DigitsFlowMatching":
