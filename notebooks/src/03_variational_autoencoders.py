@@ -198,7 +198,8 @@ gencourse.show(vae.VAE.elbo_terms)
 # ## 4. Training on digits
 #
 # We maximize the ELBO averaged over the training images with Adam, and keep the weights of the epoch with the
-# best validation ELBO (early stopping; the test split is never looked at until section 9).
+# best validation ELBO (early stopping on the validation split; test images are shown and scored in this lesson,
+# but nothing is ever chosen by them).
 
 # %%
 vae_model, history = vae.train_digits(epochs=EPOCHS, seed=SEED, device=device)
