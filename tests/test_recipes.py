@@ -155,3 +155,12 @@ def _gaussian_digits_floor(mean, scale_tril, eps):
 def test_lesson09_checks(check_verdicts, name, right, wrong):
     check_verdicts(name, right, wrong)
     assert name in check.lesson09.__all__
+
+
+@pytest.mark.parametrize("name", recipes.NAMES)
+def test_every_recipe_trains_in_quick_mode(name):
+    """The lesson's RETRAIN path: each recipe trains (tiny settings) and its model samples and is measured."""
+    model, seconds = recipes.train(name, quick=True, verbose=False)
+    assert seconds > 0 and not model.training
+    row = recipes.measure(name, model, n=20, likelihood=False)
+    assert row["samples"].shape == (20, 1, 8, 8) and row["nfe"] >= 1
