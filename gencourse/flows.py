@@ -413,16 +413,6 @@ class RealNVP(Flow):
         super().__init__(layers, shape)
 
 
-def _adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where this torch and device have it: a flow has many small parameter
-    tensors, and the fused step costs a fraction of the per-tensor one on a CPU."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
-
-
 def fit_flow_2d(train_points: torch.Tensor, val_points: torch.Tensor, *, epochs: int = 25, lr: float = 5e-3,
                 batch_size: int = 256, seed: int = 0, desc: str = "RealNVP in 2D", verbose: bool = True,
                 **flow_kwargs):
@@ -431,7 +421,7 @@ def fit_flow_2d(train_points: torch.Tensor, val_points: torch.Tensor, *, epochs:
     ``flow_kwargs`` go to ``RealNVP(2, ...)`` (default width 64 here). Returns ``(flow, history)`` with
     the mean NLL in nats per point per epoch.
     """
-    from gencourse.train import fit, seed_everything
+    from gencourse.train import adam, fit, seed_everything
 
     for name, pts in (("train_points", train_points), ("val_points", val_points)):
         if not isinstance(pts, torch.Tensor) or pts.dim() != 2 or pts.shape[1] != 2:
@@ -440,7 +430,7 @@ def fit_flow_2d(train_points: torch.Tensor, val_points: torch.Tensor, *, epochs:
     flow = RealNVP(2, **{"hidden": 64, "seed": seed, **flow_kwargs})
     with torch.no_grad():  # ActNorm's data-dependent initialization, when the flow has ActNorm layers
         flow(train_points[:1000])
-    optimizer = _adam(flow.parameters(), lr)
+    optimizer = adam(flow.parameters(), lr)
     history = fit(flow, lambda batch: -flow.log_prob(batch).mean(), train_points, val_data=val_points, epochs=epochs,
                   lr=lr, optimizer=optimizer, batch_size=batch_size, seed=seed, desc=desc, verbose=verbose)
     return flow, history
@@ -542,7 +532,7 @@ def train_digits(*, epochs: int = 50, seed: int = 0, quick: bool = False, patien
     per image and epoch). ``quick=True``: a tiny model for two epochs (a smoke test). ``model_kwargs`` go to
     :class:`DigitsFlow`. About 25 s of one CPU core with the defaults.
     """
-    from gencourse.train import fit, seed_everything
+    from gencourse.train import adam, fit, seed_everything
 
     if quick:
         epochs = min(epochs, 2)
@@ -553,7 +543,7 @@ def train_digits(*, epochs: int = 50, seed: int = 0, quick: bool = False, patien
     model = DigitsFlow(seed=seed, **model_kwargs).to(device)
     with torch.no_grad():  # ActNorm's data-dependent initialization on a large batch
         model.nll(train.images[:512].to(device))
-    optimizer = _adam(model.parameters(), lr)
+    optimizer = adam(model.parameters(), lr)
     history = fit(model, lambda batch: model.loss(batch[0]), train, val_data=val, epochs=epochs, lr=lr,
                   optimizer=optimizer, batch_size=batch_size, patience=patience, seed=seed,
                   max_seconds=max_seconds, desc="RealNVP on digits", verbose=verbose)

@@ -385,23 +385,12 @@ for axi, (name, x) in zip(axes, decoded.items()):
 plt.show()
 
 # %%
-def quality_table(columns, real):
-    """Sample-quality figures of several sets of images side by side, with real test images last."""
-    names = list(columns) + ["real"]
-    lines = [f"{'':16}" + "".join(f"{n:>13}" for n in names)]
-    for key in metrics.QUALITY_KEYS:
-        cells = [q[key] for q in columns.values()] + [real[key]]
-        fmt = "{:13d}" if key == "classes_covered" else "{:13.3f}" if key != "frechet" else "{:13.1f}"
-        lines.append(f"{key:16}" + "".join(fmt.format(int(v) if key == "classes_covered" else v) for v in cells))
-    return "\n".join(lines)
-
-
 short = {"d=2, N(0, I) codes": "d2 N(0,I)", "d=2, fitted Gaussian": "d2 fitted",
          "d=16, N(0, I) codes": "d16 N(0,I)", "d=16, fitted Gaussian": "d16 fitted"}
 quality = {short[name]: metrics.sample_quality(x, DATASET) for name, x in decoded.items()}
 real = metrics.reference_quality(DATASET)
-print(f"decoded random codes, {N_SAMPLES} per set (better: higher, except frechet lower, memorization ~1)")
-print(quality_table(quality, real))
+print(f"decoded random codes, {N_SAMPLES} per set")
+print(metrics.format_quality(quality, real))
 headline_naive = gencourse.headline("AE d=16, N(0, I) codes: recognized", quality["d16 N(0,I)"]["recognized"], "{:.2f}")
 
 # %% [markdown]

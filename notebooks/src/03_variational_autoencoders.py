@@ -316,22 +316,11 @@ plt.show()
 
 
 # %%
-def quality_table(columns, real):
-    """Sample-quality figures of several sets of images side by side, with real test images last."""
-    names = list(columns) + ["real"]
-    lines = [f"{'':16}" + "".join(f"{n:>17}" for n in names)]
-    for key in metrics.QUALITY_KEYS:
-        cells = [q[key] for q in columns.values()] + [real[key]]
-        fmt = "{:17d}" if key == "classes_covered" else "{:17.1f}" if key == "frechet" else "{:17.3f}"
-        lines.append(f"{key:16}" + "".join(fmt.format(int(v) if key == "classes_covered" else v) for v in cells))
-    return "\n".join(lines)
-
-
 real = metrics.reference_quality()
 q_samples = metrics.sample_quality(samples)
 q_means = metrics.sample_quality(sample_means)
-print(f"{N_SAMPLES} images each (better: higher, except frechet lower and memorization ~1)")
-print(quality_table({"true samples": q_samples, "means (trick)": q_means}, real))
+print(f"{N_SAMPLES} images each")
+print(metrics.format_quality({"true samples": q_samples, "means (trick)": q_means}, real))
 hq_recognized = gencourse.headline("VAE true samples: recognized", q_samples["recognized"], "{:.2f}")
 hq_frechet = gencourse.headline("VAE true samples: frechet", q_samples["frechet"], "{:.0f}")
 
@@ -363,7 +352,7 @@ viz.image_grid(from_prior[:40], nrow=10, ax=axes[0], title="decoded z ~ p(z), th
 viz.image_grid(from_aggregate[:40], nrow=10, ax=axes[1], title="decoded z ~ q(z), the aggregate posterior")
 plt.show()
 q_prior, q_aggregate = metrics.sample_quality(from_prior), metrics.sample_quality(from_aggregate)
-print(quality_table({"prior codes": q_prior, "aggregate codes": q_aggregate}, real))
+print(metrics.format_quality({"prior codes": q_prior, "aggregate codes": q_aggregate}, real))
 print(f"aggregate posterior: mean of |mean| per dim {z_aggregate.mean(0).abs().mean().item():.2f}, "
       f"std per dim from {z_aggregate.std(0).min().item():.2f} to {z_aggregate.std(0).max().item():.2f}")
 
