@@ -52,7 +52,8 @@ def jupyterlab(tmp_path):
     settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    env = {**os.environ, "GENCOURSE_QUICK": "1", "GENCOURSE_PROGRESS": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+    # Quick settings, except that the main model trains long enough (seconds) for its progress bar to be seen.
+    env = {**os.environ, "GENCOURSE_QUICK": "1", "GENCOURSE_EPOCHS": "20", "GENCOURSE_PROGRESS": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")}
     log = open(tmp_path / "jupyterlab.log", "w")
     server = subprocess.Popen(
@@ -122,6 +123,14 @@ def _run_all_cells(page, attempts: int = 3) -> None:
 
 ERROR_OUTPUT = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
 PROGRESS = ".jp-OutputArea-output .widget-progress, .jp-OutputArea-output [class*='progress']"
+# Training bars close themselves when done (leave=False), so polling can miss a short one: an observer in the
+# page records every progress bar that is ever added to the notebook.
+WATCH_PROGRESS = """selector => {
+    window.__progressSeen = document.querySelector(selector) !== null;
+    new MutationObserver(() => {
+        if (!window.__progressSeen && document.querySelector(selector)) window.__progressSeen = true;
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
 
 
 def _wait_until_all_ran(page, timeout_s=400) -> bool:
@@ -129,7 +138,7 @@ def _wait_until_all_ran(page, timeout_s=400) -> bool:
     (training bars close themselves when done, so they are looked for while the cells run)."""
     deadline, saw_progress = time.time() + timeout_s, False
     while time.time() < deadline:
-        saw_progress = saw_progress or page.locator(PROGRESS).count() > 0
+        saw_progress = saw_progress or page.locator(PROGRESS).count() > 0 or page.evaluate("window.__progressSeen === true")
         # Run All stops at a failing cell and leaves the rest unrun: report the error at once.
         failed = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in t]
         if failed or page.locator(ERROR_OUTPUT).count():
@@ -138,7 +147,7 @@ def _wait_until_all_ran(page, timeout_s=400) -> bool:
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
         pending = [p for p in prompts if "*" in p or p.strip() in ("[ ]:", "")]
         if prompts and not pending:
-            return saw_progress
+            return saw_progress or page.evaluate("window.__progressSeen === true")
         time.sleep(0.5)
     page.screenshot(path=str(ARTIFACTS / "timeout.png"), full_page=False)
     dialogs = page.locator(".jp-Dialog").all_inner_texts()
@@ -164,6 +173,7 @@ def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
             page.goto(f"{url}/lab/tree/{LESSON}?token={token}", wait_until="domcontentloaded", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
             _wait_for_idle_kernel(page, url, token)
+            page.evaluate(WATCH_PROGRESS, PROGRESS)
             _run_all_cells(page)
             try:
                 saw_progress = _wait_until_all_ran(page)
@@ -177,7 +187,10 @@ def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
             tracebacks = [t for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "Traceback" in t]
             assert errors.count() == 0 and not tracebacks, tracebacks[:1]
             assert page.locator(".jp-RenderedImage img").count() >= 3, "figures did not appear"
-            assert saw_progress, "no progress bar rendered while the lesson trained"
+            widgets = page.locator(".jp-OutputArea-output .jupyter-widgets").count()
+            text_bars = [t[-200:] for t in page.locator(".jp-OutputArea-output").all_inner_texts() if "it/s]" in t]
+            assert saw_progress, (f"no progress bar rendered while the lesson trained ({widgets} widget views on the "
+                                  f"page; text progress bars instead: {text_bars[:2]})")
             sliders = page.locator(".widget-slider, .jupyter-widget-slider")
             assert sliders.count() >= 1, "no slider widget rendered"
             slider = sliders.first
