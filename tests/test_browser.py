@@ -201,8 +201,10 @@ def test_lesson_runs_in_jupyterlab_with_widgets(jupyterlab):
             handle.focus()
             for _ in range(5):
                 page.keyboard.press("ArrowRight")
-            time.sleep(4)
-            after = widget_box.locator("img").first.get_attribute("src")
+            deadline, after = time.time() + 30, before  # the kernel redraws the figure: wait for it, up to 30 s
+            while after == before and time.time() < deadline:
+                time.sleep(1)
+                after = widget_box.locator("img").first.get_attribute("src")
             page.screenshot(path=str(ARTIFACTS / f"{Path(LESSON).stem}_slider.png"))
             assert before and after and before != after, "moving the slider did not change the picture"
         finally:
