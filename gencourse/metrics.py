@@ -1,60 +1,76 @@
 """One evaluation protocol for every lesson: likelihood in bits per dimension, and sample quality.
 
-    q = gencourse.metrics.sample_quality(samples)          # samples: (N, 1, 8, 8) in [0, 1]
-    print(gencourse.metrics.format_quality(q))             # each figure next to the real test images'
+    q = gencourse.metrics.sample_quality(samples)     # samples: (N, 1, 8, 8) in [0, 1]
+    print(gencourse.metrics.format_quality(q))        # each figure with its 95% interval, beside real digits'
 
-Sample quality is read off a small fixed CNN, :class:`DigitsClassifier`, shipped with the package
-(``gencourse/assets/digits_classifier.pt``, rebuilt by ``tools/train_digits_classifier.py``). It has
-11 outputs: the digits 0-9 and class 10, "not a digit", trained on uniform noise, blank and constant
-images, samples of the per-pixel-independent model, scrambled digits and smooth blobs
-(:func:`make_negatives`), next to the real train + val digits (never test). The figures (the course's evaluation protocol, lesson 00):
+Sample quality is read off a small fixed classifier (:mod:`gencourse.classifier`) with 11 outputs, the
+digits 0-9 and "not a digit". It was trained on the **train** split only, so the held-out digits are as new
+to it as a model's samples. Those held-out digits play two roles (digits: 350 validation, 447 test):
 
-- ``recognized``: share of samples whose most probable digit class has probability >= 0.9
-  (softmax over all 11 classes).
-- ``classes_covered``: number of digit classes that are the top class (argmax over all 11 classes)
-  of >= 5% of *all* samples; 10 is full coverage. Entropy alone is fooled by a missing class.
-- ``label_entropy``: entropy in nats of the histogram of predicted digit labels (argmax over all 11
-  classes, counting only the samples whose top class is a digit); ``ln 10 = 2.303`` is uniform.
-- ``frechet``: Frechet distance between Gaussians fitted to the classifier's penultimate features
-  (64 dims) of the samples and of the real test images (the "FID" recipe with a digits classifier).
-- ``precision`` / ``recall``: k-nearest-neighbour manifold precision and recall (Kynkaenniemi et al.
-  2019, k = 3) in the same features against the test images. Precision = share of samples inside the
-  real manifold (quality); recall = share of real images inside the samples' manifold (coverage).
-- ``memorization``: median L2 pixel distance from each sample to its nearest *training* image, divided
-  by the same median for the test images. Test images score exactly 1, copies of training images 0.
+- the **reference set** (the 447 test digits): set-level figures measure samples against it;
+- the **real row** (the 350 validation digits): scored exactly like a model's samples, it is the yardstick
+  every figure is printed next to (:func:`reference_quality`).
 
-The yardstick is :func:`reference_quality`: the same figures for real images (the test images, and for
-``frechet`` / ``precision`` / ``recall`` the validation images against the test images, since the test
-images against themselves score a trivial 0, 1, 1). ``frechet`` falls as the sample size grows (the
-covariance estimates sharpen): compare models at equal ``N``, a few hundred samples or more.
+Per-image figures (averages over samples; they do not depend on how many samples were drawn):
 
-MNIST and Fashion-MNIST use the same recipe with a classifier trained on first use (10 classes plus
-"not an image of the data") and cached under ``gencourse.data.data_root()``.
+- ``recognized``: share of samples whose most probable digit class has probability >= 0.9 (softmax over 11).
+- ``classes_covered``: digit classes that are the top class of >= 5% of all samples (10 = full coverage).
+- ``label_entropy``: entropy in nats of the predicted digit labels (``ln 10 = 2.303`` is uniform).
+- ``memorization``: median L2 distance from a sample to its nearest training image, over the same median for
+  the reference digits. About 1 = as far from the training set as unseen real digits; 0 = copies; above 1 =
+  farther from the data than real digits are.
 
-Everything here is deterministic: the classifier runs in eval mode and no figure draws random numbers.
+Set-level figures, in the classifier's 64 penultimate features, at **one fixed set size** ``N_set`` (digits
+350): a larger sample set is scored as the mean over disjoint subsets of that size, so the figures do not
+drift with the number of samples, and the real row is computed at the same size.
+
+- ``frechet``: Frechet distance between Gaussians fitted to samples and reference (the FID recipe). Biased
+  upwards at small N: compare only at the same ``N_set``.
+- ``precision``: share of samples inside the reference manifold, the union of balls around reference points
+  with radius the distance to their 5th nearest reference neighbour (Kynkaanniemi et al. 2019).
+- ``recall``: share of reference points whose ball holds at least one sample: the *coverage* of Naeem et al.
+  (2020). It uses only the reference's radii, so noisy outlier samples cannot inflate it (the k-NN recall of
+  Kynkaanniemi et al. can: an outlier's own radius is large).
+
+Every figure carries a 95% bootstrap interval (resampling the samples; set-level figures within each subset),
+``q["interval"][key] = (lo, hi)``. The reference set is the same for every model, so its own sampling noise
+cancels in comparisons between models; :func:`differs` says whether two figures' intervals separate them.
+
+A goal on sample quality always comes with the **memorization guard** (:func:`goal`): all 10 classes covered
+and ``memorization >= 0.8``, so that no goal can be met by copying the training set, the practical ceiling
+that :func:`copies_quality` shows.
+
+MNIST and Fashion-MNIST use the same protocol (``N_set`` 1000; the classifier trains on first use on their
+train split; reference = the first 2000 test images, real row = the first 1000 validation images), and
+:func:`make_protocol` builds one from any images (e.g. the MNIST test set carved into train / real /
+reference parts when the training files cannot be downloaded).
+
+Everything here is deterministic: the classifier runs in eval mode and the subsets and bootstrap draws come
+from a fixed seed.
 """
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
+
+from gencourse.classifier import (ASSET_PATH, NOT_A_DIGIT, NUM_DIGITS, DigitsClassifier, load_classifier_file,
+                                  logits_and_features, save_classifier, train_classifier)
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
 QUALITY_KEYS = ("recognized", "classes_covered", "label_entropy", "frechet", "precision", "recall", "memorization")
-NUM_DIGITS = 10
-NOT_A_DIGIT = 10  # index of the "not a digit" class
+SET_LEVEL = ("frechet", "precision", "recall")
 RECOGNIZED_THRESHOLD = 0.9
 COVERAGE_SHARE = 0.05
-PR_K = 3
+PR_K = 5                  # neighbours that set a reference point's ball (Naeem et al.'s choice)
+SET_SIZE = {"digits": 350, "mnist": 1000, "fashion-mnist": 1000}
+BOOTSTRAP = 200           # resamples behind each 95% interval
 MIN_SAMPLES = 10
 RANGE_TOLERANCE = 1e-3
-ASSET_PATH = Path(__file__).resolve().parent / "assets" / "digits_classifier.pt"
+GUARD_MEMORIZATION = 0.8  # a sample-quality goal also needs memorization >= 0.8 and all 10 classes
 
 # Which figures are better high and which low (for verdicts and the table's arrows).
 HIGHER_IS_BETTER = {
@@ -161,67 +177,202 @@ def manifold_precision_recall(real_feats, fake_feats, k: int = PR_K) -> tuple:
     return precision, recall
 
 
+def precision_coverage(real_feats, fake_feats, k: int = PR_K) -> tuple:
+    """Precision and coverage against the real manifold -> ``(precision, coverage)`` floats.
+
+    ``real_feats: (M, D)``, ``fake_feats: (N, D)``; ``B_i`` is the ball around real point ``r_i`` with radius
+    the distance to its k-th nearest other real point:
+
+        precision = 1/N sum_j 1[ exists i: f_j in B_i ]   (Kynkaenniemi et al. 2019: samples on the real manifold)
+        coverage  = 1/M sum_i 1[ exists j: f_j in B_i ]   (Naeem et al. 2020: real points with a sample nearby)
+
+    Only the real set's radii enter, so far-off samples add nothing to either figure.
+    """
+    real = torch.as_tensor(_as_feature_matrix(real_feats, "real_feats"))
+    fake = torch.as_tensor(_as_feature_matrix(fake_feats, "fake_feats"))
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature dimensions differ: real D={real.shape[1]}, fake D={fake.shape[1]}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or len(real) <= k:
+        raise ValueError(f"k must be a positive integer below the number of real points ({len(real)}), got {k!r}")
+    inside = torch.cdist(fake, real) <= _kth_neighbour_radii(real, k)[None, :]  # (N, M)
+    return inside.any(1).double().mean().item(), inside.any(0).double().mean().item()
+
+
+def _frechet_to(mu_ref: torch.Tensor, root_ref: torch.Tensor, tr_ref: float,
+                x: torch.Tensor) -> torch.Tensor:
+    """:func:`frechet_distance` of each set ``x: (B, n, D)`` against a fixed reference -> ``(B,)``.
+
+    Batched with ``Tr (S_a S_b)^{1/2} = sum_i sqrt(lambda_i(R S_a R))``, ``R = S_b^{1/2}``, whose eigenvalues
+    are those of ``S_a S_b``: the same figure as the scipy ``sqrtm`` of :func:`frechet_distance`.
+    """
+    mu = x.mean(1)
+    xc = x - mu[:, None, :]
+    cov = xc.transpose(1, 2) @ xc / (x.shape[1] - 1)
+    eig = torch.linalg.eigvalsh(root_ref @ cov @ root_ref).clamp_min(0)
+    d2 = ((mu - mu_ref) ** 2).sum(1) + cov.diagonal(dim1=1, dim2=2).sum(1) + tr_ref - 2 * eig.sqrt().sum(1)
+    return d2.clamp_min(0)
+
+
 # ----------------------------------------------------------------------------------------------
-# The classifier
+# The protocol: classifier, training images, reference set and real row of one dataset
 # ----------------------------------------------------------------------------------------------
 
-class DigitsClassifier(nn.Module):
-    """A small CNN with 11 outputs: digits 0-9 and class 10 = "not a digit".
+@dataclass
+class Protocol:
+    """Everything sample quality is measured with, for one dataset.
 
-    ``x: (B, 1, S, S)`` in ``[0, 1]`` (``S = 8`` for digits, 28 for MNIST) ->
-    :meth:`features` ``(B, feature_dim)`` (the penultimate layer, after its ReLU) -> :meth:`forward`
-    logits ``(B, 11)``. Two 3x3 conv pairs with max pooling (to 2x2), a ``feature_dim`` linear layer, and
-    a linear head. Images larger than 16x16 (MNIST) enter through a stride-2 first convolution.
+    ``classifier``: the frozen :class:`~gencourse.classifier.DigitsClassifier` (trained on ``train`` only).
+    ``train: (T, 1, S, S)``: the training images (for ``memorization``). ``reference: (M, 1, S, S)``: the
+    held-out images samples are measured against. ``real: (R, 1, S, S)``: other held-out images, the real
+    row. ``set_size``: ``N_set`` of the set-level figures. ``description``: which images play which role.
     """
 
-    def __init__(self, image_size: int = 8, width: int = 32, feature_dim: int = 64, num_classes: int = NUM_DIGITS + 1):
-        super().__init__()
-        self.image_size, self.width, self.feature_dim, self.num_classes = image_size, width, feature_dim, num_classes
-        w = width
-        self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1, stride=2 if image_size > 16 else 1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveMaxPool2d(2),
-            nn.Flatten(),
-            nn.Dropout(0.2),
-            nn.Linear(2 * w * 4, feature_dim), nn.ReLU(),
-        )
-        self.head = nn.Linear(feature_dim, num_classes)
+    dataset: str
+    classifier: DigitsClassifier
+    train: torch.Tensor
+    reference: torch.Tensor
+    real: torch.Tensor
+    set_size: int
+    description: str = ""
+    _cache: dict = field(default_factory=dict, repr=False)
 
-    def config(self) -> dict:
-        return {"image_size": self.image_size, "width": self.width, "feature_dim": self.feature_dim,
-                "num_classes": self.num_classes}
+    def __post_init__(self):
+        feats = logits_and_features(self.classifier, self.reference)[1].double()
+        self._ref_feats = feats
+        self._ref_radii = _kth_neighbour_radii(feats, PR_K)
+        self._ref_mu = feats.mean(0)
+        self._ref_cov = torch.cov(feats.T)
+        w, v = torch.linalg.eigh(self._ref_cov)
+        self._ref_root = (v * w.clamp_min(0).sqrt()) @ v.T
+        self._ref_trace = self._ref_cov.diagonal().sum().item()
+        self._train_flat = self.train.reshape(len(self.train), -1)
+        ref_nn = _nearest_distance(self.reference.reshape(len(self.reference), -1), self._train_flat)
+        self._memorization_scale = ref_nn.median().item()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features: ``(B, 1, S, S)`` in [0, 1] -> ``(B, feature_dim)``."""
-        return self.body(x * 2.0 - 1.0)
+    def _frechet(self, x: torch.Tensor) -> torch.Tensor:
+        return _frechet_to(self._ref_mu, self._ref_root, self._ref_trace, x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 11)``; ``softmax`` gives p(digit 0..9 or "not a digit" | x)."""
-        return self.head(self.features(x))
+    @property
+    def image_size(self) -> int:
+        return self.train.shape[-1]
+
+    def memorization(self, x: torch.Tensor) -> float:
+        d = _nearest_distance(x.reshape(len(x), -1), self._train_flat)
+        return d.median().item() / self._memorization_scale
+
+    def sample_quality(self, images, *, set_size: int | None = None, bootstrap: int = BOOTSTRAP) -> dict:
+        """The protocol's figures for ``images`` -> dict; see :func:`sample_quality`."""
+        x = _check_images(images, self.dataset, size=self.image_size)
+        n = len(x)
+        n_set = min(n, set_size or self.set_size)
+        if set_size is not None and (set_size < MIN_SAMPLES or set_size > n):
+            raise ValueError(f"set_size must lie between {MIN_SAMPLES} and the number of images ({n}), got {set_size}")
+        gen = torch.Generator().manual_seed(0)
+        logits, feats = logits_and_features(self.classifier, x)
+        probs = logits.softmax(1)
+        confident = probs[:, :NUM_DIGITS].max(1).values >= RECOGNIZED_THRESHOLD  # (N,)
+        top = probs.argmax(1)  # (N,) in 0..10
+        nearest = _nearest_distance(x.reshape(n, -1), self._train_flat)  # (N,)
+
+        # per-image figures, on all N images and on B bootstrap resamples of them
+        idx = torch.cat([torch.arange(n)[None], torch.randint(0, n, (bootstrap, n), generator=gen)])  # (1+B, N)
+        per_image = {
+            "recognized": confident[idx].double().mean(1),
+            "memorization": nearest[idx].median(1).values / self._memorization_scale,
+        }
+        counts = torch.nn.functional.one_hot(top[idx], NUM_DIGITS + 1)[..., :NUM_DIGITS].sum(1).double()  # (1+B, 10)
+        per_image["classes_covered"] = (counts >= COVERAGE_SHARE * n).sum(1).double()
+        h = counts / counts.sum(1, keepdim=True).clamp_min(1)
+        per_image["label_entropy"] = -(h * h.clamp_min(1e-300).log()).sum(1) + 0.0
+
+        # set-level figures at n_set images: the mean over random subsets of that size (all N images take
+        # part; one subset when N = n_set). Their uncertainty comes from random half-subsets drawn without
+        # replacement: for a mean-like figure the spread of a half-sample figure equals the sampling spread of
+        # the whole set's (variance sigma^2/m (1 - m/n) at m = n/2 is sigma^2/n), and averaging subsets of N
+        # images shrinks it by sqrt(n_set / N). A bootstrap with replacement would not do: repeated images
+        # shrink k-NN balls and covariances, which shifts these figures instead of spreading them.
+        n_subsets = 1 if n == n_set else min(10, 2 * math.ceil(n / n_set))
+        subsets = [torch.randperm(n, generator=gen)[:n_set] for _ in range(n_subsets)]
+        per_set = {k: [] for k in SET_LEVEL}
+        spread = {}
+        for i, sub in enumerate(subsets):
+            f = feats[sub].double()
+            inside = torch.cdist(f, self._ref_feats) <= self._ref_radii[None, :]  # (n_set, M)
+            per_set["precision"].append(inside.any(1).double().mean().item())
+            per_set["recall"].append(inside.any(0).double().mean().item())
+            per_set["frechet"].append(self._frechet(f[None]).item())
+            if i == 0:
+                halves = torch.argsort(torch.rand(bootstrap, n_set, generator=gen), dim=1)[:, :n_set // 2]
+                recall_h = torch.cat([inside[halves[c:c + 25]].any(1).double().mean(1)  # small memory at MNIST sizes
+                                      for c in range(0, bootstrap, 25)])
+                spread = {"precision": inside.any(1).double()[halves].mean(1).std().item(),
+                          "recall": recall_h.std().item(), "frechet": self._frechet(f[halves]).std().item()}
+        shrink = math.sqrt(n_set / n)
+
+        q, interval = {}, {}
+        levels = torch.tensor([0.025, 0.975], dtype=torch.float64)
+        for key in QUALITY_KEYS:
+            if key in per_image:  # percentile bootstrap interval
+                values = per_image[key]
+                lo, hi = torch.quantile(values[1:].double(), levels).tolist()
+            else:  # value +- 1.96 x the half-sample spread
+                values = torch.tensor([sum(per_set[key]) / n_subsets])
+                lo, hi = values[0].item() - 1.96 * spread[key] * shrink, values[0].item() + 1.96 * spread[key] * shrink
+            q[key] = int(values[0].item()) if key == "classes_covered" else float(values[0].item())
+            interval[key] = (lo, hi)
+        q.update(n=n, set_size=n_set, subsets=n_subsets, interval=interval)
+        return q
+
+    def reference_quality(self, set_size: int | None = None) -> dict:
+        """The real row at set size ``set_size`` (default ``N_set``), cached."""
+        s = min(set_size or self.set_size, len(self.real))
+        if s not in self._cache:
+            self._cache[s] = self.sample_quality(self.real, set_size=s)
+        return _copy(self._cache[s])
 
 
-@torch.no_grad()
-def _logits_and_features(model: DigitsClassifier, images: torch.Tensor, batch_size: int = 1024):
-    model.eval()
-    logits, feats = [], []
-    for i in range(0, len(images), batch_size):
-        f = model.features(images[i:i + batch_size])
-        feats.append(f)
-        logits.append(model.head(f))
-    return torch.cat(logits), torch.cat(feats)
+def make_protocol(dataset: str, *, train_images, train_labels, reference, real, set_size: int | None = None,
+                  classifier: DigitsClassifier | None = None, seed: int = 0, epochs: int | None = None,
+                  description: str = "") -> Protocol:
+    """A :class:`Protocol` from given images: trains the classifier on ``train_images`` / ``train_labels``
+    unless one is given. ``reference`` and ``real`` must be held out from the training images."""
+    _check_dataset(dataset)
+    if classifier is None:
+        classifier = train_classifier(train_images, train_labels, levels=_levels(dataset), seed=seed, epochs=epochs)
+    return Protocol(dataset, classifier, torch.as_tensor(train_images).float(), torch.as_tensor(reference).float(),
+                    torch.as_tensor(real).float(), set_size or SET_SIZE[dataset], description)
 
+
+def protocol(dataset: str = "digits") -> Protocol:
+    """The course's protocol for ``dataset`` (built once, cached).
+
+    digits: the shipped classifier (trained on the 1000 training digits), reference = the 447 test digits,
+    real row = the 350 validation digits, ``N_set = 350``. MNIST / Fashion-MNIST: the classifier trained on
+    first use on the train split (cached under ``gencourse.data.data_root()``), reference = the first 2000
+    test images, real row = the first 1000 validation images, ``N_set = 1000``.
+    """
+    _check_dataset(dataset)
+    key = ("protocol", dataset)
+    if key not in _CACHE:
+        from gencourse.data import load
+
+        train, val, test = (load(dataset, s) for s in ("train", "val", "test"))
+        n_ref, n_real = (len(test), len(val)) if dataset == "digits" else (2000, 1000)
+        _CACHE[key] = Protocol(
+            dataset, load_classifier(dataset), train.images, test.images[:n_ref], val.images[:n_real],
+            SET_SIZE[dataset],
+            f"classifier trained on the {len(train)} {dataset} training images; reference = {n_ref} test images; "
+            f"real row = {n_real} validation images")
+    return _CACHE[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# The classifier for each dataset
+# ----------------------------------------------------------------------------------------------
 
 def _check_dataset(dataset: str) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r} for sample quality; choose one of {', '.join(DATASETS)}")
-
-
-def _image_size(dataset: str) -> int:
-    return 8 if dataset == "digits" else 28
 
 
 def _levels(dataset: str) -> int:
@@ -230,7 +381,7 @@ def _levels(dataset: str) -> int:
     return LEVELS[dataset]
 
 
-def classifier_path(dataset: str = "digits") -> Path:
+def classifier_path(dataset: str = "digits"):
     """Where the classifier for ``dataset`` lives: inside the package for digits, under the data root otherwise."""
     _check_dataset(dataset)
     if dataset == "digits":
@@ -240,31 +391,11 @@ def classifier_path(dataset: str = "digits") -> Path:
     return data_root() / "classifiers" / f"{dataset}_classifier.pt"
 
 
-def save_classifier(model: DigitsClassifier, path, meta: dict | None = None) -> Path:
-    """Save ``{"state_dict": ..., "meta": {...}}`` (the architecture's arguments go into ``meta``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**(meta or {}), **model.config()}
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "meta": meta}, path)
-    return path
-
-
-def _load_file(path: Path) -> DigitsClassifier:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    meta = blob["meta"]
-    model = DigitsClassifier(**{k: int(meta[k]) for k in ("image_size", "width", "feature_dim", "num_classes")})
-    model.load_state_dict(blob["state_dict"])
-    model.meta = dict(meta)
-    return model.eval()
-
-
 def load_classifier(dataset: str = "digits") -> DigitsClassifier:
     """The sample-quality classifier for ``dataset``, loaded once and cached (eval mode).
 
     Digits: the weights shipped in ``gencourse/assets/digits_classifier.pt``. MNIST / Fashion-MNIST: trained
-    on first use with :func:`train_digits_classifier` (on their train + val splits) and cached under
-    ``gencourse.data.data_root() / "classifiers"``.
+    on first use on their train split (never val or test) and cached under ``data_root() / "classifiers"``.
     """
     _check_dataset(dataset)
     key = ("classifier", dataset)
@@ -275,215 +406,29 @@ def load_classifier(dataset: str = "digits") -> DigitsClassifier:
                 raise FileNotFoundError(
                     f"the digits classifier {path} is missing from the package; rebuild it with "
                     f"`python tools/train_digits_classifier.py`")
-            model = train_digits_classifier(seed=0, dataset=dataset)
-            save_classifier(model, path, getattr(model, "meta", {}))
-        _CACHE[key] = _load_file(path)
+            from gencourse.data import load
+
+            train = load(dataset, "train")
+            model = train_classifier(train.images, train.labels, levels=_levels(dataset), seed=0)
+            save_classifier(model, path, {**model.meta, "dataset": dataset, "split": "train"})
+        _CACHE[key] = load_classifier_file(path)
     return _CACHE[key]
 
 
-# ----------------------------------------------------------------------------------------------
-# Training the classifier: digits plus generated "not a digit" negatives
-# ----------------------------------------------------------------------------------------------
-
-def _quantize(x: torch.Tensor, levels: int) -> torch.Tensor:
-    return torch.round(x.clamp(0, 1) * (levels - 1)) / (levels - 1)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image of ``x: (B, 1, H, W)`` with its own ``sigma: (B,)`` (pixels; 5x5 kernel, zero padding)."""
-    b = len(x)
-    r = torch.arange(-2, 3, dtype=x.dtype)
-    g = torch.exp(-(r[None, :] ** 2) / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))  # (B, 5)
-    g = g / g.sum(1, keepdim=True)
-    kernel = (g[:, :, None] * g[:, None, :])[:, None]  # (B, 1, 5, 5)
-    out = F.conv2d(x.reshape(1, b, *x.shape[2:]), kernel, padding=2, groups=b)
-    return out.reshape_as(x)
-
-
-def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to ``max_shift`` pixels in each direction, filling with zeros."""
-    b, _, h, w = x.shape
-    p = max_shift
-    padded = F.pad(x, (p, p, p, p))
-    dy = torch.randint(0, 2 * p + 1, (b,), generator=gen)
-    dx = torch.randint(0, 2 * p + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # (B, H)
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # (B, W)
-    bi = torch.arange(b)[:, None, None]
-    return padded[bi, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
-
-
-def _augment_digits(x: torch.Tensor, gen: torch.Generator, levels: int) -> torch.Tensor:
-    """Light augmentation of ``x: (B, 1, S, S)``: shifts of up to 1 pixel (8x8) / 2 pixels (28x28), intensity
-    scaling in [0.75, 1.15], for 40% a mild blur (sigma 0.3-0.9 px), for 40% Gaussian noise (std <= 0.1).
-    Blur and noise keep slightly blurry or grainy but clearly recognizable generated digits recognized."""
-    b = len(x)
-    x = _shift(x, max(1, x.shape[-1] // 14), gen)
-    x = x * (0.75 + 0.4 * torch.rand(b, 1, 1, 1, generator=gen))
-    blur = torch.rand(b, generator=gen) < 0.4
-    if blur.any():
-        sigma = 0.3 + 0.6 * torch.rand(int(blur.sum()), generator=gen)
-        x[blur] = _gaussian_blur(x[blur], sigma)
-    noisy = torch.rand(b, generator=gen) < 0.4
-    if noisy.any():
-        std = 0.1 * torch.rand(int(noisy.sum()), 1, 1, 1, generator=gen)
-        x[noisy] = x[noisy] + std * torch.randn(x[noisy].shape, generator=gen)
-    return x.clamp(0, 1)
-
-
-ALL_NEGATIVE_KINDS = ("noise", "blank", "independent", "scrambled", "blobs", "blend", "corrupted")
-NEGATIVE_KINDS = ("noise", "blank", "independent", "scrambled", "blobs")
-
-
-def make_negatives(n: int, pool: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, levels: int,
-                   kinds=NEGATIVE_KINDS) -> torch.Tensor:
-    """``n`` "not a digit" images ``(n, 1, S, S)`` quantized to the ``levels`` grid, kinds drawn uniformly.
-
-    ``pool: (M, 1, S, S)`` real training images with ``labels: (M,)``. Kinds (:data:`NEGATIVE_KINDS` are
-    the default; :data:`ALL_NEGATIVE_KINDS` lists every one):
-
-    - ``noise``: uniform noise, each pixel ``U[0, 1]``;
-    - ``blank``: constant images ``c ~ U[0, 1]``, a third of them all zero;
-    - ``independent``: the per-pixel-independent model, pixel ``p`` drawn from its marginal over ``pool``;
-    - ``scrambled``: a real digit with its pixels randomly permuted;
-    - ``blobs``: smooth shapes, low-resolution ``(S/4 x S/4)`` noise upsampled bilinearly, random contrast;
-    - ``blend`` (not default): a 40-60% mix of two digits of different classes;
-    - ``corrupted`` (not default): a digit with 70-100% of its pixels replaced by uniform noise.
-
-    Blends are left out of the default on purpose: they taught the classifier to doubt real but ambiguous
-    handwriting (recognized fell from 0.95 to 0.86 on held-out real digits in our trials).
-    """
-    m, _, s, _ = pool.shape
-    d = s * s
-    flat = pool.reshape(m, d)
-    which = torch.randint(0, len(kinds), (n,), generator=gen)
-    out = torch.empty(n, d)
-    for ki, kind in enumerate(kinds):
-        idx = (which == ki).nonzero().squeeze(1)
-        c = len(idx)
-        if c == 0:
-            continue
-        if kind == "noise":
-            x = torch.rand(c, d, generator=gen)
-        elif kind == "blank":
-            x = torch.rand(c, 1, generator=gen).expand(c, d).clone()
-            x[torch.rand(c, generator=gen) < 1 / 3] = 0.0
-        elif kind == "independent":
-            src = torch.randint(0, m, (c, d), generator=gen)
-            x = flat[src, torch.arange(d)[None, :]]
-        elif kind == "scrambled":
-            base = flat[torch.randint(0, m, (c,), generator=gen)]
-            perm = torch.argsort(torch.rand(c, d, generator=gen), dim=1)
-            x = base.gather(1, perm)
-        elif kind == "blend":
-            i = torch.randint(0, m, (c,), generator=gen)
-            j = torch.randint(0, m, (c,), generator=gen)
-            same = labels[i] == labels[j]
-            j[same] = torch.randint(0, m, (int(same.sum()),), generator=gen)  # mostly different classes now
-            still = labels[i] == labels[j]
-            i, j = i[~still], j[~still]
-            w = 0.4 + 0.2 * torch.rand(len(i), 1, generator=gen)
-            x = torch.rand(c, d, generator=gen)  # the rare leftovers stay uniform noise
-            x[~still] = w * flat[i] + (1 - w) * flat[j]
-        elif kind == "corrupted":
-            base = flat[torch.randint(0, m, (c,), generator=gen)].clone()
-            frac = 0.7 + 0.3 * torch.rand(c, 1, generator=gen)
-            mask = torch.rand(c, d, generator=gen) < frac
-            base[mask] = torch.rand(int(mask.sum()), generator=gen)
-            x = base
-        elif kind == "blobs":
-            low = max(2, s // 4)
-            z = torch.rand(c, 1, low, low, generator=gen)
-            x = F.interpolate(z, size=(s, s), mode="bilinear", align_corners=False)
-            x = (x - x.amin((2, 3), keepdim=True)) / (x.amax((2, 3), keepdim=True) - x.amin((2, 3), keepdim=True) + 1e-6)
-            x = x.reshape(c, d) * torch.rand(c, 1, generator=gen)
-        else:
-            raise ValueError(f"unknown negative kind {kind!r}; choose from {', '.join(ALL_NEGATIVE_KINDS)}")
-        out[idx] = x
-    return _quantize(out, levels).reshape(n, 1, s, s)
-
-
-def _training_data(dataset: str):
-    from gencourse.data import load
-
-    parts = [load(dataset, split) for split in ("train", "val")]  # never the test split
-    return torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
-
-
-def train_digits_classifier(seed: int = 0, dataset: str = "digits", *, images=None, labels=None,
-                            epochs: int | None = None, batch_size: int = 128, lr: float = 2e-3,
-                            verbose: bool = False) -> DigitsClassifier:
-    """Train the sample-quality classifier; returns it in eval mode (``model.meta`` describes the run).
-
-    Data: ``images: (M, 1, S, S)`` in [0, 1] with digit ``labels: (M,)`` (default: the train + val splits of
-    ``dataset``; never test). Every step sees ``batch_size`` augmented real images (shifts, intensity scaling,
-    mild blur and noise: :func:`_augment_digits`) with their labels, plus ``batch_size // 2`` fresh
-    "not a digit" images (:func:`make_negatives`) with label 10, trained with cross-entropy and Adam
-    (cosine-decayed learning rate). Deterministic for a given ``seed`` on a given machine.
-    """
-    from gencourse.train import seed_everything
-
-    _check_dataset(dataset)
-    if images is None:
-        images, labels = _training_data(dataset)
-    images = torch.as_tensor(images, dtype=torch.float32)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if images.dim() != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3]:
-        raise ValueError(f"images must have shape (M, 1, S, S), got {tuple(images.shape)}")
-    if len(labels) != len(images) or labels.min() < 0 or labels.max() >= NUM_DIGITS:
-        raise ValueError("labels must be (M,) integers in 0..9, one per image")
-    levels = _levels(dataset)
-    if epochs is None:
-        epochs = 150 if dataset == "digits" else 2
-    seed_everything(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = DigitsClassifier(image_size=images.shape[-1])
-    steps_per_epoch = max(1, math.ceil(len(images) / batch_size))
-    total = epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
-    t0 = time.time()
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        running, seen = 0.0, 0
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x_pos = _augment_digits(images[idx], gen, levels)
-            x_neg = make_negatives(max(1, len(idx) // 2), images, labels, gen, levels)
-            x = torch.cat([x_pos, x_neg])
-            y = torch.cat([labels[idx], torch.full((len(x_neg),), NOT_A_DIGIT, dtype=torch.long)])
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item() * len(x)
-            seen += len(x)
-        if verbose and (epoch % 10 == 0 or epoch == epochs - 1):
-            print(f"epoch {epoch + 1:3d}/{epochs}  loss {running / seen:.4f}  ({time.time() - t0:.0f} s)")
-    model.eval()
-    model.meta = {"dataset": dataset, "seed": int(seed), "epochs": int(epochs), "train_images": int(len(images)),
-                  "train_seconds": round(time.time() - t0, 1), "torch": str(torch.__version__)}
-    return model
-
-
-@torch.no_grad()
 def classifier_accuracy(model: DigitsClassifier | None = None, dataset: str = "digits", split: str = "test") -> float:
-    """10-way accuracy of the classifier over the digit classes (argmax of logits 0..9) on a split."""
+    """10-way accuracy of the classifier over the digit classes on a split."""
+    from gencourse.classifier import accuracy
     from gencourse.data import load
 
-    model = model if model is not None else load_classifier(dataset)
     ds = load(dataset, split)
-    logits, _ = _logits_and_features(model, ds.images)
-    return (logits[:, :NUM_DIGITS].argmax(1) == ds.labels).float().mean().item()
+    return accuracy(model if model is not None else load_classifier(dataset), ds.images, ds.labels)
 
 
 # ----------------------------------------------------------------------------------------------
 # Sample quality
 # ----------------------------------------------------------------------------------------------
 
-def _check_images(images, dataset: str, name: str = "images") -> torch.Tensor:
+def _check_images(images, dataset: str, name: str = "images", size: int | None = None) -> torch.Tensor:
     """Accept ``(N, 1, S, S)``, ``(N, S, S)`` or ``(N, S*S)`` in [0, 1] -> float32 ``(N, 1, S, S)`` on the CPU."""
     if hasattr(images, "images") and not isinstance(images, torch.Tensor):
         images = images.images  # an ImageDataset
@@ -492,7 +437,7 @@ def _check_images(images, dataset: str, name: str = "images") -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"{name} must be a tensor or array of images, got {type(images).__name__}")
     x = images.detach().to("cpu", torch.float32)
-    s = _image_size(dataset)
+    s = size or (8 if dataset == "digits" else 28)
     n = x.shape[0] if x.dim() > 0 else 0
     if x.dim() == 2 and x.shape[1] == s * s or x.dim() == 3 and tuple(x.shape[1:]) == (s, s) or \
             x.dim() == 4 and tuple(x.shape[1:]) == (1, s, s):
@@ -511,26 +456,6 @@ def _check_images(images, dataset: str, name: str = "images") -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _real(dataset: str, split: str) -> torch.Tensor:
-    """The real images of a split, cached. MNIST-sized test sets are cut to their first 2000 images."""
-    key = ("images", dataset, split)
-    if key not in _CACHE:
-        from gencourse.data import load
-
-        x = load(dataset, split).images
-        if dataset != "digits" and split == "test":
-            x = x[:2000]
-        _CACHE[key] = x
-    return _CACHE[key]
-
-
-def _real_features(dataset: str) -> torch.Tensor:
-    key = ("test_features", dataset)
-    if key not in _CACHE:
-        _CACHE[key] = _logits_and_features(load_classifier(dataset), _real(dataset, "test"))[1]
-    return _CACHE[key]
-
-
 def _nearest_distance(x: torch.Tensor, ref: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """L2 distance from each row of ``x: (N, D)`` to its nearest row of ``ref: (M, D)`` -> ``(N,)``."""
     x, ref = x.double(), ref.double()
@@ -543,114 +468,78 @@ def _nearest_distance(x: torch.Tensor, ref: torch.Tensor, chunk: int = 1024) -> 
     return torch.cat(out)
 
 
-def _train_flat(dataset: str) -> torch.Tensor:
-    key = ("train_flat", dataset)
-    if key not in _CACHE:
-        x = _real(dataset, "train")
-        _CACHE[key] = x.reshape(len(x), -1)
-    return _CACHE[key]
-
-
-def _memorization_scale(dataset: str) -> float:
-    """Median distance from the test images to their nearest training image (the ``memorization`` unit)."""
-    key = ("memorization_scale", dataset)
-    if key not in _CACHE:
-        test = _real(dataset, "test")
-        _CACHE[key] = _nearest_distance(test.reshape(len(test), -1), _train_flat(dataset)).median().item()
-    return _CACHE[key]
+def _copy(q: dict) -> dict:
+    return {**q, "interval": dict(q["interval"])} if "interval" in q else dict(q)
 
 
 def memorization(images, dataset: str = "digits") -> float:
     """``median_i min_j ||x_i - t_j||_2 / median_k min_j ||s_k - t_j||_2`` over samples ``x``, training
-    images ``t`` and test images ``s`` (pixels in [0, 1]). 1 = as far from the training set as unseen
-    real digits; 0 = copies of training images."""
+    images ``t`` and reference images ``s`` (pixels in [0, 1]). About 1 = as far from the training set as
+    unseen real digits; 0 = copies of training images."""
     _check_dataset(dataset)
-    x = _check_images(images, dataset)
-    d = _nearest_distance(x.reshape(len(x), -1), _train_flat(dataset))
-    return d.median().item() / _memorization_scale(dataset)
+    return protocol(dataset).memorization(_check_images(images, dataset))
 
 
 def classify(images, dataset: str = "digits") -> torch.Tensor:
     """Class probabilities ``(N, 11)`` (digits 0-9, then "not a digit") of images ``(N, 1, S, S)``."""
     _check_dataset(dataset)
     x = _check_images(images, dataset)
-    logits, _ = _logits_and_features(load_classifier(dataset), x)
+    logits, _ = logits_and_features(load_classifier(dataset), x)
     return logits.softmax(1)
 
 
-def sample_quality(images, dataset: str = "digits", *, real=None) -> dict:
-    """Sample-quality figures of generated ``images`` (the course's evaluation protocol) -> dict of floats.
+def sample_quality(images, dataset: str = "digits", *, set_size: int | None = None) -> dict:
+    """Sample-quality figures of generated ``images`` (the course's evaluation protocol) -> dict.
 
-    ``images``: ``(N, 1, S, S)`` (also ``(N, S, S)`` or ``(N, S*S)``) in ``[0, 1]``, ``N >= 10``
-    (a few hundred or more for stable figures; compare figures at equal ``N``). ``S = 8`` for
-    ``"digits"`` (28 for MNIST / Fashion-MNIST, whose test set is cut to its first 2000 images here).
-    ``real``: optional real images replacing the test split as the reference set of ``frechet``,
-    ``precision`` and ``recall`` (``memorization`` always uses the train and test splits).
+    ``images``: ``(N, 1, S, S)`` (also ``(N, S, S)`` or ``(N, S*S)``) in ``[0, 1]``, ``N >= 10``; ``S = 8``
+    for ``"digits"``, 28 for MNIST / Fashion-MNIST. ``set_size``: ``N_set`` of the set-level figures
+    (default: the dataset's, 350 for digits, or ``N`` if fewer images are given).
 
-    With ``p = softmax(classifier(x))`` over 11 classes (class 10 = "not a digit") and
-    ``c(x) = argmax_c p_c(x)``:
+    With ``p = softmax(classifier(x))`` over 11 classes (class 10 = "not a digit"), ``c(x) = argmax_c p_c(x)``
+    and the reference set ``R`` (held-out real images):
 
-    - ``recognized``    = mean_x 1[max_{c<10} p_c(x) >= 0.9]
+    - ``recognized``      = mean_x 1[max_{c<10} p_c(x) >= 0.9]
     - ``classes_covered`` = #{digits c : mean_x 1[c(x) = c] >= 0.05}
-    - ``label_entropy`` = -sum_c h_c ln h_c with h the histogram of c(x) over samples with c(x) < 10
-    - ``frechet``       = :func:`frechet_distance` of classifier features, samples vs real
-    - ``precision``, ``recall`` = :func:`manifold_precision_recall` with k = 3, real vs samples
-    - ``memorization``  = :func:`memorization` (median nearest-training-image distance / the test images')
+    - ``label_entropy``   = -sum_c h_c ln h_c, h the histogram of c(x) over samples with c(x) < 10
+    - ``frechet``         = :func:`frechet_distance` of classifier features, samples vs ``R``
+    - ``precision``, ``recall`` = :func:`precision_coverage` (k = 5) against ``R`` (recall = coverage)
+    - ``memorization``    = :func:`memorization`
 
-    Deterministic. Print the figures next to :func:`reference_quality` with :func:`format_quality`.
+    ``frechet``, ``precision`` and ``recall`` are means over ``N // N_set`` disjoint subsets of ``N_set``
+    samples. Extra keys: ``n``, ``set_size``, ``subsets`` and ``interval``, ``{key: (lo, hi)}``, a 95%
+    bootstrap interval for each figure. Deterministic. Print with :func:`format_quality`.
     """
     _check_dataset(dataset)
-    x = _check_images(images, dataset)
-    model = load_classifier(dataset)
-    logits, feats = _logits_and_features(model, x)
-    probs = logits.softmax(1)
-    n = len(x)
-    recognized = (probs[:, :NUM_DIGITS].max(1).values >= RECOGNIZED_THRESHOLD).double().mean().item()
-    counts = torch.bincount(probs.argmax(1), minlength=NUM_DIGITS + 1)[:NUM_DIGITS].double()
-    covered = int((counts >= COVERAGE_SHARE * n).sum().item())
-    if counts.sum() > 0:
-        h = counts / counts.sum()
-        h = h[h > 0]
-        entropy = float(-(h * h.log()).sum().item()) + 0.0  # + 0.0 turns -0.0 into 0.0
-    else:
-        entropy = 0.0
-    if real is None:
-        real_feats = _real_features(dataset)
-    else:
-        real_x = _check_images(real, dataset, name="real")
-        real_feats = _logits_and_features(model, real_x)[1]
-    precision, recall = manifold_precision_recall(real_feats, feats, k=PR_K)
-    mem = _nearest_distance(x.reshape(n, -1), _train_flat(dataset)).median().item() / _memorization_scale(dataset)
-    return {
-        "recognized": recognized,
-        "classes_covered": covered,
-        "label_entropy": entropy,
-        "frechet": frechet_distance(feats, real_feats),
-        "precision": precision,
-        "recall": recall,
-        "memorization": mem,
-    }
+    return protocol(dataset).sample_quality(images, set_size=set_size)
 
 
-def reference_quality(dataset: str = "digits") -> dict:
-    """What real images score, the yardstick every figure is printed next to (cached).
+def reference_quality(dataset: str = "digits", set_size: int | None = None) -> dict:
+    """What real held-out images score, computed exactly like :func:`sample_quality` (cached).
 
-    ``recognized``, ``classes_covered``, ``label_entropy`` and ``memorization`` (exactly 1) are those of the
-    real test images. Test images measured against themselves would trivially give ``frechet = 0`` and
-    ``precision = recall = 1``, so those three come from a second real sample: the validation images
-    against the test images (:func:`sample_quality` of the val split).
+    The real row: the validation images (digits: 350) scored as samples against the reference set (the test
+    images), at set size ``set_size`` (default the dataset's ``N_set``; pass a model's ``q["set_size"]``
+    to compare a smaller sample set at its own size).
     """
     _check_dataset(dataset)
-    key = ("reference", dataset)
-    if key not in _CACHE:
-        q_test = sample_quality(_real(dataset, "test"), dataset)
-        q_val = sample_quality(_real(dataset, "val")[:2000], dataset)
-        q = dict(q_test)
-        for k in ("frechet", "precision", "recall"):
-            q[k] = q_val[k]
-        _CACHE[key] = q
-    return dict(_CACHE[key])
+    return protocol(dataset).reference_quality(set_size)
 
+
+def copies_quality(dataset: str = "digits", n: int | None = None) -> dict:
+    """The practical ceiling: ``n`` training images (default ``N_set``) scored as if they were samples.
+
+    A model that copied its training set would score this: everything at or above real images, but
+    ``memorization`` 0. It is why every sample-quality goal comes with the memorization guard (:func:`goal`).
+    """
+    p = protocol(dataset)
+    key = ("copies", n)
+    if key not in p._cache:
+        p._cache[key] = p.sample_quality(p.train[:n or p.set_size])
+    return _copy(p._cache[key])
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and verdicts
+# ----------------------------------------------------------------------------------------------
 
 def _fmt(key: str, v) -> str:
     if v is None:
@@ -660,40 +549,55 @@ def _fmt(key: str, v) -> str:
     return f"{v:.1f}" if key == "frechet" else f"{v:.3f}"
 
 
+def _fmt_with_interval(key: str, q: dict) -> str:
+    text = _fmt(key, q.get(key))
+    iv = q.get("interval", {}).get(key)
+    if iv is None or key == "classes_covered":
+        if iv is not None and iv[0] != iv[1]:
+            return f"{text} ({int(iv[0])}-{int(iv[1])})"
+        return text
+    half = max(q[key] - iv[0], iv[1] - q[key])
+    return f"{text}±{_fmt(key, half).lstrip('0') if key != 'frechet' else f'{half:.1f}'}"
+
+
+def _is_quality(d) -> bool:
+    return isinstance(d, dict) and all(k in d for k in QUALITY_KEYS)
+
+
 def format_quality(q: dict, reference: dict | bool | None = None, *, dataset: str = "digits",
                    title: str = "samples") -> str:
-    """A small text table of :func:`sample_quality` figures, each next to real images'.
+    """A small text table of :func:`sample_quality` figures with their 95% intervals, beside real images'.
 
     ``q``: one dict from :func:`sample_quality` (its column is headed ``title``), or a dict of such dicts,
-    ``{name: quality}``, shown as one column each. ``reference``: a dict like those (default:
-    :func:`reference_quality` of ``dataset``), shown as the last column, "real"; ``False`` leaves it out.
+    ``{name: quality}``, one column each. ``reference``: the real row (default: :func:`reference_quality`
+    at the set size of the first column), shown as the last column, "real"; ``False`` leaves it out.
+    ``0.853±.021`` reads "0.853, 95% interval within 0.021 of it"; ``10 (9-10)`` gives the interval of a count.
     """
-    def is_quality(d):
-        return isinstance(d, dict) and all(k in d for k in QUALITY_KEYS)
-
-    if is_quality(q):
+    if _is_quality(q):
         columns = {title: q}
-    elif isinstance(q, dict) and q and all(is_quality(v) for v in q.values()):
+    elif isinstance(q, dict) and q and all(_is_quality(v) for v in q.values()):
         columns = dict(q)
     else:
         raise ValueError(f"q must be a dict from sample_quality (keys {', '.join(QUALITY_KEYS)}) "
                          f"or a dict of such dicts, one per column")
     if reference is None or reference is True:
-        reference = reference_quality(dataset)
+        first = next(iter(columns.values()))
+        reference = reference_quality(dataset, first.get("set_size"))
     if reference:
-        if not is_quality(reference):
+        if not _is_quality(reference):
             raise ValueError("reference must be a dict from sample_quality / reference_quality, or False")
         columns["real"] = reference
-    widths = [max(10, len(str(name)) + 2) for name in columns]
+    cells = {name: [_fmt_with_interval(k, c) for k in QUALITY_KEYS] for name, c in columns.items()}
+    widths = [max(12, len(str(name)) + 2, *(len(v) + 2 for v in cells[name])) for name in columns]
     lines = [f"{'metric':<16}" + "".join(f"{str(n):>{w}}" for n, w in zip(columns, widths)) + "   better"]
-    for k in QUALITY_KEYS:
-        row = f"{k:<16}" + "".join(f"{_fmt(k, c[k]):>{w}}" for c, w in zip(columns.values(), widths))
-        better = "higher" if HIGHER_IS_BETTER[k] else "lower"
-        if k == "memorization":
-            better = "~1 (0 = copies)"
-        elif k == "classes_covered":
-            better = "higher (max 10)"
+    for i, k in enumerate(QUALITY_KEYS):
+        row = f"{k:<16}" + "".join(f"{cells[name][i]:>{w}}" for name, w in zip(columns, widths))
+        better = {"memorization": "~1 (0 = copies)", "classes_covered": "higher (max 10)",
+                  "recall": "higher (coverage)"}.get(k, "higher" if HIGHER_IS_BETTER[k] else "lower")
         lines.append(row + "   " + better)
+    sizes = sorted({c.get("set_size") for c in columns.values() if c.get("set_size")})
+    if sizes:
+        lines.append(f"(frechet, precision, recall at N_set = {', '.join(map(str, sizes))}; ± = 95% interval)")
     return "\n".join(lines)
 
 
@@ -716,18 +620,36 @@ def compare_to_real(q: dict, key: str, factor: float, reference: dict | None = N
                     dataset: str = "digits") -> Verdict:
     """Verdict on one figure relative to real images', e.g. ``PASS recognized >= 0.85 x real``.
 
-    The line holds no measured number, so it reads the same on every machine (nbval compares it).
-
-    For figures where higher is better the goal is ``q[key] >= factor * real``; for ``frechet`` it is
-    ``q[key] <= factor * real``.
+    The line holds no measured number, so it reads the same on every machine (nbval compares it). The
+    real row is taken at ``q``'s set size. Higher-is-better figures pass with ``q[key] >= factor * real``;
+    ``frechet`` with ``q[key] <= factor * real``. For a sample-quality *goal* use :func:`goal`.
     """
     if key not in QUALITY_KEYS:
         raise ValueError(f"unknown figure {key!r}; choose one of {', '.join(QUALITY_KEYS)}")
-    reference = reference if reference is not None else reference_quality(dataset)
+    reference = reference if reference is not None else reference_quality(dataset, q.get("set_size"))
     value, real = float(q[key]), float(reference[key])
     if HIGHER_IS_BETTER[key]:
         passed, op = value >= factor * real, ">="
     else:
         passed, op = value <= factor * real, "<="
-    text = f"{'PASS' if passed else 'FAIL'} {key} {op} {factor:g} x real"
+    return Verdict(passed, f"{'PASS' if passed else 'FAIL'} {key} {op} {factor:g} x real")
+
+
+def goal(q: dict, key: str, factor: float, reference: dict | None = None, *, dataset: str = "digits") -> Verdict:
+    """A sample-quality goal with the memorization guard: :func:`compare_to_real` **and** all 10 classes
+    covered **and** ``memorization >= 0.8``, so that copying the training set cannot meet it.
+    E.g. ``PASS recognized >= 0.9 x real (guard: 10 classes, memorization >= 0.8)``."""
+    v = compare_to_real(q, key, factor, reference, dataset=dataset)
+    guard = q["classes_covered"] == NUM_DIGITS and q["memorization"] >= GUARD_MEMORIZATION
+    passed = bool(v) and guard
+    why = "" if guard else (" [guard fails: " + ", ".join(
+        ([f"{q['classes_covered']} classes"] if q["classes_covered"] != NUM_DIGITS else []) +
+        (["memorization < 0.8"] if q["memorization"] < GUARD_MEMORIZATION else [])) + "]")
+    text = f"{'PASS' if passed else 'FAIL'} {v.text.split(' ', 1)[1]} (guard: 10 classes, memorization >= 0.8){why}"
     return Verdict(passed, text)
+
+
+def differs(a: dict, b: dict, key: str) -> bool:
+    """Whether figure ``key`` separates two sample sets: their 95% intervals do not overlap."""
+    (lo_a, hi_a), (lo_b, hi_b) = a["interval"][key], b["interval"][key]
+    return hi_a < lo_b or hi_b < lo_a
