@@ -264,7 +264,7 @@ class Protocol:
         """The protocol's figures for ``images`` -> dict; see :func:`sample_quality`."""
         x = _check_images(images, self.dataset, size=self.image_size)
         n = len(x)
-        n_set = min(n, set_size or self.set_size)
+        n_set = min(n, set_size or self.set_size, len(self.real))  # the real row can always be had at n_set
         if set_size is not None and (set_size < MIN_SAMPLES or set_size > n):
             raise ValueError(f"set_size must lie between {MIN_SAMPLES} and the number of images ({n}), got {set_size}")
         gen = torch.Generator().manual_seed(0)

@@ -170,28 +170,140 @@ def test_precision_recall_bad_input():
 
 
 # ----------------------------------------------------------------------------------------------
-# The classifier and sample quality on real and fake images
+# Precision and coverage (the protocol's precision / recall)
 # ----------------------------------------------------------------------------------------------
 
-def test_classifier_shipped_small_and_accurate():
+def _brute_precision_coverage(real, fake, k):
+    """Precision (Kynkaenniemi) and coverage (Naeem) with explicit loops over the real balls."""
+    radii = [sorted(np.linalg.norm(real - r, axis=1))[k] for r in real]
+    inside = [[np.linalg.norm(f - r) <= rad for r, rad in zip(real, radii)] for f in fake]
+    return np.mean([any(row) for row in inside]), np.mean([any(col) for col in zip(*inside)])
+
+
+def test_precision_coverage_against_brute_force():
+    rng = np.random.default_rng(8)
+    real = rng.normal(size=(50, 3))
+    fake = np.concatenate([rng.normal(size=(25, 3)), rng.normal(size=(15, 3)) * 0.3 + 3.0])
+    for k in (1, 3, 5):
+        got = metrics.precision_coverage(real, fake, k=k)
+        assert got == pytest.approx(_brute_precision_coverage(real, fake, k), abs=1e-12)
+
+
+def test_coverage_is_not_inflated_by_outliers_unlike_knn_recall():
+    rng = np.random.default_rng(9)
+    real = rng.normal(size=(300, 2))
+    good = rng.normal(size=(300, 2)) * 0.5  # the central part of the real mass
+    angle, radius = rng.uniform(0, 2 * np.pi, 40), rng.uniform(5, 9, 40)
+    outliers = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)  # sparse, off the data
+    noisy = np.concatenate([good[:260], outliers])  # 40 of the samples replaced by outliers
+    _, cov_good = metrics.precision_coverage(real, good)
+    _, cov_noisy = metrics.precision_coverage(real, noisy)
+    _, rec_good = metrics.manifold_precision_recall(real, good)
+    _, rec_noisy = metrics.manifold_precision_recall(real, noisy)
+    assert rec_noisy > rec_good + 0.05  # the outliers' large k-NN balls swallow real points
+    assert cov_noisy <= cov_good  # coverage only counts samples inside real balls
+
+
+# ----------------------------------------------------------------------------------------------
+# The protocol: classifier, reference set, real row
+# ----------------------------------------------------------------------------------------------
+
+def test_classifier_shipped_small_accurate_and_trained_on_train_only():
     assert metrics.ASSET_PATH.exists() and metrics.ASSET_PATH.stat().st_size < 1_000_000
     model = metrics.load_classifier("digits")
     assert model is metrics.load_classifier("digits")  # cached
     x = torch.rand(5, 1, 8, 8)
     assert model(x).shape == (5, 11)
     assert model.features(x).shape == (5, model.feature_dim)
+    # the reference (test) and real-row (val) digits were never seen in training
+    assert model.meta["split"] == "train" and model.meta["train_images"] == 1000
     assert metrics.classifier_accuracy(model, "digits", "test") >= 0.96
+    assert metrics.classifier_accuracy(model, "digits", "val") >= 0.96
 
 
-def test_real_test_images(digits):
-    q = metrics.sample_quality(digits["test"].images)
-    assert set(q) == set(metrics.QUALITY_KEYS)
-    assert q["recognized"] >= 0.9
-    assert q["classes_covered"] == 10
-    assert q["label_entropy"] > 0.98 * math.log(10)
-    assert q["frechet"] == pytest.approx(0.0, abs=1e-6)
-    assert q["precision"] == 1.0 and q["recall"] == 1.0
-    assert q["memorization"] == pytest.approx(1.0, abs=1e-12)
+def test_protocol_roles_are_disjoint(digits):
+    p = metrics.protocol("digits")
+    assert torch.equal(p.reference, digits["test"].images) and torch.equal(p.real, digits["val"].images)
+    assert torch.equal(p.train, digits["train"].images) and p.set_size == 350
+
+
+def test_real_row_is_val_scored_like_samples(digits):
+    ref = metrics.reference_quality()
+    q = metrics.sample_quality(digits["val"].images)
+    assert {k: q[k] for k in metrics.QUALITY_KEYS} == {k: ref[k] for k in metrics.QUALITY_KEYS}
+    assert ref["set_size"] == 350 and ref["recognized"] >= 0.9 and ref["classes_covered"] == 10
+    assert ref["memorization"] == pytest.approx(1.0, abs=0.05)
+    assert 0 < ref["frechet"] < 60 and 0.8 < ref["precision"] <= 1 and 0.7 < ref["recall"] <= 1
+
+
+def test_held_out_digits_scored_as_samples_land_on_the_real_row(digits):
+    # Two disjoint halves of the validation digits, against the same reference: each lands within 0.08 of the
+    # other one's row (a protocol whose real row is the other half), on every figure that is a share.
+    val = digits["val"].images
+    p = metrics.protocol("digits")
+    for real, samples in ((val[:175], val[175:]), (val[175:], val[:175])):
+        proto = metrics.Protocol("digits", p.classifier, p.train, p.reference, real, set_size=175)
+        ref, q = proto.reference_quality(), proto.sample_quality(samples)
+        for key in ("recognized", "precision", "recall"):
+            assert abs(q[key] - ref[key]) <= 0.08, key
+        assert q["classes_covered"] == 10 and abs(q["memorization"] - ref["memorization"]) <= 0.08
+
+
+def _noisy_training_digits(train, n, std, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = train[torch.randint(0, len(train), (n,), generator=g)]
+    return (x + std * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("std", [0.05, 0.15])
+def test_set_figures_do_not_drift_with_the_number_of_samples(digits, std):
+    # the same kind of images at N = 350 and N = 1000 (means over four independent draws, to beat sampling noise)
+    train = digits["train"].images
+    at = {n: [metrics.sample_quality(_noisy_training_digits(train, n, std, seed=10 * n + r)) for r in range(4)]
+          for n in (350, 1000)}
+    for key in ("precision", "recall"):
+        small, large = (np.mean([q[key] for q in at[n]]) for n in (350, 1000))
+        assert abs(small - large) <= 0.05, (key, small, large)
+    assert all(q["set_size"] == 350 for q in at[1000]) and all(q["subsets"] > 1 for q in at[1000])
+
+
+def test_added_noise_never_raises_recall(digits):
+    x = digits["train"].images
+    g = torch.Generator().manual_seed(13)
+    recalls = [metrics.sample_quality((x + std * torch.randn(x.shape, generator=g)).clamp(0, 1))["recall"]
+               for std in (0.0, 0.05, 0.1, 0.2, 0.3)]
+    assert all(b <= a + 1e-12 for a, b in zip(recalls, recalls[1:])), recalls
+    assert recalls[-1] < 0.5 * recalls[0]
+
+
+def test_every_figure_has_an_interval_that_shrinks_with_n(digits):
+    x = _noisy_training_digits(digits["train"].images, 1400, 0.1, seed=3)
+    small, large = metrics.sample_quality(x[:350]), metrics.sample_quality(x)
+    for q in (small, large):
+        for key in metrics.QUALITY_KEYS:
+            lo, hi = q["interval"][key]
+            assert lo <= q[key] <= hi, key
+    for key in ("recognized", "precision", "recall", "frechet"):
+        width = lambda q: q["interval"][key][1] - q["interval"][key][0]
+        assert 0 < width(large) < width(small), key
+
+
+def test_intervals_match_the_spread_over_fresh_sample_sets(digits):
+    # The half-sample interval of a set-level figure against the spread of the figure over independent sets.
+    train = digits["train"].images
+    qs = [metrics.sample_quality(_noisy_training_digits(train, 350, 0.05, seed=100 + r)) for r in range(12)]
+    for key in ("precision", "recall"):
+        observed = np.std([q[key] for q in qs], ddof=1)
+        claimed = np.mean([(q["interval"][key][1] - q["interval"][key][0]) / (2 * 1.96) for q in qs])
+        assert 0.5 * observed <= claimed <= 2.0 * observed, (key, observed, claimed)
+
+
+def test_batched_frechet_matches_scipy_sqrtm(digits):
+    p = metrics.protocol("digits")
+    x = digits["train"].images[:350]
+    feats = metrics.logits_and_features(p.classifier, x)[1].double()
+    ref = metrics.logits_and_features(p.classifier, p.reference)[1]
+    assert p._frechet(feats[None]).item() == pytest.approx(metrics.frechet_distance(feats, ref), rel=1e-6)
 
 
 def test_deterministic_and_shape_variants(digits):
@@ -201,12 +313,20 @@ def test_deterministic_and_shape_variants(digits):
     assert metrics.sample_quality(x.reshape(200, 64)) == q
     assert metrics.sample_quality(x.reshape(200, 8, 8).numpy()) == q
     assert metrics.sample_quality(digits["test"]) == metrics.sample_quality(digits["test"].images)
+    assert q["set_size"] == 200
 
 
-def test_training_copies_score_zero_memorization(digits):
-    q = metrics.sample_quality(digits["train"].images[:500])
-    assert q["memorization"] < 0.05
-    assert q["recognized"] >= 0.9
+def test_copies_are_the_ceiling_and_the_guard_stops_them(digits):
+    copies = metrics.copies_quality()
+    ref = metrics.reference_quality()
+    assert copies["memorization"] < 0.05 and copies["recognized"] >= ref["recognized"]
+    assert metrics.compare_to_real(copies, "recognized", 1.0)
+    v = metrics.goal(copies, "recognized", 0.9)
+    assert not v and "guard fails" in str(v) and "memorization < 0.8" in str(v)
+    assert metrics.goal(ref, "recognized", 0.9)
+    missing = metrics.sample_quality(digits["test"].images[digits["test"].labels != 3])
+    v = metrics.goal(missing, "recognized", 0.9)
+    assert not v and "9 classes" in str(v)
 
 
 @pytest.mark.parametrize("kind", ["uniform", "blank", "constant", "independent"])
@@ -223,12 +343,14 @@ def test_non_digits_are_not_recognized(digits, kind):
     q = metrics.sample_quality(x)
     assert q["recognized"] <= 0.1
     assert q["frechet"] > 10 * metrics.reference_quality()["frechet"]
-    assert q["precision"] <= 0.1
+    assert q["precision"] <= 0.1 and q["recall"] <= 0.1
 
 
 def test_mildly_blurred_or_noisy_digits_are_recognized(digits):
+    from gencourse.classifier import gaussian_blur
+
     x = digits["test"].images
-    blurred = metrics._gaussian_blur(x, torch.full((len(x),), 0.5))
+    blurred = gaussian_blur(x, torch.full((len(x),), 0.5))
     g = torch.Generator().manual_seed(12)
     noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     assert metrics.sample_quality(blurred)["recognized"] >= 0.85
@@ -243,11 +365,8 @@ def test_missing_class_lowers_coverage(digits):
 
 def test_reference_format_and_verdicts(digits):
     ref = metrics.reference_quality()
-    assert set(ref) == set(metrics.QUALITY_KEYS)
-    assert ref["recognized"] >= 0.9 and ref["classes_covered"] == 10 and ref["memorization"] == pytest.approx(1.0)
-    assert 0 < ref["frechet"] and 0.5 < ref["precision"] <= 1 and 0.5 < ref["recall"] <= 1
     table = metrics.format_quality(ref)
-    assert all(k in table for k in metrics.QUALITY_KEYS) and "real" in table
+    assert all(k in table for k in metrics.QUALITY_KEYS) and "real" in table and "±" in table
     assert "real" not in metrics.format_quality(ref, False).splitlines()[0]
     several = metrics.format_quality({"model A": ref, "model B": ref})
     assert all(name in several.splitlines()[0] for name in ("model A", "model B", "real"))
@@ -258,6 +377,15 @@ def test_reference_format_and_verdicts(digits):
     bad = dict(ref, frechet=100 * ref["frechet"] + 1)
     v = metrics.compare_to_real(bad, "frechet", 3)
     assert not v and str(v).startswith("FAIL frechet")
+    small = metrics.sample_quality(digits["test"].images[:100])
+    assert "N_set = 100" in metrics.format_quality(small)  # the real row follows the samples' set size
+    assert metrics.reference_quality(set_size=100)["set_size"] == 100
+
+
+def test_differs_reads_the_intervals(digits):
+    ref = metrics.reference_quality()
+    noise = metrics.sample_quality(torch.rand(350, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
+    assert metrics.differs(ref, noise, "recognized") and not metrics.differs(ref, ref, "recognized")
 
 
 def test_slightly_out_of_range_values_are_clamped(digits):
@@ -282,6 +410,11 @@ def test_sample_quality_bad_input(bad, match):
         metrics.sample_quality(bad)
 
 
+def test_bad_set_size():
+    with pytest.raises(ValueError, match="set_size"):
+        metrics.sample_quality(torch.rand(50, 1, 8, 8), set_size=60)
+
+
 def test_unknown_dataset_names_valid_ones():
     with pytest.raises(ValueError, match="digits"):
         metrics.sample_quality(torch.rand(20, 1, 8, 8), "cifar10")
@@ -290,17 +423,20 @@ def test_unknown_dataset_names_valid_ones():
 
 
 # ----------------------------------------------------------------------------------------------
-# MNIST-sized datasets: classifier trained on first use and cached (tiny fake data here)
+# MNIST-sized datasets
 # ----------------------------------------------------------------------------------------------
 
-def test_classifier_trained_on_first_use_and_cached(tmp_path, monkeypatch):
+def test_classifier_trained_on_first_use_on_train_only_and_cached(tmp_path, monkeypatch):
     import gencourse.data as gdata
+    from gencourse import classifier
 
     g = torch.Generator().manual_seed(0)
     sizes = {"train": 20, "val": 10, "test": 12}
+    asked = []
 
     def fake_load(name, split="train", **kwargs):
         assert name == "mnist"
+        asked.append(split)
         n = sizes[split]
         images = torch.round(torch.rand(n, 1, 28, 28, generator=g) * 255) / 255
         return ImageDataset(images, torch.arange(n) % 10, name="mnist", split=split)
@@ -308,15 +444,16 @@ def test_classifier_trained_on_first_use_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
     monkeypatch.setattr(gdata, "load", fake_load)
     monkeypatch.setattr(metrics, "_CACHE", {})
-    train = metrics.train_digits_classifier
-    monkeypatch.setattr(metrics, "train_digits_classifier", lambda **kw: train(**kw, epochs=1))
+    train = classifier.train_classifier
+    monkeypatch.setattr(metrics, "train_classifier", lambda *a, **kw: train(*a, **{**kw, "epochs": 1}))
     path = metrics.classifier_path("mnist")
     assert path.parent.parent == tmp_path and not path.exists()
     model = metrics.load_classifier("mnist")
-    assert path.exists() and model.image_size == 28
+    assert asked == ["train"]  # the classifier saw the train split only
+    assert path.exists() and model.image_size == 28 and model.meta["split"] == "train"
     assert metrics.load_classifier("mnist") is model
     q = metrics.sample_quality(torch.rand(12, 784, generator=g), "mnist")
-    assert set(q) == set(metrics.QUALITY_KEYS)
+    assert set(metrics.QUALITY_KEYS) <= set(q) and q["set_size"] == 10  # the 10 validation images bound N_set
     assert 0 <= q["recognized"] <= 1 and q["frechet"] >= 0
     with pytest.raises(ValueError, match="shape"):
         metrics.sample_quality(torch.rand(12, 1, 8, 8), "mnist")
