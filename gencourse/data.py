@@ -27,6 +27,12 @@ RING_CENTERS = torch.tensor(
     [[RING_RADIUS * math.cos(a), RING_RADIUS * math.sin(a)] for a in np.arange(8) * math.pi / 4],
     dtype=torch.float32,
 )
+# The points of the ring midway between neighbouring modes: RING_GAPS[k] lies between RING_CENTERS[k] and
+# RING_CENTERS[(k + 1) % 8], at angle (k + 1/2) pi / 4, 2 R sin(pi / 16) = 1.10 = 3.1 RING_STD from both.
+RING_GAPS = torch.tensor(
+    [[RING_RADIUS * math.cos(a), RING_RADIUS * math.sin(a)] for a in (np.arange(8) + 0.5) * math.pi / 4],
+    dtype=torch.float32,
+)
 
 DIGITS_SPLIT = {"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)}
 MNIST_VAL_SIZE = 10_000  # carved from the end of MNIST's training set
@@ -206,6 +212,24 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> Imag
         sl = slice(0, cut) if split == "train" else slice(cut, None)
         images, labels = images[sl], labels[sl]
     return ImageDataset(images, labels, name=name, split=split)
+
+
+def read_idx(path) -> torch.Tensor:
+    """Read an MNIST-style IDX file (``.gz`` or raw), e.g. ``t10k-images-idx3-ubyte.gz`` -> uint8 tensor
+    ``(N, 28, 28)`` for images, ``(N,)`` for labels. The format: two zero bytes, a type code (8 = uint8), the
+    number of dimensions, each dimension as a big-endian int32, then the values."""
+    import gzip
+
+    path = Path(path)
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (its header is {raw[:4]!r})")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    values = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if values.size != math.prod(shape):
+        raise ValueError(f"{path}: the header promises {shape} values, the file holds {values.size}")
+    return torch.from_numpy(values.reshape(shape).copy())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Generative adversarial networks: the losses, small generators and discriminators, one training step.
 
     model, history = gan.train_ring("WGAN-GP", seed=0)   # the 8-Gaussians ring, seconds on a CPU
-    gan.ring_coverage(model.sample(2000))               # {"modes_covered": 8, "high_quality": ..., ...}
+    gan.ring_coverage(model.sample(2000))               # {"modes_covered": ..., "between_modes": ..., ...}
     digits, history = gan.train_digits()                # the lesson's digits GAN; digits.sample(n) -> (n, 1, 8, 8)
 
 A generator ``G`` maps noise ``z ~ N(0, I)`` to data; a discriminator ``D`` returns a *logit* ``l(x)``,
@@ -358,23 +358,101 @@ def train_gan(model: GAN, data, *, steps: int = 1000, batch_size: int = 256, los
 # Measurements
 # ----------------------------------------------------------------------------------------------
 
-def ring_coverage(samples: torch.Tensor, *, n_std: float = 3.0, min_share: float = 0.025) -> dict:
-    """Mode coverage of 2D ``samples: (N, 2)`` on the 8-Gaussians ring (``data.RING_CENTERS``, ``RING_STD``).
+RING_CORE = 1.0        # radius of a mode's core and of a gap's disc, in units of RING_STD
+RING_HQ = 2.0          # a sample within 2 RING_STD of its nearest mode centre is high-quality
+RING_MIN_SHARE = 0.01  # a reached mode's core holds at least 1% of all samples; a covered one ...
+RING_CONTRAST = 2.0    # ... and at least twice the samples of the fuller of its two adjacent gaps
 
-    A sample is *high-quality* if it lies within ``n_std`` standard deviations of its nearest mode centre,
-    ``||x - c_m|| <= n_std * RING_STD``; a mode is *covered* if it holds at least ``min_share`` of all samples
-    as high-quality samples (2.5% = a fifth of its fair share 1/8). Returns ``{"modes_covered": int,
-    "high_quality": share of high-quality samples, "mode_shares": list of 8 shares}``.
+
+def ring_coverage(samples: torch.Tensor) -> dict:
+    """Score 2D ``samples: (N, 2)`` against the 8-Gaussians ring, whose density is known.
+
+    With the mode centres ``c_m = data.RING_CENTERS`` (8, 2), the gap points ``g_k = data.RING_GAPS`` (8, 2)
+    (on the ring midway between ``c_k`` and ``c_{k+1}``, 3.1 s from both) and ``s = data.RING_STD``:
+
+    - the **core** of mode ``m`` is the disc ``||x - c_m|| <= s``; **gap** ``k`` is the disc ``||x - g_k|| <= s``.
+      Both have the same size and sit on the ring, so mass spread evenly along the ring fills cores and gaps
+      alike. Real data put ``(1 - e^{-1/2}) / 8 = 4.9%`` of the samples in each core and 0.2% in each gap;
+    - ``modes_reached``: modes whose core holds at least 1% of all samples (a collapsed generator reaches few);
+    - ``modes_covered``: reached modes whose core *also* holds at least twice the samples of the fuller of its
+      two adjacent gaps (``k = m - 1`` and ``k = m``): the mode stands out from the ring. A ring of samples
+      without modes reaches all 8 and covers none; a single blob covers at most 1;
+    - ``high_quality``: share of samples within ``2 s`` of their nearest mode centre (real: ``1 - e^{-2} = 0.865``);
+    - ``between_modes``: share of samples in any gap (real: 0.016; a ring without modes: 0.18-0.32);
+    - ``log_density``: ``mean_x log p(x)`` in nats under the true ring density (:func:`data.ring_log_prob`);
+      for real samples it estimates minus the ring's entropy, -2.83. A quality score, not a coverage score:
+      samples piled on the mode centres, or on a single mode, score as high or higher, so read it beside
+      ``modes_covered``.
+
+    Samples that are not finite lie in no core or gap, are not high-quality, and make ``log_density`` ``-inf``.
+    Returns ``{"modes_covered", "modes_reached"}`` (ints 0..8), ``{"high_quality", "between_modes",
+    "log_density"}`` (floats), ``"mode_shares"`` and ``"gap_shares"`` (lists of 8 shares of all samples: cores,
+    gaps) and ``"n"``. :func:`ring_reference` gives real data's figures; :func:`format_ring` prints a table.
     """
-    x = torch.as_tensor(samples).detach().float().cpu()
-    if x.dim() != 2 or x.shape[1] != 2 or len(x) == 0:
-        raise ValueError(f"samples must have shape (N, 2) with N >= 1, got {tuple(x.shape)}")
-    dist = torch.cdist(x, RING_CENTERS)  # (N, 8)
-    nearest, mode = dist.min(dim=1)
-    good = torch.isfinite(nearest) & (nearest <= n_std * RING_STD)
-    shares = torch.bincount(mode[good], minlength=len(RING_CENTERS)).double() / len(x)
-    return {"modes_covered": int((shares >= min_share).sum()), "high_quality": float(good.double().mean()),
-            "mode_shares": shares.tolist()}
+    from gencourse.data import RING_GAPS, ring_log_prob
+
+    is_array = isinstance(samples, torch.Tensor) or type(samples).__module__ == "numpy"
+    x = torch.as_tensor(samples).detach() if is_array else None
+    if x is None or x.dim() != 2 or x.shape[1] != 2 or len(x) == 0 or not x.is_floating_point():
+        got = f"{tuple(x.shape)} {x.dtype}" if x is not None else type(samples).__name__
+        raise ValueError(f"samples must be a float tensor of shape (N, 2) with N >= 1, got {got}")
+    x = x.double().cpu()
+    finite = torch.isfinite(x).all(dim=1)
+    x = torch.where(finite[:, None], x, torch.zeros_like(x))  # placeholders, masked out below
+    n = len(x)
+    to_centre = torch.cdist(x, RING_CENTERS.double())  # (N, 8)
+    in_core = (to_centre <= RING_CORE * RING_STD) & finite[:, None]                               # (N, 8)
+    in_gap = (torch.cdist(x, RING_GAPS.double()) <= RING_CORE * RING_STD) & finite[:, None]      # (N, 8)
+    core_count, gap_count = in_core.sum(0).double(), in_gap.sum(0).double()  # (8,) each
+    fuller_gap = torch.maximum(gap_count, gap_count.roll(1))  # gap m - 1 (rolled) and gap m, beside mode m
+    reached = core_count >= RING_MIN_SHARE * n
+    covered = reached & (core_count >= RING_CONTRAST * fuller_gap)
+    high_quality = (to_centre.min(dim=1).values <= RING_HQ * RING_STD) & finite
+    log_density = float(ring_log_prob(x.float()).double().mean()) if bool(finite.all()) else float("-inf")
+    return {"modes_covered": int(covered.sum()), "modes_reached": int(reached.sum()),
+            "high_quality": float(high_quality.double().mean()),
+            "between_modes": float(in_gap.any(dim=1).double().mean()), "log_density": log_density,
+            "mode_shares": (core_count / n).tolist(), "gap_shares": (gap_count / n).tolist(), "n": n}
+
+
+_RING_REFERENCE: dict = {}
+
+
+def ring_reference(n: int = 20000, seed: int = 0) -> dict:
+    """:func:`ring_coverage` of ``n`` real samples, ``data.toy2d("8gaussians", n, seed=seed)``: the figures to
+    print beside a model's (cached; a copy is returned). At the defaults: 8 modes covered and reached,
+    high-quality 0.862, between modes 0.016, log-density -2.835."""
+    from gencourse.data import toy2d
+
+    key = (int(n), int(seed))
+    if key not in _RING_REFERENCE:
+        _RING_REFERENCE[key] = ring_coverage(toy2d("8gaussians", n, seed=seed))
+    return copy.deepcopy(_RING_REFERENCE[key])
+
+
+RING_COLUMNS = (("modes_covered", "covered", "{:d}/8"), ("modes_reached", "reached", "{:d}/8"),
+                ("high_quality", "high-quality", "{:.3f}"), ("between_modes", "between modes", "{:.3f}"),
+                ("log_density", "log-density", "{:.2f}"))
+
+
+def format_ring(rows: dict, reference: dict | bool = True) -> str:
+    """A text table of :func:`ring_coverage` figures, one row per entry of ``rows = {name: scores}`` (or one
+    scores dict), with real data's row last (``reference``: a scores dict, ``True`` for :func:`ring_reference`,
+    ``False`` for none)."""
+    if isinstance(rows, dict) and "modes_covered" in rows:
+        rows = {"samples": rows}
+    if not isinstance(rows, dict) or not all(isinstance(r, dict) and "modes_covered" in r for r in rows.values()):
+        raise ValueError("rows must be a dict from ring_coverage, or a dict {name: such a dict}")
+    rows = dict(rows)
+    if reference is True:
+        reference = ring_reference()
+    if reference:
+        rows["real data"] = reference
+    width = max(12, *(len(str(name)) + 2 for name in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{title:>15}" for _, title, _ in RING_COLUMNS)]
+    for name, r in rows.items():
+        lines.append(f"{str(name):<{width}}" + "".join(f"{fmt.format(r[key]):>15}" for key, _, fmt in RING_COLUMNS))
+    return "\n".join(lines)
 
 
 @torch.no_grad()
@@ -393,10 +471,14 @@ def sampling_time(model, n: int = 1000, *, repeats: int = 5) -> float:
 # Recipes
 # ----------------------------------------------------------------------------------------------
 
-# The two recipes the lesson compares on the ring: the same networks, the same number of generator steps.
+# The recipes the lesson compares on the ring, all with the same networks (train_ring). They differ in the loss
+# and in the discriminator's steps per generator step; the lesson sets the generator steps of each run and prints
+# the seconds each run cost.
 RING_RECIPES = {
     # Goodfellow et al.'s game with the non-saturating generator loss, Adam as in DCGAN
     "plain GAN": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1),
+    # the control: the same game, with as many discriminator steps per generator step as WGAN-GP's critic gets
+    "plain GAN, 5 D steps": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=5),
     # Gulrajani et al.: a critic with a gradient penalty, 5 critic steps per generator step, Adam(0, 0.9);
     # a penalty weight of 1 suits this 2D scale (their toy experiments used 0.1, images 10)
     "WGAN-GP": dict(loss="wgan-gp", betas=(0.0, 0.9), n_critic=5, gp_weight=1.0),

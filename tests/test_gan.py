@@ -317,27 +317,164 @@ def test_train_digits_quick_gives_digit_shaped_samples():
 # Measurements
 # ----------------------------------------------------------------------------------------------
 
-def test_ring_coverage_of_real_data_matches_the_rayleigh_closed_form():
-    """For a 2D isotropic Gaussian, P(||x - c|| <= 3 sigma) = 1 - exp(-9/2) = 0.9889."""
-    cov = gan.ring_coverage(data.toy2d("8gaussians", 40000, seed=3))
+RING_MIXTURE = torch.distributions.MixtureSameFamily(
+    torch.distributions.Categorical(probs=torch.full((8,), 1 / 8, dtype=torch.float64)),
+    torch.distributions.Independent(torch.distributions.Normal(data.RING_CENTERS.double(), data.RING_STD), 1))
+
+
+def _ring_entropy_by_quadrature() -> float:
+    """H(p) = -integral p log p of the ring, by the midpoint rule on a fine grid (independent of sampling)."""
+    g = torch.linspace(-6, 6, 1201, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    log_p = RING_MIXTURE.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1))
+    return float(-(log_p.exp() * log_p).sum() * (g[1] - g[0]) ** 2)
+
+
+def _uniform_ring(n, radial_std, seed):
+    """Points spread evenly along the ring's circle: no modes at all."""
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(n, generator=g) * 2 * math.pi
+    radius = data.RING_RADIUS + radial_std * torch.randn(n, generator=g)
+    return torch.stack([radius * angle.cos(), radius * angle.sin()], 1)
+
+
+def _from_modes(modes, n, *, width=1.0, seed=0):
+    """n points from an equal mixture of the ring's modes ``modes``, each ``width`` times as wide as real."""
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.as_tensor(modes)[torch.randint(len(modes), (n,), generator=g)]
+    return data.RING_CENTERS[pick] + width * data.RING_STD * torch.randn(n, 2, generator=g)
+
+
+def test_ring_gaps_lie_on_the_ring_midway_between_neighbouring_modes():
+    c, gaps = data.RING_CENTERS, data.RING_GAPS
+    assert gaps.shape == (8, 2)
+    assert torch.allclose(gaps.norm(dim=1), torch.full((8,), data.RING_RADIUS), atol=1e-5)
+    for k in range(8):
+        d_here, d_next = (gaps[k] - c[k]).norm(), (gaps[k] - c[(k + 1) % 8]).norm()
+        assert d_here == pytest.approx(d_next.item(), abs=1e-5)
+        assert d_here.item() == pytest.approx(2 * data.RING_RADIUS * math.sin(math.pi / 16), abs=1e-5)
+        assert (gaps - c[k]).norm(dim=1).min() == pytest.approx(d_here.item(), abs=1e-5)  # no gap nearer to c_k
+
+
+@pytest.mark.parametrize("radial_std", [0.0, 0.2, data.RING_STD])
+def test_a_ring_without_modes_covers_none_and_scores_below_real(radial_std):
+    real = gan.ring_reference()
+    for seed in (0, 1):
+        cov = gan.ring_coverage(_uniform_ring(5000, radial_std, seed))
+        assert cov["modes_covered"] == 0, cov
+        assert cov["modes_reached"] == 8  # its mass does reach every mode: it is spread, not collapsed
+        assert cov["high_quality"] < real["high_quality"] - 0.15
+        assert cov["log_density"] < real["log_density"] - 0.4
+        assert cov["between_modes"] > 5 * real["between_modes"]
+
+
+@pytest.mark.parametrize("centre", [data.RING_CENTERS[3], data.RING_GAPS[5], torch.zeros(2),
+                                    (data.RING_CENTERS[0] + data.RING_CENTERS[1]) / 2])
+@pytest.mark.parametrize("spread", [0.05, data.RING_STD, 1.0])
+def test_a_single_blob_covers_at_most_one_mode(centre, spread):
+    g = torch.Generator().manual_seed(2)
+    cov = gan.ring_coverage(centre + spread * torch.randn(3000, 2, generator=g))
+    assert cov["modes_covered"] <= 1
+
+
+def test_a_blob_on_a_mode_covers_that_mode_only():
+    cov = gan.ring_coverage(_from_modes([6], 2000))
+    assert cov["modes_covered"] == 1 and cov["modes_reached"] == 1
+    assert cov["mode_shares"][6] == max(cov["mode_shares"])
+
+
+@pytest.mark.parametrize("n", [1000, 20000])
+def test_real_samples_cover_all_modes_and_land_on_the_reference(n):
+    """Within 4 standard errors of the reference (per sample: high-quality and between-modes are Bernoulli
+    with p = 0.865 and 0.016; log p has standard deviation 0.97)."""
+    real = gan.ring_reference()
+    for seed in (11, 12, 13):
+        cov = gan.ring_coverage(data.toy2d("8gaussians", n, seed=seed))
+        assert cov["modes_covered"] == 8 and cov["modes_reached"] == 8
+        assert cov["high_quality"] == pytest.approx(real["high_quality"], abs=4 * math.sqrt(0.865 * 0.135 / n) + 0.003)
+        assert cov["between_modes"] == pytest.approx(real["between_modes"],
+                                                     abs=4 * math.sqrt(0.016 * 0.984 / n) + 0.002)
+        assert cov["log_density"] == pytest.approx(real["log_density"], abs=4 * 0.97 / math.sqrt(n) + 0.01)
+
+
+def test_ring_reference_matches_closed_forms():
+    """high-quality: P(||x - c|| <= 2 s) = 1 - e^{-2} for a 2D isotropic Gaussian (Rayleigh); each core holds
+    (1 - e^{-1/2}) / 8; log-density: minus the entropy, by quadrature."""
+    real = gan.ring_reference()
+    assert real["n"] == 20000 and real["modes_covered"] == 8
+    assert real["high_quality"] == pytest.approx(1 - math.exp(-2), abs=0.01)
+    assert np.allclose(real["mode_shares"], (1 - math.exp(-0.5)) / 8, atol=0.006)
+    assert real["log_density"] == pytest.approx(-_ring_entropy_by_quadrature(), abs=0.03)
+    assert max(real["gap_shares"]) < 0.005 and real["between_modes"] < 0.025
+    real["modes_covered"] = -1  # a copy: the cache is not changed
+    assert gan.ring_reference()["modes_covered"] == 8
+
+
+def test_samples_from_three_modes_cover_exactly_three():
+    modes = [0, 3, 5]
+    cov = gan.ring_coverage(_from_modes(modes, 3000, seed=4))
+    assert cov["modes_covered"] == 3 and cov["modes_reached"] == 3
+    assert [i for i, share in enumerate(cov["mode_shares"]) if share >= 0.01] == modes
+    assert cov["high_quality"] == pytest.approx(1 - math.exp(-2), abs=0.03)  # each blob is as sharp as real
+
+
+def test_modes_wider_than_real_are_still_covered():
+    cov = gan.ring_coverage(_from_modes(list(range(8)), 5000, width=1.5, seed=5))
     assert cov["modes_covered"] == 8
-    assert cov["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.004)
-    assert sum(cov["mode_shares"]) == pytest.approx(cov["high_quality"])
+    assert cov["log_density"] < gan.ring_reference()["log_density"] - 0.5  # but they cost quality
 
 
-def test_ring_coverage_counts_modes_by_share():
-    c = data.RING_CENTERS
-    # 97 samples on mode 0, 2 on mode 1 (2% < 2.5%), 1 far away from every mode
-    samples = torch.cat([c[0].repeat(97, 1), c[1].repeat(2, 1), torch.tensor([[0.0, 0.0]])])
-    cov = gan.ring_coverage(samples)
-    assert cov["modes_covered"] == 1
-    assert cov["high_quality"] == pytest.approx(0.99)
-    assert cov["mode_shares"][0] == pytest.approx(0.97) and cov["mode_shares"][1] == pytest.approx(0.02)
-    # a point just outside 3 standard deviations is not high-quality
-    edge = c[2] + torch.tensor([3.01 * data.RING_STD, 0.0])
-    assert gan.ring_coverage(edge[None])["high_quality"] == 0.0
-    with pytest.raises(ValueError, match=r"\(N, 2\)"):
-        gan.ring_coverage(torch.zeros(5, 3))
+def test_coverage_rule_counts_core_share_and_contrast_with_both_gaps():
+    c, gaps = data.RING_CENTERS, data.RING_GAPS
+    # 100 samples: 10 in mode 2's core; 5 in gap 1 (between modes 1 and 2): 10 >= 2 x 5 -> covered
+    rest = torch.tensor([[0.0, 0.0]]).repeat(85, 1)
+    cov = gan.ring_coverage(torch.cat([c[2].repeat(10, 1), gaps[1].repeat(5, 1), rest]))
+    assert cov["modes_covered"] == 1 and cov["mode_shares"][2] == pytest.approx(0.10)
+    assert cov["gap_shares"][1] == pytest.approx(0.05) and cov["between_modes"] == pytest.approx(0.05)
+    # 6 in gap 2 (between modes 2 and 3), the other side: 10 < 2 x 6 -> reached, not covered
+    cov = gan.ring_coverage(torch.cat([c[2].repeat(10, 1), gaps[2].repeat(6, 1), rest[:84]]))
+    assert cov["modes_covered"] == 0 and cov["modes_reached"] == 1
+    # 1 sample in a core out of 200 is 0.5% < 1%: not reached, however empty the gaps
+    cov = gan.ring_coverage(torch.cat([c[4][None], torch.zeros(199, 2)]))
+    assert cov["modes_reached"] == 0 and cov["modes_covered"] == 0
+    # just inside / outside the core radius and the high-quality radius
+    s = data.RING_STD
+    edge = lambda r: (c[2] + torch.tensor([0.0, r * s]))[None].repeat(100, 1)
+    assert gan.ring_coverage(edge(0.99))["modes_covered"] == 1 and gan.ring_coverage(edge(1.01))["modes_reached"] == 0
+    assert gan.ring_coverage(edge(1.99))["high_quality"] == 1.0 and gan.ring_coverage(edge(2.01))["high_quality"] == 0.0
+
+
+def test_log_density_is_the_mixtures_mean_log_prob():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(4000, 2, generator=g) * 2.5  # points everywhere, near and far from the ring
+    expected = RING_MIXTURE.log_prob(x.double()).mean().item()
+    assert gan.ring_coverage(x)["log_density"] == pytest.approx(expected, abs=1e-4)
+    # and for real samples, a Monte Carlo estimate of minus the entropy: E_p log p(x) = -H(p)
+    torch.manual_seed(7)
+    big = RING_MIXTURE.sample((200_000,)).float()
+    assert gan.ring_coverage(big)["log_density"] == pytest.approx(-_ring_entropy_by_quadrature(), abs=0.01)
+
+
+def test_ring_coverage_handles_non_finite_samples_and_rejects_bad_input():
+    x = torch.cat([_from_modes(list(range(8)), 999, seed=8), torch.tensor([[float("nan"), 0.0]])])
+    cov = gan.ring_coverage(x)
+    assert cov["log_density"] == float("-inf") and cov["modes_covered"] == 8
+    assert cov["high_quality"] <= 999 / 1000
+    assert gan.ring_coverage(x[:999].numpy())["modes_covered"] == 8  # a NumPy array is fine too
+    for bad in (torch.zeros(5, 3), torch.zeros(0, 2), torch.zeros(6), torch.zeros(4, 2, dtype=torch.long),
+                [[0.0, 1.0]], np.zeros((3, 3))):
+        with pytest.raises(ValueError, match=r"\(N, 2\)"):
+            gan.ring_coverage(bad)
+
+
+def test_format_ring_prints_every_row_and_real_data():
+    table = gan.format_ring({"a": gan.ring_coverage(_from_modes([1], 500)), "b": gan.ring_reference()})
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("a") and lines[3].startswith("real data")
+    assert "1/8" in lines[1] and "between modes" in lines[0]
+    assert len(gan.format_ring(gan.ring_reference(), reference=False).splitlines()) == 2
+    with pytest.raises(ValueError, match="ring_coverage"):
+        gan.format_ring({"a": 1.0})
 
 
 def test_sampling_time_is_positive():
@@ -352,7 +489,8 @@ def test_recipes_check_their_names_and_run():
     with pytest.raises(ValueError, match="epochs"):
         gan.train_digits(epochs=0)
     model, history = gan.train_ring("WGAN-GP", steps=4, log_every=2, n_data=512)
-    assert history.steps == [2, 4] and set(history.evals[-1]) == {"modes_covered", "high_quality", "mode_shares"}
+    assert history.steps == [2, 4] and set(history.evals[-1]) == set(gan.ring_coverage(torch.zeros(1, 2)))
+    assert set(gan.RING_RECIPES) == {"plain GAN", "plain GAN, 5 D steps", "WGAN-GP"}
     assert model.sample(3).shape == (3, 2)
     conv = gan.digits_gan("conv", width=8)
     assert conv.sample(2).shape == (2, 1, 8, 8)

@@ -365,7 +365,7 @@ plt.show()
 # drawn *how*? The autoencoder defines no distribution over codes. The natural guess is a standard normal
 # $z \sim \mathcal{N}(0, I)$; a more careful one fits a Gaussian $\mathcal{N}(m, S)$ to the codes of the
 # training images and samples that. We try both, with codes of 2 and 16 numbers, and score the decoded
-# images with the course's sample-quality figures next to real test digits.
+# images with the course's sample-quality figures next to the real row.
 
 # %%
 gencourse.show(ae.Autoencoder.sample)
@@ -395,13 +395,14 @@ headline_naive = gencourse.headline("AE d=16, N(0, I) codes: recognized", qualit
 
 # %% [markdown]
 # Read the table against the "real" column. Standard-normal codes are the naive reading of "sample the
-# latent space", and they fail: with 2 numbers they cover only a few classes, with 16 most decoded images
+# latent space", and they fail: with 2 numbers they cover only a few classes, with 16 many decoded images
 # are not recognized as digits, and in both cases the Fréchet distance is many times the real one. The
 # autoencoder's codes were never asked to look like $\mathcal{N}(0, I)$: their scale and centre are
 # arbitrary (section 2). A Gaussian fitted to the training codes does better, and that is already a small
-# generative model bolted onto the autoencoder afterwards. Even so, with 2 numbers the decoded images are a
-# few blurry prototypes (almost no recall: little of the variety of real digits), and with 16 numbers a
-# sizeable share is not recognized as digits. Why? The **holes**: codes of real digits fill only part of the code space, and
+# generative model bolted onto the autoencoder afterwards. Even so, the decoded images are blurry
+# prototypes that reach well under half of the reference digits that real digits reach (`recall`, the
+# coverage: little of the variety of real digits), and with 16 numbers a sizeable share is not recognized
+# as digits. Why? The **holes**: codes of real digits fill only part of the code space, and
 # the decoder has never been trained on the rest. Measure how far random codes fall from the nearest
 # training code, relative to how far *test* codes fall:
 
@@ -424,6 +425,7 @@ for d in (2, 16):
           f"training code than test codes do")
 
 fig, ax = plt.subplots(figsize=(4.6, 4))
+model2.fit_code_distribution(x_train)  # the Gaussian fitted to this model's own training codes
 z_random2 = model2.code_mean.cpu() + torch.randn(300, 2, generator=g) @ model2.code_scale_tril.cpu().T
 ax.scatter(codes_train[:, 0], codes_train[:, 1], c=train.labels, cmap="tab10", s=5, vmin=-0.5, vmax=9.5, alpha=0.6)
 ax.scatter(*torch.randn(300, 2, generator=g).T, marker=".", c="red", s=8, alpha=0.6, label="codes from N(0, I)")
@@ -439,6 +441,8 @@ print("PASS decoded N(0, I) codes (d = 16): recognized < 0.8 x real"
       if q_naive["recognized"] < 0.8 * real["recognized"] else "FAIL decoded N(0, I) codes are recognized like real digits")
 print("PASS decoded N(0, I) codes (d = 16): fewer than 10 classes covered or Frechet > 4 x real"
       if q_naive["classes_covered"] < 10 or q_naive["frechet"] > 4 * real["frechet"] else "FAIL N(0, I) codes cover like real")
+ok = all(quality[k]["recall"] < 0.5 * real["recall"] for k in ("d2 fitted", "d16 fitted"))
+print(f"{'PASS' if ok else 'FAIL'} decoded codes of the fitted Gaussians: recall < 0.5 x real (little of the variety)")
 print("PASS random codes fall in holes: farther from training codes than test codes are (d = 16)"
       if holes.get(16, 2.0) > 1.0 else "FAIL random codes are as close to the data as test codes")
 
