@@ -1,13 +1,22 @@
 """Every family's reference digits recipe in one place: build, train, sample, score.
 
 Lessons 02-08 train their headline digits model with the family's ``train_digits``; this module names
-those recipes so that lesson 09 can put them side by side on equal terms (same split, same metrics, same
-machine). ``python -m gencourse.recipes`` trains every recipe and writes its ``state_dict`` to
-``gencourse/assets/recipes/<name>.pt`` with the training seconds; :func:`load` reads it back with
-``weights_only=True`` into the architecture :func:`build` makes.
+those recipes so that lesson 09 can put them side by side with the same data and split, the same metrics and a
+similar CPU budget (what still differs between them, from parameters to model selection and likelihood
+estimator, is listed by each :class:`Recipe`). ``python -m gencourse.recipes`` trains every recipe on the seeds
+0, 1 and 2, measures its likelihood figures with :func:`likelihood`, and writes its ``state_dict`` with those
+figures and the training seconds to ``gencourse/assets/recipes/<name>-seed<S>.pt``; :func:`load` reads it back
+with ``weights_only=True`` into the architecture :func:`build` makes.
 
-    model = recipes.load("vae")             # or: model, seconds = recipes.train("vae")
+    model = recipes.load("vae", seed=1)     # or: model, seconds = recipes.train("vae", seed=1)
     row = recipes.measure("vae", model)     # NLL, sample quality, sampling cost, parameters
+
+The estimator policy (one rule for every family, printed by lesson 09 and the instructor's guide): every
+likelihood figure is nats per image on the 17-level scale, test with validation beside it, and says what it is:
+``"exact"``, ``"bound"`` (a Monte Carlo estimate whose expectation is an upper bound on the NLL), ``"estimate
+of a bound"`` (a bound computed through a discretization and a trace estimate, which can err either way) or
+``"not computed"``. Every continuous model is scored with the same uniform dequantization: one draw per image,
+the same draws for every model (:data:`DEQUANTIZATION_DRAWS`).
 """
 from __future__ import annotations
 
@@ -23,6 +32,11 @@ from torch import nn
 
 CHECKPOINTS = Path(__file__).resolve().parent / "assets" / "recipes"
 NUM_DIMS = 64  # 8x8 digits
+SEEDS = (0, 1, 2)  # every recipe is trained on these seeds (a verdict "holds on seeds 0-2")
+DEQUANTIZATION_DRAWS = 1  # uniform dequantization draws per image, for every continuous model
+FM_NLL_STEPS, FM_NLL_PROBES = 128, 2  # flow matching's likelihood: Heun steps of the ODE, Hutchinson probes
+FM_CONVERGENCE_STEPS = (8, 16, 32, 64, 128, 256)  # its discretization table (the figure must move < 0.5 nat on doubling)
+CONVERGED_NATS = 0.5
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,12 @@ class Recipe:
     ``train_digits`` with the lesson's defaults -> ``(model, history)``. ``sample(model, n)``: the headline
     samples ``(n, 1, 8, 8)`` in [0, 1] (temperature 1, no guidance). ``nfe(model)``: network evaluations per
     sample of that sampler. ``nll(model, x)``: nats per image ``(B,)`` on the 17-level scale, or None.
-    ``likelihood``: "exact", "bound" or "none". ``intro_dgm``: the test figure of Tomczak's intro_dgm code (README), or None.
+    ``likelihood``: what that figure is, "exact", "bound", "estimate of a bound" or "not computed";
+    ``estimator``: how it is computed (importance samples, dequantization draws, ODE steps, trace probes), or
+    why there is none. ``nll_steps(model, x, steps)``: the same estimate at another number of ODE steps, for
+    estimators that depend on a discretization (its convergence table). ``selection``: which weights are kept;
+    ``conditioning``: what the network is conditioned on. ``intro_dgm``: the test figure of Tomczak's intro_dgm
+    code (README), or None.
     """
 
     name: str
@@ -46,10 +65,18 @@ class Recipe:
     sample: Callable[[nn.Module, int], torch.Tensor]
     nfe: Callable[[nn.Module], int]
     sampler: str
+    estimator: str
+    selection: str
+    conditioning: str = "none (unconditional)"
     nll: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
-    nll_note: str = ""
+    nll_steps: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None
     intro_dgm: float | None = None
     intro_dgm_note: str = ""
+
+
+LIKELIHOOD_KINDS = ("exact", "bound", "estimate of a bound", "not computed")
+BEST_VALIDATION = "best validation epoch (early stopping on val)"
+FINAL_ANNEALED = "final weights of a fixed, cosine-annealed schedule"
 
 
 # -- the recipes, one small block per family -------------------------------------------------------
@@ -58,10 +85,11 @@ def _autoencoder():
     from gencourse import autoencoder
 
     return Recipe(
-        "autoencoder", "02", "autoencoder", "none",
+        "autoencoder", "02", "autoencoder", "not computed",
         build=lambda: autoencoder.MLPAutoencoder((1, 8, 8), latent_dim=16),
         train=lambda **kw: autoencoder.train_digits(latent_dim=16, **kw),
-        sample=_autoencoder_prior_samples, nfe=lambda m: 1, sampler="decoder mean of random codes z ~ N(0, I)")
+        sample=_autoencoder_prior_samples, nfe=lambda m: 1, sampler="decoder mean of random codes z ~ N(0, I)",
+        estimator="no density: a deterministic decoder and no prior over codes", selection=BEST_VALIDATION)
 
 
 def _autoencoder_prior_samples(model, n):
@@ -79,7 +107,10 @@ def _vae():
         build=lambda: vae.VAE((1, 8, 8), latent_dim=16, hidden=256, levels=17, decoder="logistic", dropout=0.1),
         train=lambda **kw: vae.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="prior, decoder samples",
-        nll=lambda m, x: m.nll(x, k=vae.NLL_K), nll_note=f"IWAE bound, k = {vae.NLL_K}",
+        nll=lambda m, x: m.nll(x, k=vae.NLL_K),
+        estimator=f"IWAE bound, k = {vae.NLL_K} importance samples per image; a discrete decoder on the 17 levels "
+                  "(no dequantization)",
+        selection=BEST_VALIDATION,
         intro_dgm=93.5, intro_dgm_note="IWAE k=1000 (their -ELBO: 96.6)")
 
 
@@ -99,8 +130,10 @@ def _gan_train(*, verbose: bool = True, **kw):
 
 def _gan():
     return Recipe(
-        "GAN", "04", "gan", "none", build=_gan_build, train=_gan_train,
-        sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="generator (weights averaged over training)")
+        "GAN", "04", "gan", "not computed", build=_gan_build, train=_gan_train,
+        sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="generator (weights averaged over training)",
+        estimator="no density: an implicit model (a generator has no likelihood to evaluate)",
+        selection="fixed number of steps, no validation; an exponential moving average of the generator")
 
 
 def _flow():
@@ -110,7 +143,10 @@ def _flow():
         "RealNVP", "05", "flows", "bound",
         build=lambda: flows.DigitsFlow(), train=lambda **kw: flows.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: 1, sampler="inverse flow, temperature 1",
-        nll=lambda m, x: m.nll(x), nll_note="dequantization bound, one draw",
+        nll=lambda m, x: m.nll(x, draws=DEQUANTIZATION_DRAWS),
+        estimator=f"dequantization (Jensen) bound, {DEQUANTIZATION_DRAWS} uniform draw per image (the same draws "
+                  "as flow matching); exact log-determinants",
+        selection=BEST_VALIDATION,
         intro_dgm=167.0, intro_dgm_note="discrete bound of their continuous 122.5")
 
 
@@ -118,9 +154,13 @@ def _diffusion():
     from gencourse import diffusion
 
     return Recipe(
-        "diffusion", "06", "diffusion", "none",
+        "diffusion", "06", "diffusion", "not computed",
         build=lambda: diffusion.digits_model(), train=lambda **kw: diffusion.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: m.schedule.T, sampler="ancestral DDPM, unguided",
+        estimator="not computed here; lesson 06 derives its variational bound (the noise regression is a "
+                  "reweighted form of it)",
+        selection=FINAL_ANNEALED,
+        conditioning="class labels, dropped half the time in training; scored unconditionally (the no-label branch)",
         intro_dgm=None, intro_dgm_note="160.4, a -ELBO that is not comparable")
 
 
@@ -131,7 +171,8 @@ def _autoregressive():
         "PixelCNN", "07", "autoregressive", "exact",
         build=lambda: autoregressive.build("pixelcnn"), train=lambda **kw: autoregressive.train_digits(**kw),
         sample=lambda m, n: m.sample(n), nfe=lambda m: NUM_DIMS, sampler="pixel by pixel, temperature 1",
-        nll=lambda m, x: m.nll(x), nll_note="exact",
+        nll=lambda m, x: m.nll(x), estimator="exact: one network pass, a categorical over the 17 levels per pixel",
+        selection=BEST_VALIDATION,
         intro_dgm=86.4, intro_dgm_note="exact, causal conv, 5-11 min of training")
 
 
@@ -142,12 +183,17 @@ def _flow_matching():
     from gencourse import flow_matching
 
     return Recipe(
-        "flow matching", "08", "flow_matching", "bound",
+        "flow matching", "08", "flow_matching", "estimate of a bound",
         build=lambda: flow_matching.DigitsFlowMatching(), train=lambda **kw: flow_matching.train_digits(**kw),
         sample=lambda m, n: m.sample(n, steps=FM_STEPS, method=FM_METHOD),
         nfe=lambda m: FM_STEPS * (2 if FM_METHOD == "heun" else 1), sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps",
-        nll=lambda m, x: m.nll(x, steps=32, divergence="hutchinson", probes=2),
-        nll_note="dequantization bound along the ODE (32 Heun steps, Hutchinson estimate)",
+        nll=lambda m, x: m.nll(x, steps=FM_NLL_STEPS, divergence="hutchinson", probes=FM_NLL_PROBES),
+        nll_steps=lambda m, x, steps: m.nll(x, steps=steps, divergence="hutchinson", probes=FM_NLL_PROBES),
+        estimator=f"dequantization (Jensen) bound, {DEQUANTIZATION_DRAWS} uniform draw per image (the same draws as "
+                  f"RealNVP); log-density by the probability-flow ODE, {FM_NLL_STEPS} Heun steps (finer near the "
+                  f"data), Hutchinson trace estimate with {FM_NLL_PROBES} probes: discretization can move it "
+                  "either way",
+        selection=FINAL_ANNEALED, conditioning="none (unconditional); a small local conv net beside the MLP",
         intro_dgm=None, intro_dgm_note="105.4, not a valid likelihood")
 
 
@@ -174,41 +220,60 @@ def train(name: str, *, seed: int = 0, quick: bool = False, device=None, verbose
 
 
 def fingerprint(name: str) -> str:
-    """A hash of the family's ``train_digits`` source: a checkpoint records it, and a test compares, so that a
-    changed recipe cannot go on being represented by a checkpoint of the old one (``make recipes`` rewrites)."""
+    """A hash of the family's ``train_digits``: its source and the values of its defaults (a module constant
+    such as ``DIGITS_EPOCHS`` changes the recipe without changing the source). A checkpoint records it, and a
+    test compares, so that a changed recipe cannot go on being represented by a checkpoint of the old one
+    (``make recipes`` rewrites)."""
     import hashlib
     import importlib
     import inspect
 
-    source = inspect.getsource(importlib.import_module(f"gencourse.{recipe(name).module}").train_digits)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    fn = importlib.import_module(f"gencourse.{recipe(name).module}").train_digits
+    defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    text = inspect.getsource(fn) + repr(sorted(defaults.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def checkpoint_path(name: str, directory=None) -> Path:
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+def checkpoint_path(name: str, directory=None, *, seed: int = 0) -> Path:
+    """Where recipe ``name``'s checkpoint for ``seed`` lives: ``<directory>/<name>-seed<seed>.pt`` (one flat
+    folder, so the package-data pattern ``assets/recipes/*.pt`` ships every seed)."""
     recipe(name)
-    return Path(directory or CHECKPOINTS) / f"{name}.pt"
+    return Path(directory or CHECKPOINTS) / f"{name}-seed{_check_seed(seed)}.pt"
 
 
-def save(name: str, model: nn.Module, seconds: float, directory=None) -> Path:
-    """Write ``model.state_dict()`` and how it was trained (seconds, machine, date) to ``<name>.pt``."""
+def save(name: str, model: nn.Module, seconds: float, directory=None, *, seed: int = 0,
+         cpu_seconds: float | None = None, **extra) -> Path:
+    """Write ``model.state_dict()`` and how it was trained (seed, wall-clock and CPU seconds, machine, date,
+    the recipe's fingerprint) to :func:`checkpoint_path`; ``extra``: more plain metadata (e.g. ``likelihood``)."""
     from gencourse.bench import machine
     from gencourse.train import save_checkpoint
 
-    return save_checkpoint(model, checkpoint_path(name, directory), recipe=name, train_seconds=float(seconds),
-                           fingerprint=fingerprint(name),
-                           machine=machine(), date=str(datetime.date.today()), torch=str(torch.__version__))
+    return save_checkpoint(model, checkpoint_path(name, directory, seed=seed), recipe=name, seed=int(seed),
+                           train_seconds=float(seconds), fingerprint=fingerprint(name),
+                           cpu_seconds=float("nan") if cpu_seconds is None else float(cpu_seconds),
+                           threads=torch.get_num_threads(), machine=machine(), date=str(datetime.date.today()),
+                           torch=str(torch.__version__), **extra)
 
 
-def load(name: str, directory=None, *, with_meta: bool = False):
-    """Recipe ``name``'s checkpoint in :func:`build`'s architecture (``weights_only=True``), eval mode.
+def load(name: str, directory=None, *, seed: int = 0, with_meta: bool = False):
+    """Recipe ``name``'s checkpoint for ``seed`` in :func:`build`'s architecture (``weights_only=True``), eval mode.
 
-    ``with_meta=True`` also returns the metadata (``train_seconds``, ``machine``, ``date``)."""
+    ``with_meta=True`` also returns the metadata (``seed``, ``train_seconds``, ``cpu_seconds``, ``machine``,
+    ``date``, ``fingerprint`` and, where the family has one, ``likelihood``: the figures of :func:`likelihood`)."""
     from gencourse.train import load_checkpoint
 
-    path = checkpoint_path(name, directory)
+    path = checkpoint_path(name, directory, seed=seed)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint for {name!r} at {path}: run `python -m gencourse.recipes {name}` "
-                                "to train it, or train in the lesson (RETRAIN = True)")
+        raise FileNotFoundError(f"no checkpoint for {name!r} (seed {seed}) at {path}: run "
+                                f"`python -m gencourse.recipes {name} --seeds {seed}` to train it, or train in the "
+                                "lesson (RETRAIN = True)")
     model = recipe(name).build()
     meta = load_checkpoint(model, path)
     model.eval()
@@ -220,33 +285,100 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+# -- likelihood: one estimator policy ----------------------------------------------------------------
+
+def _mean_interval(values: torch.Tensor) -> tuple:
+    """Mean of per-image figures and its 95% interval over test images (normal approximation)."""
+    v = values.double()
+    mean = v.mean().item()
+    half = 1.96 * v.std().item() / math.sqrt(len(v)) if len(v) > 1 else 0.0
+    return mean, (mean - half, mean + half)
+
+
+def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool = False) -> dict | None:
+    """Recipe ``name``'s likelihood figures under the estimator policy, or None where it computes none.
+
+    -> ``{"kind", "estimator", "nll_test", "nll_val", "bits_per_dim", "interval": {"nll_test": (lo, hi),
+    "nll_val": (lo, hi)}, "seconds"}``: nats per image on the 17-level scale and test bits/dim; the intervals
+    are 95% over the test (validation) images. The random draws (dequantization, importance samples, trace
+    probes) are seeded with ``seed`` before each split, so every continuous model sees the same draws.
+    ``convergence=True`` (estimators with ``nll_steps``): also ``"convergence": {"steps": [...], "nll_test":
+    [...]}``, the test figure at :data:`FM_CONVERGENCE_STEPS` with the same draws, and ``"converged"``:
+    whether doubling the recipe's steps moves it by less than :data:`CONVERGED_NATS`.
+    """
+    from gencourse.data import load as load_data
+    from gencourse.metrics import bits_per_dim
+    from gencourse.train import seed_everything
+
+    r = recipe(name)
+    if r.nll is None:
+        return None
+    model.eval()
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    out = {"kind": r.likelihood, "estimator": r.estimator, "interval": {}}
+    for split in ("test", "val"):
+        seed_everything(seed)
+        values = r.nll(model, load_data("digits", split).images.to(device)).detach().cpu()
+        out[f"nll_{split}"], out["interval"][f"nll_{split}"] = _mean_interval(values)
+    out["bits_per_dim"] = bits_per_dim(out["nll_test"], NUM_DIMS)
+    if convergence and r.nll_steps is not None:
+        x = load_data("digits", "test").images.to(device)
+        table = []
+        for steps in FM_CONVERGENCE_STEPS:
+            seed_everything(seed)
+            table.append(r.nll_steps(model, x, steps).mean().item())
+        out["convergence"] = {"steps": list(FM_CONVERGENCE_STEPS), "nll_test": table}
+        i = FM_CONVERGENCE_STEPS.index(FM_NLL_STEPS)
+        out["converged"] = i + 1 < len(table) and abs(table[i + 1] - table[i]) < CONVERGED_NATS
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+_likelihood = likelihood  # measure() takes an argument of the same name
+
+
 # -- one row of the comparison -----------------------------------------------------------------------
 
-def measure(name: str, model: nn.Module, *, n: int = 1000, seed: int = 0, likelihood: bool = True) -> dict:
-    """Recipe ``name``'s row: sample quality of ``n`` headline samples (:func:`gencourse.metrics.sample_quality`),
-    NFE and milliseconds per 1000 samples, parameters, and (``likelihood=True``, where the family has one)
-    test and validation NLL in nats per image and test bits/dim. Seeded, so the row is repeatable."""
-    from gencourse.data import load as load_data
-    from gencourse.metrics import bits_per_dim, sample_quality
+def measure(name: str, model: nn.Module, *, n: int = 1000, seed: int = 0, likelihood: bool | dict = True) -> dict:
+    """Recipe ``name``'s row: sample quality of ``n`` headline samples (:func:`gencourse.metrics.sample_quality`:
+    the seven figures, ``n``, ``set_size``, ``subsets`` and ``interval``, their 95% intervals), NFE and
+    milliseconds per 1000 samples, parameters, and the likelihood figures where the family has them
+    (``nll_test``, ``nll_val``, ``bits_per_dim``, their intervals in ``row["interval"]``, ``estimator``).
+
+    ``likelihood``: True computes them (:func:`likelihood`, seeded with ``seed``); a dict uses figures computed
+    before (a checkpoint's ``meta["likelihood"]``), provided they came from the recipe's current estimator;
+    False leaves them out. Seeded, so the row is repeatable."""
+    from gencourse.metrics import sample_quality
     from gencourse.train import seed_everything
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 10:
         raise ValueError(f"n must be an integer >= 10 samples, got {n!r}")
     r = recipe(name)
     model.eval()
+    with torch.no_grad():
+        r.sample(model, 2)  # warm-up: the first call of a network pays one-off costs the timing should not see
     seed_everything(seed)
     start = time.perf_counter()
     with torch.no_grad():
         samples = r.sample(model, n).detach().float().cpu()
     ms = (time.perf_counter() - start) * 1000 * 1000 / n
-    row = {"name": r.name, "lesson": r.lesson, "likelihood": r.likelihood, "nfe": r.nfe(model),
-           "ms_per_1000": ms, "params": count_parameters(model), "samples": samples, **sample_quality(samples)}
-    if likelihood and r.nll is not None:
-        seed_everything(seed)
-        device = next(model.parameters()).device
-        nll = {split: r.nll(model, load_data("digits", split).images.to(device)).mean().item()
-               for split in ("test", "val")}
-        row.update(nll_test=nll["test"], nll_val=nll["val"], bits_per_dim=bits_per_dim(nll["test"], NUM_DIMS))
+    quality = sample_quality(samples)
+    row = {"name": r.name, "lesson": r.lesson, "likelihood": r.likelihood, "estimator": r.estimator,
+           "nfe": r.nfe(model), "ms_per_1000": ms, "params": count_parameters(model), "samples": samples,
+           **quality, "interval": dict(quality["interval"])}
+    figures = None
+    if isinstance(likelihood, dict):
+        if likelihood.get("estimator") != r.estimator:
+            raise ValueError(f"{r.name}: the stored likelihood figures came from another estimator "
+                             f"({likelihood.get('estimator')!r}, now {r.estimator!r}): recompute them with "
+                             f"`python -m gencourse.recipes --remeasure {name}`")
+        figures = likelihood
+    elif likelihood and r.nll is not None:
+        figures = _likelihood(name, model, seed=seed)
+    if figures is not None:
+        row.update({k: figures[k] for k in ("nll_test", "nll_val", "bits_per_dim")})
+        row["interval"].update({k: tuple(v) for k, v in figures["interval"].items()})
     if not all(math.isfinite(v) for v in row.values() if isinstance(v, float)):
         raise FloatingPointError(f"{r.name}: a figure is not finite: {row}")
     return row
@@ -264,16 +396,20 @@ def baselines(*, n: int = 1000, seed: int = 0) -> list:
     rows = []
     uniform = torch.randint(0, levels, (n, 1, 8, 8), generator=g).float() / (levels - 1)
     nll = basics.uniform_nll(NUM_DIMS, levels)
-    rows.append({"name": "uniform", "lesson": "01", "likelihood": "exact", "nfe": 0, "ms_per_1000": float("nan"),
-                 "params": 0, "samples": uniform, "nll_test": nll, "nll_val": nll,
-                 "bits_per_dim": bits_per_dim(nll, NUM_DIMS), **sample_quality(uniform)})
+    rows.append({"name": "uniform", "lesson": "01", "likelihood": "exact", "estimator": "closed form, 64 ln 17",
+                 "nfe": 0, "ms_per_1000": float("nan"), "params": 0, "samples": uniform, "nll_test": nll,
+                 "nll_val": nll, "bits_per_dim": bits_per_dim(nll, NUM_DIMS), **sample_quality(uniform)})
     model, _ = basics.train_digits()
     samples = model.sample(n, generator=g)
-    nll = {split: model.nll(load_data("digits", split).images).mean().item() for split in ("test", "val")}
-    rows.append({"name": "per-pixel categorical", "lesson": "01", "likelihood": "exact", "nfe": 0,
-                 "ms_per_1000": float("nan"), "params": int(model.counts.numel()), "samples": samples,
-                 "nll_test": nll["test"], "nll_val": nll["val"], "bits_per_dim": bits_per_dim(nll["test"], NUM_DIMS),
-                 **sample_quality(samples)})
+    per_image = {split: model.nll(load_data("digits", split).images) for split in ("test", "val")}
+    quality = sample_quality(samples)
+    row = {"name": "per-pixel categorical", "lesson": "01", "likelihood": "exact",
+           "estimator": "exact: counts on train, add-0.1 smoothing", "nfe": 0, "ms_per_1000": float("nan"),
+           "params": int(model.counts.numel()), "samples": samples, **quality, "interval": dict(quality["interval"])}
+    for split, values in per_image.items():
+        row[f"nll_{split}"], row["interval"][f"nll_{split}"] = _mean_interval(values)
+    row["bits_per_dim"] = bits_per_dim(row["nll_test"], NUM_DIMS)
+    rows.append(row)
     return rows
 
 
@@ -299,20 +435,123 @@ def noise_mixture_nll(nll_model, nll_noise, weight: float) -> torch.Tensor:
     return -torch.logaddexp(math.log(weight) - a, math.log1p(-weight) - b)
 
 
-def real_row() -> dict:
-    """Real test images' sample-quality figures (:func:`gencourse.metrics.reference_quality`), as a row."""
+def real_row(set_size: int | None = None) -> dict:
+    """The real row (:func:`gencourse.metrics.reference_quality` at ``set_size``, default the protocol's 350): the
+    validation digits, which neither the classifier nor any recipe trained on, scored as if they were samples
+    against the 447 test digits."""
     from gencourse.data import load as load_data
     from gencourse.metrics import reference_quality
 
-    return {"name": "real test images", "lesson": "", "likelihood": "", "samples": load_data("digits", "test").images,
-            **reference_quality()}
+    q = reference_quality(set_size=set_size)
+    return {"name": f"real digits (val, {q['n']})", "lesson": "", "likelihood": "",
+            "samples": load_data("digits", "val").images[:q["n"]], **q}
+
+
+def copies_row(n: int | None = None) -> dict:
+    """The copies ceiling (:func:`gencourse.metrics.copies_quality`): ``n`` training digits (default 350) scored as
+    samples, what a model that memorized its training set would score (memorization 0)."""
+    from gencourse.data import load as load_data
+    from gencourse.metrics import copies_quality
+
+    q = copies_quality(n=n)
+    return {"name": "copies of training digits", "lesson": "", "likelihood": "",
+            "samples": load_data("digits", "train").images[:q["n"]], **q}
+
+
+# -- several seeds: mean, spread, and which gaps exceed the noise --------------------------------------
+
+@dataclass(frozen=True)
+class Summary:
+    """One figure of one model over seeds: ``mean``; ``spread`` = the largest distance of a seed's value from
+    the mean (``mean ± spread`` holds every seed); ``lo``, ``hi``: the envelope that :func:`separates` compares;
+    ``values``: one per seed."""
+
+    mean: float
+    spread: float
+    lo: float
+    hi: float
+    values: tuple
+
+
+def summarize(rows, key: str) -> Summary | None:
+    """:class:`Summary` of figure ``key`` over ``rows`` (one row per seed), or None if no row has a number there.
+
+    The envelope ``lo``..``hi`` spans the seeds' values and, for the sample-quality figures
+    (:data:`gencourse.metrics.QUALITY_KEYS`), each seed's 95% interval: every model draws its own samples, so
+    their sampling noise adds to the seeds'. For the likelihood figures it spans the seeds' values only: every
+    model is scored on the same test images, so the test set's sampling noise is shared and cancels in a
+    comparison (timings and parameters have no interval)."""
+    from gencourse.metrics import QUALITY_KEYS
+
+    values, lows, highs = [], [], []
+    for row in rows:
+        v = row.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        values.append(float(v))
+        lo, hi = row.get("interval", {}).get(key, (v, v)) if key in QUALITY_KEYS else (v, v)
+        lows.append(min(float(lo), float(v)))
+        highs.append(max(float(hi), float(v)))
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    return Summary(mean, max(abs(v - mean) for v in values), min(lows), max(highs), tuple(values))
+
+
+def separates(a: Summary, b: Summary) -> bool:
+    """Whether a figure separates two models: their envelopes (every seed's value and 95% interval) do not
+    overlap. Otherwise the gap is within noise."""
+    return a.hi < b.lo or b.hi < a.lo
+
+
+def best(summaries: dict, higher: bool) -> tuple:
+    """``(name of the best mean, [names within noise of it])`` from ``{name: Summary}``; ``(None, [])`` if empty."""
+    ranked = sorted(summaries, key=lambda k: summaries[k].mean, reverse=higher)
+    if not ranked:
+        return None, []
+    top = ranked[0]
+    return top, [k for k in ranked[1:] if not separates(summaries[top], summaries[k])]
+
+
+def _cell(summary: Summary | None, fmt: str, integer: bool = False) -> str:
+    if summary is None:
+        return "—"
+    if integer:
+        lo, hi = int(min(summary.values)), int(max(summary.values))
+        return f"{lo}" if lo == hi else f"{lo}-{hi}"
+    if len(summary.values) == 1 or summary.spread == 0:
+        return fmt.format(summary.mean)
+    return f"{fmt.format(summary.mean)}±{fmt.format(summary.spread)}"
+
+
+def format_seed_table(groups: dict, columns) -> str:
+    """A plain-text table of ``{name: [row per seed]}``: each cell ``mean±spread`` over the seeds (a single
+    value where there is one row or the seeds agree; a range for whole numbers; a dash where missing).
+    ``columns``: ``(key, heading, format)``; format ``"int"`` shows a range of whole numbers, ``"{}"`` text."""
+    table = [[heading for _, heading, _ in columns]]
+    for name, rows in groups.items():
+        line = []
+        for key, _, fmt in columns:
+            if key == "name":
+                line.append(name)
+            elif fmt == "{}":
+                values = {str(r.get(key)) for r in rows if r.get(key) not in (None, "")}
+                line.append(", ".join(sorted(values)) or "—")
+            else:
+                line.append(_cell(summarize(rows, key), fmt, integer=fmt == "int"))
+        table.append(line)
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = ["  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths)))
+             for line in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
 
 
 COLUMNS = [  # (key, heading, format)
     ("name", "model", "{}"), ("likelihood", "NLL is", "{}"), ("nll_test", "test NLL", "{:.1f}"),
     ("nll_val", "val NLL", "{:.1f}"), ("bits_per_dim", "bits/dim", "{:.3f}"), ("intro_dgm", "intro_dgm", "{}"),
     ("recognized", "recognized", "{:.3f}"), ("classes_covered", "classes", "{:.0f}"), ("frechet", "Fréchet", "{:.1f}"),
-    ("precision", "precision", "{:.2f}"), ("recall", "recall", "{:.2f}"), ("memorization", "memoriz.", "{:.2f}"),
+    ("precision", "precision", "{:.2f}"), ("recall", "coverage", "{:.2f}"), ("memorization", "memoriz.", "{:.2f}"),
     ("nfe", "NFE", "{:.0f}"), ("ms_per_1000", "ms/1000", "{:.0f}"), ("train_seconds", "train s", "{:.0f}"),
     ("params", "params", "{:,}"),
 ]
@@ -334,18 +573,45 @@ def format_table(rows, columns=COLUMNS) -> str:
     return "\n".join(lines)
 
 
+def _remeasure(name: str, seed: int, directory) -> str:
+    """Recompute a checkpoint's likelihood figures (the estimator changed) and rewrite it, weights unchanged."""
+    from gencourse.train import save_checkpoint
+
+    model, meta = load(name, directory, seed=seed, with_meta=True)
+    meta["likelihood"] = likelihood(name, model, seed=seed, convergence=True)
+    if meta["likelihood"] is None:
+        meta.pop("likelihood")
+    save_checkpoint(model, checkpoint_path(name, directory, seed=seed), **meta)
+    return "likelihood " + ("not computed" if "likelihood" not in meta else f"test {meta['likelihood']['nll_test']:.2f}")
+
+
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Train the digits recipes and write their checkpoints.")
+    parser = argparse.ArgumentParser(description="Train the digits recipes, measure their likelihood figures and "
+                                                 "write their checkpoints.")
     parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(NAMES)})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds (default: 0 1 2)")
     parser.add_argument("--directory", default=str(CHECKPOINTS), help="where the checkpoints go")
     parser.add_argument("--quick", action="store_true", help="tiny runs, to check that everything works")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="keep the weights, recompute the likelihood figures (after an estimator change)")
     args = parser.parse_args(argv)
-    for name in args.names or NAMES:
-        model, seconds = train(name, quick=args.quick)
-        path = save(name, model, seconds, args.directory)
-        print(f"{name}: trained in {seconds:.1f} s -> {path}", flush=True)
+    names = args.names or list(NAMES)
+    for name in names:
+        recipe(name)  # an unknown name fails before any training
+    for seed in args.seeds:
+        for name in names:
+            if args.remeasure:
+                print(f"{name} seed {seed}: {_remeasure(name, seed, args.directory)}", flush=True)
+                continue
+            cpu = time.process_time()
+            model, seconds = train(name, seed=seed, quick=args.quick, verbose=False)
+            cpu = time.process_time() - cpu
+            figures = likelihood(name, model, seed=seed, convergence=not args.quick)
+            extra = {} if figures is None else {"likelihood": figures}
+            path = save(name, model, seconds, args.directory, seed=seed, cpu_seconds=cpu, **extra)
+            print(f"{name} seed {seed}: trained in {seconds:.1f} s ({cpu:.1f} s of CPU) -> {path}", flush=True)
     return 0
 
 

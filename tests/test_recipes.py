@@ -1,5 +1,6 @@
-"""The recipes of lesson 09: checkpoints load with weights_only=True into the recipe's architecture, the
-stated network evaluations per sample are what the samplers do, and the table's helpers are right."""
+"""The recipes of lesson 09: checkpoints of every seed load with weights_only=True into the recipe's
+architecture and carry likelihood figures of the current estimator policy, the stated network evaluations per
+sample are what the samplers do, and the table's and the seeds' helpers are right."""
 import math
 
 import pytest
@@ -9,31 +10,66 @@ from gencourse import check, recipes
 from gencourse.metrics import bits_per_dim
 
 
-@pytest.mark.parametrize("name", recipes.NAMES)
-def test_checkpoint_loads_with_weights_only_and_samples(name):
-    model, meta = recipes.load(name, with_meta=True)
-    assert meta["recipe"] == name and meta["train_seconds"] > 0
+SEEDED = [(name, seed) for seed in recipes.SEEDS for name in recipes.NAMES]
+
+
+@pytest.mark.parametrize("name, seed", SEEDED)
+def test_checkpoint_loads_with_weights_only_and_samples(name, seed):
+    model, meta = recipes.load(name, seed=seed, with_meta=True)
+    assert meta["recipe"] == name and meta["seed"] == seed and meta["train_seconds"] > 0 and meta["cpu_seconds"] > 0
     torch.manual_seed(0)
     x = recipes.recipe(name).sample(model, 12)
     assert x.shape == (12, 1, 8, 8)
     assert 0 <= x.min() and x.max() <= 1 and torch.isfinite(x).all()
 
 
-@pytest.mark.parametrize("name", recipes.NAMES)
-def test_checkpoint_was_trained_by_the_current_recipe(name):
-    _, meta = recipes.load(name, with_meta=True)
+@pytest.mark.parametrize("name, seed", SEEDED)
+def test_checkpoint_was_trained_by_the_current_recipe(name, seed):
+    _, meta = recipes.load(name, seed=seed, with_meta=True)
     assert meta.get("fingerprint") == recipes.fingerprint(name), (
-        f"{recipes.recipe(name).module}.train_digits changed since its checkpoint was written: run `make recipes` "
-        f"(or `python -m gencourse.recipes {name}`) and rebuild lesson 09")
+        f"{recipes.recipe(name).module}.train_digits changed since its checkpoint was written: run "
+        f"`python -m gencourse.recipes {name}` (every seed) and rebuild lesson 09")
+
+
+@pytest.mark.parametrize("name, seed", SEEDED)
+def test_checkpoint_carries_the_likelihood_of_the_current_estimator(name, seed):
+    r = recipes.recipe(name)
+    _, meta = recipes.load(name, seed=seed, with_meta=True)
+    assert r.likelihood in recipes.LIKELIHOOD_KINDS
+    if r.nll is None:
+        assert r.likelihood == "not computed" and "likelihood" not in meta
+        return
+    figures = meta["likelihood"]
+    assert figures["estimator"] == r.estimator and figures["kind"] == r.likelihood, (
+        f"the estimator of {name} changed: run `python -m gencourse.recipes --remeasure {name}`")
+    assert 60 < figures["nll_test"] < 181.3 and 60 < figures["nll_val"] < 181.3
+    lo, hi = figures["interval"]["nll_test"]
+    assert lo < figures["nll_test"] < hi
+    assert figures["bits_per_dim"] == pytest.approx(figures["nll_test"] / (64 * math.log(2)))
+    if r.nll_steps is not None:
+        assert figures["convergence"]["steps"] == list(recipes.FM_CONVERGENCE_STEPS)
+        assert isinstance(figures["converged"], bool)
+
+
+def test_continuous_models_share_one_dequantization_policy():
+    flow, fm = recipes.recipe("flow"), recipes.recipe("flow_matching")
+    for r in (flow, fm):
+        assert f"{recipes.DEQUANTIZATION_DRAWS} uniform draw per image" in r.estimator
+    assert recipes.recipe("diffusion").likelihood == "not computed"
+    assert "lesson 06" in recipes.recipe("diffusion").estimator
 
 
 def test_build_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = recipes.recipe("vae").build()
-    path = recipes.save("vae", model, 1.5, tmp_path)
-    assert path == tmp_path / "vae.pt"
-    loaded, meta = recipes.load("vae", tmp_path, with_meta=True)
-    assert meta["train_seconds"] == 1.5
+    path = recipes.save("vae", model, 1.5, tmp_path, seed=2, cpu_seconds=1.0)
+    assert path == tmp_path / "vae-seed2.pt"
+    loaded, meta = recipes.load("vae", tmp_path, seed=2, with_meta=True)
+    assert meta["train_seconds"] == 1.5 and meta["cpu_seconds"] == 1.0 and meta["seed"] == 2
+    with pytest.raises(FileNotFoundError, match="--seeds 0"):
+        recipes.load("vae", tmp_path)
+    with pytest.raises(ValueError, match="seed must be"):
+        recipes.checkpoint_path("vae", tmp_path, seed=-1)
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
 
@@ -68,15 +104,72 @@ def test_stated_network_evaluations_per_sample(name, network):
 
 
 def test_measure_gives_a_full_row():
-    row = recipes.measure("autoregressive", recipes.load("autoregressive"), n=50)
+    model, meta = recipes.load("autoregressive", with_meta=True)
+    row = recipes.measure("autoregressive", model, n=50)
     for key in ("recognized", "classes_covered", "frechet", "precision", "recall", "memorization", "nfe",
-                "ms_per_1000", "params", "nll_test", "nll_val", "bits_per_dim"):
+                "ms_per_1000", "params", "nll_test", "nll_val", "bits_per_dim", "n", "set_size", "interval"):
         assert key in row, key
-    assert row["likelihood"] == "exact" and row["nfe"] == 64
+    assert row["likelihood"] == "exact" and row["nfe"] == 64 and row["n"] == 50
     assert row["bits_per_dim"] == pytest.approx(row["nll_test"] / (64 * math.log(2)))
     assert 60 < row["nll_test"] < 120  # a trained model on the 17-level scale (uniform: 181.3)
+    assert set(row["interval"]) >= {"recognized", "frechet", "nll_test", "nll_val"}
+    # the figures stored beside the weights are what the same code computes (exact: no random draws)
+    assert row["nll_test"] == pytest.approx(meta["likelihood"]["nll_test"], abs=1e-3)
+    stored = recipes.measure("autoregressive", model, n=50, likelihood=meta["likelihood"])
+    assert stored["nll_test"] == meta["likelihood"]["nll_test"]
+    with pytest.raises(ValueError, match="another estimator"):
+        recipes.measure("autoregressive", model, n=50, likelihood={**meta["likelihood"], "estimator": "old"})
     with pytest.raises(ValueError, match="n must be"):
         recipes.measure("gan", recipes.load("gan"), n=5)
+
+
+def test_likelihood_policy_on_a_quick_flow():
+    """RealNVP and flow matching get the same dequantization draws: seeded alike, their first draw is the same."""
+    from gencourse import data
+
+    model, _ = recipes.train("flow", quick=True, verbose=False)
+    figures = recipes.likelihood("flow", model, seed=3)
+    assert figures["kind"] == "bound" and figures["nll_val"] > 0
+    assert figures == {**recipes.likelihood("flow", model, seed=3), "seconds": figures["seconds"]}
+    x = data.load("digits", "test").images
+    fm = recipes.recipe("flow_matching").build()
+    torch.manual_seed(3)
+    a = data.dequantize(x, 17)
+    torch.manual_seed(3)
+    b = fm.to_z(x)
+    assert torch.allclose(2 * a - 1, b)
+    assert recipes.likelihood("gan", recipes.recipe("gan").build()) is None
+
+
+def test_real_and_copies_rows_are_scored_at_the_protocol_set_size():
+    from gencourse import metrics
+
+    real, copies = recipes.real_row(), recipes.copies_row()
+    assert real["n"] == real["set_size"] == 350 and real["name"] == "real digits (val, 350)"
+    assert real["recognized"] == metrics.reference_quality()["recognized"]
+    assert copies["memorization"] == 0 and copies["n"] == 350
+    assert recipes.real_row(set_size=100)["set_size"] == 100
+
+
+def test_summaries_over_seeds_and_separation():
+    rows = [{"recognized": 0.80, "nll_test": 90.0, "interval": {"recognized": (0.75, 0.85), "nll_test": (88, 92)}},
+            {"recognized": 0.90, "nll_test": 92.0, "interval": {"recognized": (0.86, 0.94), "nll_test": (90, 94)}},
+            {"recognized": 0.85, "nll_test": 91.0, "samples": torch.zeros(3), "name": "x"}]
+    s = recipes.summarize(rows, "recognized")
+    assert s.mean == pytest.approx(0.85) and s.spread == pytest.approx(0.05)
+    assert (s.lo, s.hi) == (0.75, 0.94)  # sample figures: seeds and their intervals
+    n = recipes.summarize(rows, "nll_test")
+    assert (n.lo, n.hi) == (90.0, 92.0)  # likelihood: the seeds only (the test images are shared)
+    assert recipes.summarize(rows, "samples") is None and recipes.summarize(rows, "name") is None
+    far = recipes.summarize([{"recognized": 0.5, "interval": {"recognized": (0.45, 0.55)}}], "recognized")
+    near = recipes.summarize([{"recognized": 0.7, "interval": {"recognized": (0.6, 0.8)}}], "recognized")
+    assert recipes.separates(s, far) and not recipes.separates(s, near)
+    assert recipes.best({"a": s, "b": near, "c": far}, higher=True) == ("a", ["b"])
+    assert recipes.best({"a": s, "c": far}, higher=False) == ("c", [])
+    assert recipes.best({}, higher=True) == (None, [])
+    table = recipes.format_seed_table({"m": rows}, [("name", "model", "{}"), ("recognized", "rec", "{:.2f}"),
+                                                    ("classes_covered", "classes", "int")])
+    assert "0.85±0.05" in table and table.splitlines()[2].endswith("—")
 
 
 def test_baselines_have_the_known_likelihoods():
@@ -117,10 +210,16 @@ def test_format_table_shows_dashes_for_missing_figures():
 
 
 def test_main_quick_writes_loadable_checkpoints(tmp_path, capsys):
-    assert recipes.main(["autoencoder", "--quick", "--directory", str(tmp_path)]) == 0
-    assert "autoencoder: trained in" in capsys.readouterr().out
-    model = recipes.load("autoencoder", tmp_path)
+    assert recipes.main(["autoencoder", "autoregressive", "--quick", "--seeds", "1", "--directory", str(tmp_path)]) == 0
+    assert "autoencoder seed 1: trained in" in capsys.readouterr().out
+    model = recipes.load("autoencoder", tmp_path, seed=1)
     assert recipes.recipe("autoencoder").sample(model, 4).shape == (4, 1, 8, 8)
+    _, meta = recipes.load("autoregressive", tmp_path, seed=1, with_meta=True)
+    assert meta["likelihood"]["kind"] == "exact"
+    assert recipes.main(["autoregressive", "--remeasure", "--seeds", "1", "--directory", str(tmp_path)]) == 0
+    _, again = recipes.load("autoregressive", tmp_path, seed=1, with_meta=True)
+    assert again["likelihood"]["nll_test"] == pytest.approx(meta["likelihood"]["nll_test"])
+    assert again["train_seconds"] == meta["train_seconds"]
 
 
 # --- the checks of lesson 09 ------------------------------------------------------------------
