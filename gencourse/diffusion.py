@@ -723,7 +723,7 @@ def train_annealed(model: Diffusion, train_data, val_data=None, *, epochs: int, 
 
 
 DIGITS_T = 200
-DIGITS_EPOCHS = 200
+DIGITS_EPOCHS = 300
 
 
 def digits_model(*, T: int = DIGITS_T, hidden: int = 256, depth: int = 3, p_uncond: float = 0.5,

@@ -20,10 +20,10 @@ import os
 QUICK = os.environ.get("GENCOURSE_QUICK", "0") == "1"  # smallest settings: only checks that the lesson runs
 SEED = int(os.environ.get("GENCOURSE_SEED", 0))
 T = int(os.environ.get("GENCOURSE_T", 50 if QUICK else 200))  # diffusion steps of the digits model
-EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 200))  # epochs of the digits model
+EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 300))  # epochs of the digits model
 EPOCHS_2D = int(os.environ.get("GENCOURSE_EPOCHS_2D", 2 if QUICK else 30))  # epochs of the 2D model
 N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # digits per measured sample set
-N_SWEEP = int(os.environ.get("GENCOURSE_SWEEP_SAMPLES", 100 if QUICK else 500))  # digits per guidance scale
+N_SWEEP = int(os.environ.get("GENCOURSE_SWEEP_SAMPLES", 100 if QUICK else 1000))  # digits per guidance scale
 N_2D = int(os.environ.get("GENCOURSE_SAMPLES_2D", 300 if QUICK else 2000))  # sampled 2D points
 N_MC = int(os.environ.get("GENCOURSE_MC", 2000 if QUICK else 20_000))  # Monte Carlo runs of the forward chain
 DEVICE = os.environ.get("GENCOURSE_DEVICE", "auto")  # "auto" trains on a GPU when there is one
@@ -51,6 +51,19 @@ real = metrics.reference_quality()
 def verdict(ok, text):
     """Print one checked claim: PASS or FAIL, then the claim with its tolerance."""
     print(("PASS " if ok else "FAIL ") + text)
+
+
+def with_interval(q, key, digits=3):
+    """A sample-quality figure with its 95% interval, e.g. ``0.904±.016``."""
+    lo, hi = q["interval"][key]
+    half = max(q[key] - lo, hi - q[key])
+    return f"{q[key]:.{digits}f}±{half:.{digits}f}".replace("±0.", "±.")
+
+
+def beats(a, b, key):
+    """Whether sample set ``a`` is better than ``b`` on figure ``key`` beyond noise (the 95% intervals separate)."""
+    better = a[key] > b[key] if metrics.HIGHER_IS_BETTER[key] else a[key] < b[key]
+    return better and metrics.differs(a, b, key)
 
 
 def to_pixels(x):
@@ -482,10 +495,7 @@ print(metrics.format_quality(q_ancestral, title="diffusion"))
 # NBVAL_CHECK_OUTPUT
 gencourse.headline("diffusion digits: recognized", q_ancestral["recognized"], "{:.3f}")
 gencourse.headline("diffusion digits: frechet", q_ancestral["frechet"], "{:.1f}")
-ok = q_ancestral["recognized"] >= 0.9 * real["recognized"]
-verdict(ok, "recognized >= 0.9 x real")
-verdict(q_ancestral['classes_covered'] == 10, "all 10 classes covered")
-verdict(q_ancestral['memorization'] >= 0.5, "memorization >= 0.5 (new digits, not copies)")
+print(metrics.goal(q_ancestral, "recognized", 0.9))
 
 # %% [markdown]
 # The reverse process on digits: each row is one sample at $t = T, \dots, 0$. Structure appears first
@@ -570,13 +580,15 @@ for S, eta in settings:
     x = model.sample(N_SAMPLES, steps=S, eta=eta, generator=g).cpu()
     seconds = time.perf_counter() - start
     ddim_rows[(S, eta)] = (metrics.sample_quality(x), seconds, x)
-print(f"{'sampler':<22}{'NFE':>5}{'recognized':>12}{'frechet':>9}{'recall':>8}{'ms / 1000':>11}")
-print(f"{'ancestral (DDPM)':<22}{T:>5}{q_ancestral['recognized']:>12.3f}{q_ancestral['frechet']:>9.1f}"
-      f"{q_ancestral['recall']:>8.3f}{1000 * ancestral_seconds * 1000 / N_SAMPLES:>11.0f}")
-for (S, eta), (q, seconds, _) in ddim_rows.items():
-    print(f"{f'DDIM, eta = {eta:g}':<22}{S:>5}{q['recognized']:>12.3f}{q['frechet']:>9.1f}"
-          f"{q['recall']:>8.3f}{1000 * seconds * 1000 / N_SAMPLES:>11.0f}")
-print(f"{'real test images':<22}{'':>5}{real['recognized']:>12.3f}{real['frechet']:>9.1f}{real['recall']:>8.3f}")
+table = [("ancestral (DDPM)", T, q_ancestral, ancestral_seconds)]
+table += [(f"DDIM, eta = {eta:g}", S, q, seconds) for (S, eta), (q, seconds, _) in ddim_rows.items()]
+print(f"{'sampler':<22}{'NFE':>5}{'recognized':>14}{'frechet':>13}{'recall':>14}{'ms / 1000':>11}")
+for name, nfe, q, seconds in table:
+    print(f"{name:<22}{nfe:>5}{with_interval(q, 'recognized'):>14}{with_interval(q, 'frechet', 1):>13}"
+          f"{with_interval(q, 'recall'):>14}{1000 * seconds * 1000 / N_SAMPLES:>11.0f}")
+print(f"{'real (validation digits)':<27}{with_interval(real, 'recognized'):>14}{with_interval(real, 'frechet', 1):>13}"
+      f"{with_interval(real, 'recall'):>14}")
+print(f"(± = 95% interval; frechet and recall at N_set = {q_ancestral['set_size']})")
 
 # %%
 steps_0 = [S for S, eta in settings if eta == 0]
@@ -584,7 +596,7 @@ fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), gridspec_kw={"width_ratios": [
 for ax, key in zip(axes[:2], ["recognized", "frechet"]):
     ax.plot(steps_0, [ddim_rows[(S, 0.0)][0][key] for S in steps_0], "o-", label="DDIM, eta = 0")
     ax.axhline(q_ancestral[key], color="C1", ls="--", label=f"ancestral, {T} steps")
-    ax.axhline(real[key], color="gray", ls=":", label="real test images")
+    ax.axhline(real[key], color="gray", ls=":", label="real digits (validation)")
     ax.set(xscale="log", xlabel="network evaluations per sample", title=key)
 axes[0].legend(fontsize=7)
 viz.image_grid(ddim_rows[(20, 0.0)][2][:40], nrow=10, ax=axes[2], title="DDIM, 20 steps, eta = 0")
@@ -592,17 +604,33 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the table for three things. A few tens of DDIM steps keep most of the quality of 200 ancestral steps at a
-# fraction of the time. Beyond that, more deterministic steps do not bring the deterministic sampler up to the
-# ancestral one: with $\eta = 0$ the errors of an imperfect network accumulate along the path, while the fresh
-# noise of $\eta = 1$ lets later steps correct them (compare the rows at 20 steps).
+# Read the table for three things, each difference against its intervals. A few tens of DDIM steps keep most of
+# the quality of 200 ancestral steps at a fraction of the time. With $\eta = 0$, more steps stop helping after
+# about 20: the rows from 20 to 200 steps agree within their intervals, and none is better than ancestral
+# sampling. At 20 steps, adding the noise back ($\eta = 1$) is at least as good as 200 ancestral steps.
+#
+# That last point is the opposite of the DDIM paper's finding on CIFAR-10, where the deterministic sampler was far
+# better than $\eta = 1$ at 10 to 100 steps; here $\eta = 0$ beats $\eta = 1$ on no figure. A likely reason: a
+# deterministic path carries every error of the network to the end, while fresh noise lets later steps wash part
+# of it out (Karras et al. 2022, section 4, make this argument for stochastic samplers), and our small network,
+# trained in under a minute on 1000 digits, errs more than the paper's. Which $\eta$ is best depends on the
+# model: measure it, do not assume it.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 q20 = ddim_rows[(20, 0.0)][0]
+keys = ("recognized", "frechet", "recall")
 gencourse.headline("diffusion digits: recognized, DDIM 20 steps", q20["recognized"], "{:.3f}")
 verdict(q20["recognized"] >= 0.95 * q_ancestral["recognized"],
         f"DDIM with 20 steps: recognized >= 0.95 x ancestral with {T} steps")
+verdict(not any(metrics.differs(q20, ddim_rows[(T, 0.0)][0], k) for k in keys),
+        f"eta = 0: {T} steps are within noise of 20 steps (recognized, frechet, recall)")
+verdict(not any(beats(ddim_rows[(S, 0.0)][0], q_ancestral, k) for S in steps_0 for k in keys),
+        "no eta = 0 setting beats ancestral sampling beyond noise")
+q20_noisy = ddim_rows[(20, 1.0)][0]
+verdict(not any(beats(q_ancestral, q20_noisy, k) for k in keys),
+        f"eta = 1 with 20 steps is at least as good as ancestral with {T} steps (worse on no figure beyond noise)")
+verdict(not any(beats(q20, q20_noisy, k) for k in keys), "at 20 steps eta = 0 beats eta = 1 on no figure")
 
 # %% [markdown]
 # ## 8. Classifier-free guidance
@@ -643,8 +671,8 @@ plt.show()
 
 # %% [markdown]
 # Then the guidance scale against what it buys and what it costs: `recognized` (clear digits), the share of
-# samples classified as the class that was asked for, and `recall` (how much of the variety of real digits the
-# samples cover), with balanced labels.
+# samples classified as the class that was asked for, and `recall` (the share of real digits with a sample close
+# by: how much of their variety the samples cover), with balanced labels.
 
 # %%
 scales = [0.0, 1.0, 2.0, 3.0, 5.0]
@@ -656,10 +684,11 @@ for w in scales:
     q = metrics.sample_quality(x)
     q["asked_class"] = (metrics.classify(x).argmax(1) == y.cpu()).float().mean().item()
     sweep[w] = q
-print(f"{'guidance w':>10}{'recognized':>12}{'asked class':>13}{'classes':>9}{'recall':>8}{'frechet':>9}")
+print(f"{'guidance w':>10}{'recognized':>14}{'asked class':>13}{'classes':>9}{'recall':>14}{'frechet':>13}")
 for w, q in sweep.items():
-    print(f"{w:>10g}{q['recognized']:>12.3f}{q['asked_class']:>13.3f}{q['classes_covered']:>9d}"
-          f"{q['recall']:>8.3f}{q['frechet']:>9.1f}")
+    print(f"{w:>10g}{with_interval(q, 'recognized'):>14}{q['asked_class']:>13.3f}{q['classes_covered']:>9d}"
+          f"{with_interval(q, 'recall'):>14}{with_interval(q, 'frechet', 1):>13}")
+print(f"({N_SWEEP} GUIDED samples per scale; ± = 95% interval; frechet and recall at N_set = {sweep[0.0]['set_size']})")
 fig, ax = plt.subplots(figsize=(4.5, 2.8))
 for key in ("recognized", "asked_class", "recall"):
     ax.plot(scales, [sweep[w][key] for w in scales], "o-", label=key)
@@ -669,15 +698,23 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-verdict(sweep[3.0]["recognized"] > sweep[0.0]["recognized"], "guidance (w = 3) raises recognized above w = 0")
-verdict(sweep[3.0]['asked_class'] >= 0.9, "at w = 3 at least 90% of samples show the asked class")
-verdict(sweep[3.0]['recall'] < sweep[0.0]['recall'], "guidance costs variety: recall at w = 3 < recall at w = 0")
+verdict(beats(sweep[1.0], sweep[0.0], "recognized"),
+        "the label alone (w = 1, conditional sampling) raises recognized above w = 0 (intervals separate)")
+verdict(min(sweep[1.0]["asked_class"], sweep[3.0]["asked_class"]) >= 0.9,
+        "at w = 1 and w = 3 at least 90% of samples show the asked class")
+verdict(all(abs(sweep[w]["recognized"] - sweep[1.0]["recognized"]) <= 0.02 for w in (2.0, 3.0)),
+        "guidance beyond the label adds little: recognized at w = 2 and 3 within 0.02 of w = 1")
+verdict(beats(sweep[2.0], sweep[5.0], "recognized") and beats(sweep[1.0], sweep[5.0], "recall"),
+        "a large scale costs: at w = 5 recognized below w = 2 and recall below w = 1 (intervals separate)")
 verdict(all(q['classes_covered'] == 10 for q in sweep.values()), "balanced labels cover all 10 classes at every w")
 
 # %% [markdown]
-# Guidance buys clean, on-class digits and pays with variety: recall falls once the label is used. Very large
-# scales lose quality again (compare $w = 5$ with $w = 2$ in the table). Guided samples are not the model's
-# distribution, which is why headline figures never use them.
+# Read the sweep in two steps. The label does most of the work: $w = 1$ is plain conditional sampling,
+# $p(x \mid y)$, not guidance yet, and it already gives clear digits of the asked class. Guidance proper, a scale
+# above 1, adds little here: recognized is near 1 already, and $w = 2$ or $3$ moves it by a hundredth or two. A
+# large scale costs: at $w = 5$ fewer samples are recognized than at $w = 2$, and they cover less of the real
+# digits (recall) than at $w = 1$.
+# Guided samples are not the model's distribution, which is why headline figures never use them.
 #
 # ## 9. What sampling costs
 #
@@ -738,7 +775,9 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 
 # %% [markdown]
 # DDIM narrows the gap from hundreds of evaluations to tens, but a one-pass generator remains an order of
-# magnitude cheaper. Distillation and flow matching (lesson 08) are the ways to close it.
+# magnitude cheaper. Samplers that need fewer steps (lesson 08's flow matching, a few ODE steps) narrow it further;
+# distillation and consistency models, which train a network to jump from noise to data in one or two steps, are
+# the ways to close it.
 #
 # ## Summary
 #
@@ -748,10 +787,11 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 # - The schedule is best read through the SNR; for small images the cosine schedule wastes fewer steps on pure noise.
 # - Training regresses the noise, $L_\text{simple}$: a reweighted variational bound, not maximum likelihood per step.
 # - The noise predictor is a scaled score, $s_\theta = -\epsilon_\theta/\sqrt{1-\bar\alpha_t}$.
-# - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps at a small
-#   cost in quality (measured above). A one-pass generator is still far cheaper to sample.
-# - Classifier-free guidance trades variety (recall) for clean, on-class samples; guided figures are labelled
-#   and kept out of the headline.
+# - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps, at most
+#   a small cost in quality (measured above). A one-pass generator is still far cheaper to sample.
+# - Conditioning on the label buys clean, on-class samples; classifier-free guidance turns the label's pull up
+#   further, and a large scale costs quality and coverage of the real digits (recall). Guided figures are
+#   labelled and kept out of the headline.
 #
 # **Next:** lesson 07 returns to exact likelihoods with autoregressive models; lesson 08 (flow matching) learns a
 # velocity field instead of noise and samples in a handful of steps. To read further: Ho, Jain & Abbeel (2020),

@@ -20,7 +20,7 @@ EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 20))  # PixelCNN
 MADE_EPOCHS = int(os.environ.get("GENCOURSE_MADE_EPOCHS", 2 if QUICK else 30))  # MADE training epochs
 N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # headline samples (temperature 1)
 N_LOW = int(os.environ.get("GENCOURSE_LOW_SAMPLES", 100 if QUICK else 500))  # samples at the lower temperature
-N_VERY_LOW = 50 if QUICK else 200  # samples at temperature 0.3
+N_VERY_LOW = 50 if QUICK else 350  # samples at temperature 0.3 (350: the protocol's set size N_set)
 LOW_TEMPERATURE = float(os.environ.get("GENCOURSE_LOW_TEMPERATURE", 0.7))
 DEVICE = os.environ.get("GENCOURSE_DEVICE", "cpu")  # "auto" picks a GPU when there is one
 
@@ -486,14 +486,14 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("PASS PixelCNN samples: recognized >= 0.5 x real" if quality["recognized"] >= 0.5 * real["recognized"]
-      else "FAIL PixelCNN samples: recognized < 0.5 x real")
+print(metrics.compare_to_real(quality, "recognized", 0.5, real), "(PixelCNN samples)")
 print("PASS PixelCNN samples cover >= 8 of 10 digit classes" if quality["classes_covered"] >= 8
       else "FAIL PixelCNN samples cover < 8 classes")
 print("PASS PixelCNN samples are new digits, not copies (memorization >= 0.8)" if quality["memorization"] >= 0.8
       else "FAIL PixelCNN samples are near copies")
-print("PASS PixelCNN samples are recognized more often than MADE's" if quality["recognized"] > made_quality["recognized"]
-      else "FAIL MADE's samples are recognized as often")
+ok = quality["recognized"] > made_quality["recognized"] and metrics.differs(quality, made_quality, "recognized")
+print("PASS PixelCNN samples are recognized more often than MADE's (intervals separate)" if ok
+      else "FAIL PixelCNN's samples are not recognized more often than MADE's beyond noise")
 
 # %% [markdown]
 # A lower likelihood goes with better samples here, but the samples are still short of real digits: a
@@ -504,7 +504,6 @@ print("PASS PixelCNN samples are recognized more often than MADE's" if quality["
 # %%
 low_samples = pixelcnn.sample(N_LOW, temperature=LOW_TEMPERATURE, generator=generator)
 low_quality = metrics.sample_quality(low_samples)
-print(metrics.format_quality(low_quality, real, title=f"T={LOW_TEMPERATURE:g}"))
 very_low = pixelcnn.sample(N_VERY_LOW, temperature=0.3, generator=generator)
 very_low_quality = metrics.sample_quality(very_low)
 fig, axes = plt.subplots(3, 1, figsize=(9, 2.8))
@@ -515,27 +514,30 @@ for ax, (images, label) in zip(axes, [(samples[:20], "T = 1 (the model)"),
 plt.show()
 
 # %% [markdown]
-# Neatness is the `recognized` column; variety shows in the digit classes covered, the label entropy and the
-# recall. Recall and coverage grow with the number of samples, so the table compares the first 200 samples
-# of each temperature (and 200 real validation digits, scored against the test digits like every sample):
+# Neatness is the `recognized` column; variety shows in the digit classes covered and the label
+# entropy. `recall` is the share of real digits that have a sample close by (coverage), so it needs both: samples
+# neat enough to land near real digits, and varied enough to reach all of them. The three temperatures side by
+# side, each set-level figure at the protocol's set size, next to real digits scored the same way (± is the 95%
+# interval; a difference counts only where the intervals do not overlap). $T = 0.3$ shows the trade plainly.
+# $T = 0.7$ is less clear-cut: `recognized` moves up by less, and recall can even rise above $T = 1$'s, because
+# more of its samples are neat enough to land near a real digit while most classes are still there.
 
 # %%
-n_compare = min(200, N_VERY_LOW)
-temperature_rows = {"T = 1": samples, f"T = {LOW_TEMPERATURE:g}": low_samples, "T = 0.3": very_low,
-                    "real (validation)": val.images}
-temperature_quality = {name: metrics.sample_quality(images[:n_compare]) for name, images in temperature_rows.items()}
-print(f"{n_compare} images each  {'recognized':>11}{'classes':>9}{'label entropy':>15}{'recall':>8}")
-for name, q in temperature_quality.items():
-    print(f"{name:<19}{q['recognized']:>11.3f}{q['classes_covered']:>9d}{q['label_entropy']:>15.3f}{q['recall']:>8.3f}")
+temperature_quality = {"T = 1": quality, f"T = {LOW_TEMPERATURE:g} (trick)": low_quality,
+                       "T = 0.3 (trick)": very_low_quality}
+print(metrics.format_quality(temperature_quality, real))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"PASS T = {LOW_TEMPERATURE:g} samples are recognized more often than T = 1 samples"
-      if low_quality["recognized"] > quality["recognized"] else "FAIL lowering T does not raise recognized")
-q1, q03 = temperature_quality["T = 1"], temperature_quality["T = 0.3"]
-print("PASS T = 0.3 samples are neater (recognized) but cover fewer classes with lower recall than T = 1"
-      if q03["recognized"] > q1["recognized"] and q03["classes_covered"] < q1["classes_covered"]
-      and q03["recall"] < q1["recall"] else "FAIL T = 0.3 does not trade variety for neatness")
+q1, q03 = quality, very_low_quality
+separate = lambda key: metrics.differs(q03, q1, key)  # the two 95% intervals do not overlap
+ok = q03["recognized"] > q1["recognized"] and separate("recognized")
+print(f"{'PASS' if ok else 'FAIL'} T = 0.3 samples are neater: recognized more often than T = 1 samples "
+      "(intervals separate)")
+ok = (q03["classes_covered"] < q1["classes_covered"] and q03["label_entropy"] < q1["label_entropy"]
+      and q03["recall"] < q1["recall"] and separate("label_entropy") and separate("recall"))
+print(f"{'PASS' if ok else 'FAIL'} T = 0.3 samples are less varied: fewer classes, lower label entropy and lower "
+      "recall than T = 1 (intervals separate)")
 
 # %% [markdown]
 # **Completing a prompt.** The same loop can start from a canvas whose first pixels are given: keep the top

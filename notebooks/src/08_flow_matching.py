@@ -379,22 +379,40 @@ viz.image_grid(samples["Heun, 5 steps"][:40], nrow=10, ax=axes[0], title="flow m
 viz.image_grid(data.load("digits", "test").images[:40], nrow=10, ax=axes[1], title="real test images")
 plt.show()
 
+# %% [markdown]
+# The headline sampler is fixed in advance, as in lesson 09: Euler with 10 steps, 10 network evaluations (NFE).
+# The goal: recognized at least 0.9 × real digits' at 10 NFE, with the guard of every sample-quality goal (all 10
+# classes, memorization at least 0.8, so that copying the training set cannot meet it).
+
 # %%
 # NBVAL_CHECK_OUTPUT
-best = max(quality, key=lambda k: quality[k]["recognized"])
-gencourse.headline("flow matching: recognized (<= 10 steps)", quality[best]["recognized"], "{:.2f}")
-print("goal: recognized >= 0.9 x real with at most 10 Euler/Heun steps, all 10 classes covered")
-print(metrics.compare_to_real(quality[best], "recognized", 0.9))
-print(metrics.compare_to_real(quality[best], "recognized", 0.5))
-print(f"{'PASS' if quality[best]['classes_covered'] == 10 else 'FAIL'} all 10 classes covered")
+headline = quality["Euler, 10 steps (10 NFE)"]
+gencourse.headline("flow matching: recognized (Euler, 10 NFE)", headline["recognized"], "{:.2f}")
+print(metrics.goal(headline, "recognized", 0.9), "(Euler, 10 NFE)")
+real = metrics.reference_quality()
+ok = headline["recall"] < real["recall"] and metrics.differs(headline, real, "recall")
+print(f"{'PASS' if ok else 'FAIL'} the samples cover less of the real digits than real digits do: recall below "
+      "real's (intervals separate)")
+ok = not metrics.differs(headline, real, "label_entropy")
+print(f"{'PASS' if ok else 'FAIL'} their classes are as balanced as real digits': label entropy within noise of real's")
+keys = ("recognized", "frechet", "recall")
+heun5 = quality["Heun, 5 steps (10 NFE)"]
+better = lambda a, b, k: (a[k] > b[k] if metrics.HIGHER_IS_BETTER[k] else a[k] < b[k]) and metrics.differs(a, b, k)
+ok = not any(better(heun5, headline, k) for k in keys)
+print(f"{'PASS' if ok else 'FAIL'} at 10 NFE, Heun (5 steps) beats Euler (10 steps) on no figure beyond noise "
+      "(recognized, frechet, recall)")
+ok = not any(metrics.differs(headline, quality["Heun, 10 steps (20 NFE)"], k) for k in keys)
+print(f"{'PASS' if ok else 'FAIL'} Heun with 10 steps (20 NFE) is within noise of Euler with 10 (recognized, "
+      "frechet, recall)")
 
 # %% [markdown]
 # Read the table: with the Gaussian doing the linear part and the network only the correction, 10 network
-# evaluations give samples recognized nearly as often as real digits, across all ten classes. Fréchet distance
-# and recall (next to the real images' figures) show what is still missing: some blur, and less variety than the
-# real set. Heun with 5 steps (10 NFE) trails Euler with 10 a little; Heun with 10 steps (20 NFE) buys little over
-# Euler with 10: at this budget the learned velocity, not the integrator, is the limit. More epochs (a GPU: raise
-# `EPOCHS`) improve the samples further.
+# evaluations give samples recognized nearly as often as real digits, across all ten classes, in balanced
+# proportions. What is still missing shows in recall: fewer real digits have a sample close by than have a real
+# digit close by, so the samples cover less of the variety of styles *within* the classes. At the same 10 NFE,
+# Heun with 5 steps does no better than Euler with 10 on any figure, and Heun with 10 steps (20 NFE) stays within
+# the intervals of Euler with 10: at this budget the learned velocity, not the integrator, is the limit.
+# More epochs (a GPU: raise `EPOCHS`) improve the samples further.
 #
 # ### The test likelihood
 #
@@ -461,8 +479,9 @@ print(f"{'PASS' if nll_test.mean() < nll_gauss.mean() - 10 else 'FAIL'} the test
 # - Flow matching trains a continuous flow by regression: points on a path $x_t = \alpha_t x_1 + \sigma_t x_0$,
 #   targets $u_t = \dot\alpha_t x_1 + \dot\sigma_t x_0$ ($x_1 - x_0$ for the linear path). The conditional
 #   loss has the marginal loss's gradient (measured above).
-# - Sampling is an ODE solve; Heun's second-order steps buy quality per network evaluation, and the
-#   table above puts flow matching next to DDIM on the same network.
+# - Sampling is an ODE solve, and solvers are compared at equal network evaluations (NFE): on digits at 10 NFE,
+#   Heun's second-order steps do no better than Euler's. The 2D table puts flow matching next to DDIM on the
+#   same network.
 # - For Gaussian data the marginal velocity is closed-form and linear; on digits the network learns only the
 #   correction to it, and 10 network evaluations give digits the classifier recognizes nearly as often as real ones.
 # - The likelihood comes from the instantaneous change of variables; on digits we estimate it with
