@@ -179,8 +179,11 @@ print(f"{'PASS' if grows else 'FAIL'} the same real digits: more of them cover m
 #
 # **Every figure comes with its uncertainty.** Draw another 1000 samples and every figure moves a little.
 # `sample_quality` reports a 95% interval for each (`q["interval"]`), and tables print it as `0.853±.021`.
-# Per-image figures get a bootstrap interval (resampling the samples); set-level figures get one from
-# random halves of the set. A lesson says "A beats B" only where the gap is larger than the intervals
+# Per-image figures get a bootstrap interval (resampling the samples). Set-level figures get one from random
+# halves of the set, drawn without replacement: for a figure that is an average over samples, the spread
+# of a half-set's figure equals the sampling spread of the whole set's; for the others it is an
+# approximation. A set larger than $N_\text{set}$ is averaged over several subsets, which narrows its
+# interval (by about $\sqrt{N_\text{set}/N}$). A lesson says "A beats B" only where the gap is larger than the intervals
 # (`metrics.differs`); otherwise the two are within noise.
 #
 # Figures only mean something next to the same figures for known inputs. Here they are for the real row,
@@ -232,11 +235,12 @@ print(f"{'PASS' if stopped else 'FAIL'} the goal 'recognized >= 0.9 x real' with
 
 # %% [markdown]
 # Read later tables against these rows. The real row is where a perfect model would land, give or take its
-# interval. Copies of training images are the practical ceiling: the classifier has seen them, so they are
-# recognized even more often than unseen digits, and their precision and recall are those of real digits;
-# only `memorization`, near 0, gives them away. That is why every sample-quality goal in the course comes
+# interval. Copies of training images show what copying buys: the classifier has seen them, so they are
+# recognized even more often than unseen digits (the practical ceiling of `recognized`), and their precision
+# and recall are within noise of the real row's or below it; only `memorization`, near 0, gives them away. That is why every sample-quality goal in the course comes
 # with a **memorization guard** (`metrics.goal`): all 10 classes covered and `memorization` ≥ 0.8, so no goal
-# can be met by copying (the last line above).
+# can be met by copying the training set wholesale (the last line above). The guard reads a median, so a
+# model that copied a minority of its samples would pass it: read `memorization` beside every goal.
 #
 # Each figure alone can be fooled. `recognized` and `precision` reward a model that draws one perfect digit
 # over and over (its `classes_covered` and `recall` give it away); `frechet` is biased upwards at small $N$
