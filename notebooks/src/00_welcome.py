@@ -52,7 +52,7 @@ gencourse.show(gencourse.data.load)
 # | 06 diffusion | forward noising, noise prediction, DDPM, DDIM, guidance | sample quality vs steps, sampling cost |
 # | 07 autoregressive models | the chain rule, masked and causal models | exact test NLL, sampling cost |
 # | 08 flow matching | probability paths, conditional flow matching, ODE sampling | few-step sample quality, likelihood |
-# | 09 comparing generative models | every family on equal terms | one table of every figure |
+# | 09 comparing generative models | every family on the same data and metrics, with seeds | one table of every figure |
 #
 # The **parameters** cell near the top of every lesson holds what you may change: the number of epochs,
 # the dataset, the device. The defaults are small so the lesson runs in minutes on a CPU; on a GPU or
