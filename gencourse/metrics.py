@@ -653,3 +653,10 @@ def differs(a: dict, b: dict, key: str) -> bool:
     """Whether figure ``key`` separates two sample sets: their 95% intervals do not overlap."""
     (lo_a, hi_a), (lo_b, hi_b) = a["interval"][key], b["interval"][key]
     return hi_a < lo_b or hi_b < lo_a
+
+
+def beats(a: dict, b: dict, key: str) -> bool:
+    """Whether sample set ``a`` is better than ``b`` on figure ``key`` beyond noise: better in the figure's
+    direction (:data:`HIGHER_IS_BETTER`) and the 95% intervals separate (:func:`differs`)."""
+    better = a[key] > b[key] if HIGHER_IS_BETTER[key] else a[key] < b[key]
+    return better and differs(a, b, key)

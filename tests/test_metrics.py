@@ -386,6 +386,9 @@ def test_differs_reads_the_intervals(digits):
     ref = metrics.reference_quality()
     noise = metrics.sample_quality(torch.rand(350, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
     assert metrics.differs(ref, noise, "recognized") and not metrics.differs(ref, ref, "recognized")
+    assert metrics.beats(ref, noise, "recognized") and not metrics.beats(noise, ref, "recognized")
+    assert metrics.beats(ref, noise, "frechet") and not metrics.beats(noise, ref, "frechet")  # lower is better
+    assert not metrics.beats(ref, ref, "recall")
 
 
 def test_slightly_out_of_range_values_are_clamped(digits):

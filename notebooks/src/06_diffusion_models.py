@@ -60,12 +60,6 @@ def with_interval(q, key, digits=3):
     return f"{q[key]:.{digits}f}±{half:.{digits}f}".replace("±0.", "±.")
 
 
-def beats(a, b, key):
-    """Whether sample set ``a`` is better than ``b`` on figure ``key`` beyond noise (the 95% intervals separate)."""
-    better = a[key] > b[key] if metrics.HIGHER_IS_BETTER[key] else a[key] < b[key]
-    return better and metrics.differs(a, b, key)
-
-
 def to_pixels(x):
     """Model space [-1, 1] -> pixels in [0, 1] for display (clamped: noisy images leave the range)."""
     return ((x + 1) / 2).clamp(0, 1)
@@ -625,12 +619,12 @@ verdict(q20["recognized"] >= 0.95 * q_ancestral["recognized"],
         f"DDIM with 20 steps: recognized >= 0.95 x ancestral with {T} steps")
 verdict(not any(metrics.differs(q20, ddim_rows[(T, 0.0)][0], k) for k in keys),
         f"eta = 0: {T} steps are within noise of 20 steps (recognized, frechet, recall)")
-verdict(not any(beats(ddim_rows[(S, 0.0)][0], q_ancestral, k) for S in steps_0 for k in keys),
+verdict(not any(metrics.beats(ddim_rows[(S, 0.0)][0], q_ancestral, k) for S in steps_0 for k in keys),
         "no eta = 0 setting beats ancestral sampling beyond noise")
 q20_noisy = ddim_rows[(20, 1.0)][0]
-verdict(not any(beats(q_ancestral, q20_noisy, k) for k in keys),
+verdict(not any(metrics.beats(q_ancestral, q20_noisy, k) for k in keys),
         f"eta = 1 with 20 steps is at least as good as ancestral with {T} steps (worse on no figure beyond noise)")
-verdict(not any(beats(q20, q20_noisy, k) for k in keys), "at 20 steps eta = 0 beats eta = 1 on no figure")
+verdict(not any(metrics.beats(q20, q20_noisy, k) for k in keys), "at 20 steps eta = 0 beats eta = 1 on no figure")
 
 # %% [markdown]
 # ## 8. Classifier-free guidance
@@ -698,13 +692,13 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-verdict(beats(sweep[1.0], sweep[0.0], "recognized"),
+verdict(metrics.beats(sweep[1.0], sweep[0.0], "recognized"),
         "the label alone (w = 1, conditional sampling) raises recognized above w = 0 (intervals separate)")
 verdict(min(sweep[1.0]["asked_class"], sweep[3.0]["asked_class"]) >= 0.9,
         "at w = 1 and w = 3 at least 90% of samples show the asked class")
 verdict(all(abs(sweep[w]["recognized"] - sweep[1.0]["recognized"]) <= 0.02 for w in (2.0, 3.0)),
         "guidance beyond the label adds little: recognized at w = 2 and 3 within 0.02 of w = 1")
-verdict(beats(sweep[2.0], sweep[5.0], "recognized") and beats(sweep[1.0], sweep[5.0], "recall"),
+verdict(metrics.beats(sweep[2.0], sweep[5.0], "recognized") and metrics.beats(sweep[1.0], sweep[5.0], "recall"),
         "a large scale costs: at w = 5 recognized below w = 2 and recall below w = 1 (intervals separate)")
 verdict(all(q['classes_covered'] == 10 for q in sweep.values()), "balanced labels cover all 10 classes at every w")
 
