@@ -5,13 +5,17 @@ A lesson's source is a Python file in jupytext's "percent" format (``# %%`` star
 as plain diffs. Building a lesson
 
 1. converts it to a notebook,
-2. inserts, after the title cell, the "Open in Colab" badge and the Colab bootstrap cell, both made
-   from :data:`gencourse.REPO_URL` (the one place the repository's address is written),
-3. gives every cell holding ``### BEGIN SOLUTION`` nbgrader's solution metadata, and
-4. executes it top to bottom with nbclient (``GENCOURSE_PROGRESS=0``) and writes it with its outputs.
+2. inserts, after the title cell, the "Open in Colab" badges (instructor and student edition) and the
+   Colab bootstrap cell, all made from :data:`gencourse.REPO_URL` (the one place the repository's address
+   is written),
+3. gives every cell holding ``### BEGIN SOLUTION`` nbgrader's solution metadata,
+4. executes it top to bottom with nbclient (``GENCOURSE_PROGRESS=0``) and writes it with its outputs, and
+5. writes its editions: the student edition to ``notebooks/student/`` (what the second badge opens) and its
+   exercises' solutions to ``gencourse/assets/solutions.json`` (what ``check.solution(name)`` prints).
 
     python -m gencourse.authoring                 # every lesson
     python -m gencourse.authoring 03 05           # lessons whose file name starts with 03 or 05
+    python -m gencourse.authoring --editions      # only rewrite badges, student editions and solutions
 """
 from __future__ import annotations
 
@@ -38,12 +42,30 @@ def repo_url() -> str:
     return REPO_URL
 
 
+STUDENT = NOTEBOOKS / "student"
+COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+STUDENT_SVG = "https://img.shields.io/badge/Colab-student%20edition-F9AB00?logo=googlecolab"
+
+
+def colab_url(name: str, *, student: bool = False, url: str | None = None) -> str:
+    """Colab's address of ``notebooks/<name>.ipynb`` (or of its student edition in ``notebooks/student/``)."""
+    path = (url or repo_url()).replace("https://github.com/", "")
+    folder = "notebooks/student" if student else "notebooks"
+    return f"https://colab.research.google.com/github/{path}/blob/main/{folder}/{name}.ipynb"
+
+
 def colab_badge(name: str, url: str | None = None) -> str:
-    """The markdown of the "Open in Colab" badge for ``notebooks/<name>.ipynb``."""
-    url = url or repo_url()
-    path = url.replace("https://github.com/", "")
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/github/{path}/blob/main/notebooks/{name}.ipynb)")
+    """The markdown of the instructor edition's badges: "Open in Colab", and the student edition on Colab."""
+    return (f"[![Open In Colab]({COLAB_SVG})]({colab_url(name, url=url)}) "
+            f"[![Student edition in Colab]({STUDENT_SVG})]({colab_url(name, student=True, url=url)})")
+
+
+def student_badge(name: str, url: str | None = None) -> str:
+    """The student edition's header: its own Colab badge, and the solutions one click away."""
+    return (f"[![Open In Colab]({COLAB_SVG})]({colab_url(name, student=True, url=url)}) "
+            f"**Student edition**: the exercises are yours to solve. A check that fails gives a hint; "
+            f"`check.solution(\"<name>\")` prints the reference solution of one exercise, and "
+            f"[the instructor edition]({colab_url(name, url=url)}) has them all, run.")
 
 
 def colab_bootstrap(url: str | None = None) -> str:
@@ -129,13 +151,58 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path = NOTEBOOKS, timeout: int = 
 
 
 def build(path: Path, *, run: bool = True) -> float:
-    """Build (and execute) one lesson into ``notebooks/``; returns the execution seconds."""
+    """Build (and execute) one lesson into ``notebooks/``, then its editions; returns the execution seconds."""
     nb = notebook_from_source(path)
     seconds = execute(nb) if run else 0.0
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     nbformat.write(nb, NOTEBOOKS / f"{path.stem}.ipynb")
+    write_editions(path.stem, nb)
     return seconds
+
+
+def solutions_of(nb: nbformat.NotebookNode, lesson: str) -> dict:
+    """``{check name: {"lesson", "order", "function", "code"}}`` for every exercise of a notebook: the solution
+    cell's code (markers removed), keyed by the name its check cell calls (``check.<name>(...)``); ``order`` counts
+    the lesson's exercises from 1 (a solution may call the solutions of earlier exercises)."""
+    found, cells = {}, nb.cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code" or BEGIN not in cell.source:
+            continue
+        function = re.search(r"def\s+(\w+)\s*\(", cell.source)
+        nxt = next((c for c in cells[i + 1:] if c.cell_type == "code"), None)
+        called = re.search(r"check\.(\w+)\(", nxt.source) if nxt is not None else None
+        if function is None or called is None:
+            raise ValueError(f"{lesson}: an exercise cell must define a function and be followed by its check cell:\n"
+                             f"{cell.source[:300]}")
+        code = "\n".join(line for line in cell.source.split("\n")
+                         if not line.strip().startswith(("### BEGIN SOLUTION", "### END SOLUTION")))
+        found[called.group(1)] = {"lesson": lesson, "order": len(found) + 1, "function": function.group(1), "code": code}
+    return found
+
+
+def write_editions(name: str, nb: nbformat.NotebookNode | None = None) -> None:
+    """Write lesson ``name``'s student edition and its solutions, from ``nb`` (default: the committed notebook).
+
+    Also brings the committed notebook's badge cell in step with :func:`colab_badge`."""
+    import json
+
+    from gencourse import exercises
+    from gencourse.student import student_notebook
+
+    path = NOTEBOOKS / f"{name}.ipynb"
+    if nb is None:
+        nb = nbformat.read(path, as_version=4)
+        badge = nb.cells[1]
+        if "colab" in badge.metadata.get("tags", []) and badge.source != colab_badge(name):
+            badge.source = colab_badge(name)
+            nbformat.write(nb, path)
+    STUDENT.mkdir(exist_ok=True)
+    nbformat.write(student_notebook(nb, name=name), STUDENT / f"{name}.ipynb")
+    known = {k: v for k, v in exercises.solutions().items() if v["lesson"] != name}
+    known.update(solutions_of(nb, name))
+    exercises.SOLUTIONS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    exercises.SOLUTIONS_FILE.write_text(json.dumps(dict(sorted(known.items())), indent=1, ensure_ascii=False) + "\n")
 
 
 def sources(prefixes=()) -> list[Path]:
@@ -149,11 +216,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lessons", nargs="*", help="lesson number prefixes, e.g. 03 (default: all)")
     parser.add_argument("--no-run", action="store_true", help="convert without executing")
+    parser.add_argument("--editions", action="store_true",
+                        help="only rewrite the badges, student editions and solutions from the committed notebooks")
     args = parser.parse_args(argv)
     paths = sources(args.lessons)
     if not paths:
         print(f"no lesson sources match {args.lessons} in {SOURCES}", file=sys.stderr)
         return 2
+    if args.editions:
+        for path in paths:
+            write_editions(path.stem)
+            print(f"{path.stem}: student edition and solutions written")
+        return 0
     for path in paths:
         seconds = build(path, run=not args.no_run)
         print(f"{path.stem}: built" + ("" if args.no_run else f", executed in {seconds:.1f} s"))

@@ -408,7 +408,7 @@ def fit_gaussian_kl(log_p, direction: str = "forward", *, init=(0.0, 1.0), lim: 
 FAMILIES = (
     # name, lesson, likelihood, network evaluations per sample (typical), what typically fails
     dict(family="VAE", lesson="03", likelihood="bound", nfe="1", nfe_typical=1,
-         samples_by="decode a prior draw z ~ N(0, I)", fails="blurry samples; posterior collapse"),
+         samples_by="decode a prior draw z ~ N(0, I)", fails="blurry means and speckled samples (a pixel-independent decoder); posterior collapse"),
     dict(family="GAN", lesson="04", likelihood="none", nfe="1", nfe_typical=1,
          samples_by="push noise through the generator", fails="mode collapse; unstable training"),
     dict(family="normalizing flow", lesson="05", likelihood="exact", nfe="1 (one pass, K layers)", nfe_typical=1,

@@ -7,17 +7,29 @@ so "Run All" always reaches the end of a lesson, which then continues with the r
 implementation. In grading mode (``GENCOURSE_GRADING=1``) a check that does not pass raises
 :class:`ExerciseFailed`, so nbgrader's locked test cells can award points.
 
+Hints come in two steps. A failed check says what is wrong: which cases failed and why, and, when the
+answer matches one of the check's known mistakes (:class:`Mistake`: a sign error, a missing sum, the wrong axis,
+variance for standard deviation, a detached gradient ...), that mistake's own message; then a conceptual
+hint (which quantity, which equation). The reference code appears only when the learner asks for it:
+``check.solution("<name>")`` prints the instructor edition's solution of that exercise.
+
 A lesson's checks are written as::
 
     def gaussian_kl(fn):
         cases = [Case(mu, logvar) for ...]
-        return run_check("gaussian_kl", fn, cases, reference=vae.gaussian_kl, hint="...")
+        return run_check("gaussian_kl", fn, cases, reference=vae.gaussian_kl, hint="...",
+                         mistakes=[Mistake("the variance where the log-variance belongs ...", wrong_fn), ...])
+
+Every check records its mistakes in :data:`catalog` when it runs, so the tests can feed each known
+mistake back to its check and assert that it is caught with its own message.
 """
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +39,8 @@ PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 
 # The latest verdict of each check by name, for tests and for an end-of-lesson summary.
 results: dict = {}
+# The known mistakes of each check by name, recorded when the check runs (the tests read them).
+catalog: dict = {}
 
 
 class ExerciseFailed(AssertionError):
@@ -35,6 +49,26 @@ class ExerciseFailed(AssertionError):
 
 def grading_mode() -> bool:
     return os.environ.get("GENCOURSE_GRADING", "0").lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Mistake:
+    """A typical wrong answer to an exercise.
+
+    ``message`` is what a learner whose answer makes this mistake reads (what is wrong, not the code that is
+    right). ``fn`` makes the mistake (same signature as the exercise): an answer whose outputs match ``fn``'s on
+    every case is diagnosed with ``message``. A mistake without ``fn`` is one the check's ``compare`` detects
+    itself (a detached gradient, say) and reports with the same message; ``example`` then gives a wrong
+    answer that makes it, so the tests can show it is caught.
+    """
+
+    message: str
+    fn: Callable | None = None
+    example: Callable | None = None
+
+    @property
+    def wrong_answer(self) -> Callable | None:
+        return self.fn if self.fn is not None else self.example
 
 
 @dataclass
@@ -136,25 +170,30 @@ def run_check(
     expected: list | None = None,
     compare: Callable | None = None,
     hint: str = "",
+    mistakes: tuple | list = (),
     rtol: float = 1e-4,
     atol: float = 1e-5,
 ) -> Verdict:
     """Evaluate ``fn`` on ``cases`` against ``reference(*case)`` (or the ``expected`` values), report, return.
 
     ``compare(answer, expected, case) -> (ok, why_not)`` replaces the numeric comparison when given.
+    ``hint`` is the conceptual hint of the first step (never the code); ``mistakes`` the typical wrong answers
+    this check recognizes (:class:`Mistake`).
     """
     verdict = evaluate(name, fn, cases, reference=reference, expected=expected, compare=compare,
-                       hint=hint, rtol=rtol, atol=atol)
+                       hint=hint, mistakes=mistakes, rtol=rtol, atol=atol)
     return report(verdict)
 
 
-def evaluate(name, fn, cases, *, reference=None, expected=None, compare=None, hint="", rtol=1e-4, atol=1e-5) -> Verdict:
+def evaluate(name, fn, cases, *, reference=None, expected=None, compare=None, hint="", mistakes=(),
+             rtol=1e-4, atol=1e-5) -> Verdict:
     """Like :func:`run_check` without printing: the :class:`Verdict` alone."""
+    catalog[name] = list(mistakes)
     if not callable(fn):
         return Verdict(name, FAILED, 0, len(cases), f"expected a function, got {type(fn).__name__}; pass the function itself, without calling it.")
     if (reference is None) == (expected is None):
         raise ValueError("give exactly one of reference= or expected=")
-    passed, failures = 0, []
+    passed, failures, answers = 0, [], {}
     for i, case in enumerate(cases):
         want = reference(*case.args, **case.kwargs) if reference is not None else expected[i]
         mine = case.clone()
@@ -169,6 +208,7 @@ def evaluate(name, fn, cases, *, reference=None, expected=None, compare=None, hi
             where = traceback.extract_tb(err.__traceback__)[-1]
             failures.append(f"  case {case.describe()}: raised {type(err).__name__}: {err} (line {where.lineno})")
             continue
+        answers[i] = got
         ok, why = compare(got, want, case) if compare else close(got, want, rtol=rtol, atol=atol)
         if ok:
             passed += 1
@@ -179,9 +219,37 @@ def evaluate(name, fn, cases, *, reference=None, expected=None, compare=None, hi
     message = "\n".join(failures[:3])
     if len(failures) > 3:
         message += f"\n  ... and {len(failures) - 3} more"
+    diagnosis = _diagnose(answers, cases, mistakes, compare=compare, rtol=rtol, atol=atol)
+    if diagnosis:
+        message += f"\nWhat looks wrong: {diagnosis}"
     if hint:
         message += f"\nHint: {hint}"
+    message += f'\nStill stuck? Run check.solution("{name}") to see the reference solution.'
     return Verdict(name, FAILED, passed, len(cases), message)
+
+
+def _diagnose(answers: dict, cases: list, mistakes, *, compare=None, rtol=1e-4, atol=1e-5) -> str:
+    """The message of the first known mistake whose outputs the learner's answers match on every case."""
+    if not answers:
+        return ""
+    for mistake in mistakes:
+        if mistake.fn is None:
+            continue
+        matched = True
+        for i, got in answers.items():
+            case = cases[i].clone()
+            try:
+                wrong = mistake.fn(*case.args, **case.kwargs)
+            except Exception:
+                matched = False
+                break
+            ok, _ = compare(got, wrong, cases[i]) if compare else close(got, wrong, rtol=rtol, atol=atol)
+            if not ok:
+                matched = False
+                break
+        if matched:
+            return mistake.message
+    return ""
 
 
 def report(verdict: Verdict) -> Verdict:
@@ -207,6 +275,41 @@ class _Silent(Verdict):
 
     def _ipython_display_(self):
         pass
+
+
+SOLUTIONS_FILE = Path(__file__).resolve().parent / "assets" / "solutions.json"
+
+
+def solutions() -> dict:
+    """Every exercise's reference solution: ``{check name: {"lesson": slug, "function": name, "code": source}}``,
+    taken from the instructor edition of the lessons when they are built (``gencourse.authoring``)."""
+    if not SOLUTIONS_FILE.exists():
+        return {}
+    return json.loads(SOLUTIONS_FILE.read_text())
+
+
+def solution(name: str):
+    """Show the reference solution of exercise ``name`` (the name after ``check.``): the second step of a hint.
+
+    Prints the instructor edition's code of that exercise, highlighted in a notebook.
+    """
+    from gencourse.showsource import _Source
+
+    known = solutions()
+    key = name.__name__ if callable(name) else str(name)
+    if key.startswith("check."):
+        key = key[len("check."):]
+    if key not in known:
+        for entry_name, entry in known.items():  # the learner's function name works too
+            if entry.get("function") == key:
+                key = entry_name
+                break
+        else:
+            raise ValueError(f"no exercise named {name!r}; known exercises: {', '.join(sorted(known)) or 'none'}. "
+                             f"Pass the name that follows 'check.' in the check cell, e.g. check.solution(\"{next(iter(sorted(known)), 'mean_image')}\").")
+    entry = known[key]
+    print(f"Reference solution of {key} (lesson {entry['lesson']}):")
+    return _Source(entry["code"])
 
 
 def summary() -> str:

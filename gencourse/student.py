@@ -42,13 +42,21 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student edition of one notebook (a new object; ``nb`` is left unchanged)."""
+def student_notebook(nb: nbformat.NotebookNode, name: str | None = None) -> nbformat.NotebookNode:
+    """The student edition of one notebook (a new object; ``nb`` is left unchanged).
+
+    With the lesson's ``name`` (``NN_slug``), its badge cell becomes the student edition's header
+    (:func:`gencourse.authoring.student_badge`)."""
     nb = nbformat.from_dict(nb)
     cells = []
     for cell in nb.cells:
-        if INSTRUCTOR_TAG in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INSTRUCTOR_TAG in tags:
             continue
+        if name is not None and cell.cell_type == "markdown" and "colab" in tags and "colab-badge.svg" in cell.source:
+            from gencourse.authoring import student_badge
+
+            cell.source = student_badge(name)
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source)
             cell.outputs = []
@@ -67,7 +75,7 @@ def build(source_dir, out_dir) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
-        nb = student_notebook(nbformat.read(path, as_version=4))
+        nb = student_notebook(nbformat.read(path, as_version=4), name=path.stem)
         target = out_dir / path.name
         nbformat.write(nb, target)
         written.append(target)

@@ -24,19 +24,38 @@ def _images(images) -> torch.Tensor:
     return x
 
 
-def image_grid(images, nrow: int = 10, *, ax=None, title: str | None = None, labels=None, pad: int = 1):
-    """Show ``images: (N, C, H, W)`` in ``[0, 1]`` as one grid (torchvision's ``make_grid``), ``nrow`` per row."""
+def image_grid(images, nrow: int = 10, *, ax=None, title: str | None = None, labels=None, pad: int = 1,
+               cmap: str = "gray", tile_inches: float = 0.6, border: float = 0.5):
+    """Show ``images: (N, C, H, W)`` in ``[0, 1]`` as one grid (torchvision's ``make_grid``), ``nrow`` per row.
+
+    Grey-scale images are drawn with ``cmap`` (default ``"gray"``: 0 is black, 1 is white, so digits are white
+    ink on black, as the data stores them); colour images (C = 3) as they are. Tiles are separated by ``pad``
+    pixels of grey ``border`` (0.5), visible on dark and bright images alike. ``labels`` (N strings or numbers)
+    are written in the top-left corner of each tile. A new figure gives each tile ``tile_inches``.
+    """
     from torchvision.utils import make_grid
 
     x = _images(images).clamp(0, 1)
     if len(x) == 0:
         raise ValueError("image_grid got no images")
-    grid = make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid shows 1-channel (grey) or 3-channel (colour) images, got {x.shape[1]} channels")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"labels must have one entry per image: {len(labels)} labels for {len(x)} images")
+    grid = make_grid(x, nrow=nrow, padding=pad, pad_value=border)
     if ax is None:
         rows = math.ceil(len(x) / nrow)
-        _, ax = plt.subplots(figsize=(min(nrow, len(x)) * 0.45 + 0.3, rows * 0.45 + 0.5))
-    ax.imshow(grid.permute(1, 2, 0).numpy() if grid.shape[0] == 3 else grid[0].numpy(), cmap="gray_r", vmin=0, vmax=1,
-              interpolation="nearest")
+        _, ax = plt.subplots(figsize=(min(nrow, len(x)) * tile_inches + 0.3, rows * tile_inches + 0.5))
+    if x.shape[1] == 1:  # make_grid repeats one channel three times: show one, so cmap is what draws it
+        ax.imshow(grid[0].numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    if labels is not None:
+        h, w = x.shape[-2:]
+        for i, label in enumerate(labels):
+            r, c = divmod(i, nrow)
+            ax.text(pad + c * (w + pad), pad + r * (h + pad), str(label), color="yellow", fontsize=7,
+                    va="top", ha="left")
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)

@@ -75,3 +75,41 @@ def test_every_check_name_is_unique_and_callable():
     names = [n for n in check.__all__ if n not in ("grading_mode", "results", "summary")]
     assert len(names) == len(set(names))
     assert all(callable(getattr(check, n)) for n in names)
+
+
+def test_a_known_mistake_is_named_and_the_hint_comes_before_the_solution():
+    ref = lambda x: x * x
+    mistakes = [exercises.Mistake("doubled x instead of squaring it", fn=lambda x: x * 2),
+                exercises.Mistake("squared the wrong sign", fn=lambda x: -x * x)]
+    cases = _square_cases()
+    doubled = evaluate("sq", lambda x: 2 * x, cases, reference=ref, hint="a square is a product", mistakes=mistakes)
+    assert "What looks wrong: doubled x instead" in doubled.message
+    assert doubled.message.index("What looks wrong") < doubled.message.index("Hint:") < doubled.message.index(
+        'check.solution("sq")')
+    negated = evaluate("sq", lambda x: -(x ** 2), cases, reference=ref, mistakes=mistakes)
+    assert "squared the wrong sign" in negated.message and "doubled" not in negated.message
+    unknown = evaluate("sq", lambda x: x + 1, cases, reference=ref, mistakes=mistakes)
+    assert "What looks wrong" not in unknown.message and 'check.solution("sq")' in unknown.message
+    assert exercises.catalog["sq"] == mistakes
+
+
+def test_a_mistake_that_crashes_on_some_case_does_not_match():
+    def fragile(x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError("tensors only")
+        return x * 2
+    verdict = evaluate("sq", lambda x: x + 100, _square_cases(), reference=lambda x: x * x,
+                       mistakes=[exercises.Mistake("fragile", fn=fragile)])
+    assert "fragile" not in verdict.message
+
+
+def test_solution_prints_the_instructor_code_only_when_asked(capsys):
+    known = exercises.solutions()
+    assert known, "gencourse/assets/solutions.json is empty"
+    name, entry = next(iter(known.items()))
+    shown = check.solution(name)
+    assert f"Reference solution of {name}" in capsys.readouterr().out
+    assert repr(shown) == entry["code"] and "BEGIN SOLUTION" not in repr(shown)
+    assert repr(check.solution(entry["function"])) == entry["code"]  # the learner's function name works too
+    with pytest.raises(ValueError, match="known exercises"):
+        check.solution("no_such_exercise")

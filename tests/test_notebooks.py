@@ -124,3 +124,45 @@ def test_instructor_guide_lists_every_exercise_of_every_lesson():
             assert any(names & row for row in named), f"guide section {number} has no row for exercise {fn}"
         for row in named:
             assert any(row & names for names in exercises.values()), f"guide section {number} names {row}, not an exercise"
+
+
+# Lessons whose exercises follow every rule of COURSE.md §5; the others are brought up to it by their rebuilds.
+STRICT = ("01", "02", "03", "04", "05", "07")
+
+
+def _exercises(nb):
+    """(cell index, function name, check name, solution lines) of each exercise, in order."""
+    cells, found = nb.cells, []
+    for i, c in enumerate(cells):
+        if c.cell_type == "code" and BEGIN in c.source:
+            fn = re.search(r"def\s+(\w+)\s*\(", c.source).group(1)
+            nxt = next(n for n in cells[i + 1:] if n.cell_type == "code")
+            called = re.search(r"check\.(\w+)\(", nxt.source).group(1)
+            region = c.source.split(BEGIN, 1)[1].split("### END SOLUTION", 1)[0]
+            lines = [ln for ln in region.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+            found.append((i, fn, called, lines))
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in STRICT], ids=lambda p: p.stem)
+def test_exercise_mix(path):
+    """4-6 exercises, at most one a one-liner (COURSE.md §5)."""
+    found = _exercises(_read(path))
+    assert 4 <= len(found) <= 6, f"{path.name}: {len(found)} exercises, 4 to 6 expected"
+    one_liners = [fn for _, fn, _, lines in found if len(lines) <= 1]
+    assert len(one_liners) <= 1, f"{path.name}: more than one one-line exercise: {one_liners}"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in STRICT], ids=lambda p: p.stem)
+def test_no_reference_shown_before_its_exercise(path):
+    """gencourse.show(...) of an exercise's reference comes after the exercise, never before it."""
+    nb = _read(path)
+    for i, fn, called, _ in _exercises(nb):
+        names = {fn, called}
+        for cell in nb.cells[:i]:
+            if cell.cell_type != "code":
+                continue
+            for shown in re.findall(r"show\(([\w.]+)\)", cell.source):
+                last = shown.split(".")[-1]
+                assert not any(last == n or n.endswith(last) or last.endswith(n) for n in names), (
+                    f"{path.name}: show({shown}) appears before the exercise {fn} it solves")

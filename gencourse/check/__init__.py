@@ -7,9 +7,9 @@ Each lesson's checks live in a module of this package (``lesson01.py``, ...) tha
 import importlib
 import pkgutil
 
-from gencourse.exercises import grading_mode, results, summary
+from gencourse.exercises import grading_mode, results, solution, summary
 
-__all__ = ["grading_mode", "results", "summary"]
+__all__ = ["grading_mode", "results", "solution", "summary"]
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     _module = importlib.import_module(f"{__name__}.{_info.name}")
