@@ -4,7 +4,7 @@ Images come as float tensors ``(C, H, W)`` in ``[0, 1]`` on the data's discrete 
 ``k in {0, ..., L - 1}`` with ``L = LEVELS[name]`` (17 for digits, 256 for MNIST).
 
 Continuous models see dequantized data ``y = (k + u) / L`` with ``u ~ U[0, 1)^D``; their discrete
-negative log-likelihood is bounded by ``-log p(y) + D ln L`` (:func:`discrete_nll_bound`).
+negative log-likelihood is bounded by ``E_u[-log p(y)] + D ln L`` (:func:`discrete_nll_bound`).
 """
 from __future__ import annotations
 
@@ -245,8 +245,8 @@ def to_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
 def dequantize(x: torch.Tensor, levels: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform dequantization: ``x = k / (L - 1)`` -> ``y = (k + u) / L`` with ``u ~ U[0, 1)``, same shape.
 
-    A density ``p`` on ``y in [0, 1)^D`` then gives the bound ``-log P(k) <= -log p(y) + D ln L``
-    (Jensen over ``u``); see :func:`discrete_nll_bound`.
+    A density ``p`` on ``y in [0, 1)^D`` then gives the bound ``-log P(k) <= E_u[-log p(y)] + D ln L``
+    (Jensen over ``u``: it holds for the expectation, not for one draw); see :func:`discrete_nll_bound`.
     """
     if x.min() < 0 or x.max() > 1:
         raise ValueError(f"x must lie in [0, 1] (k / (levels - 1)), got range [{x.min():.3g}, {x.max():.3g}]")
@@ -256,9 +256,11 @@ def dequantize(x: torch.Tensor, levels: int, *, generator: torch.Generator | Non
 
 
 def discrete_nll_bound(continuous_nll: torch.Tensor, num_dims: int, levels: int) -> torch.Tensor:
-    """Discrete NLL bound in nats: ``-log p(y) + D ln L`` for a density on dequantized ``y in [0, 1)^D``.
+    """Discrete NLL bound in nats: ``E_u[-log p(y)] + D ln L`` for a density on dequantized ``y in [0, 1)^D``.
 
-    ``continuous_nll``: ``-log p(y)`` per example, any shape. Add the log-det of any further fixed
+    ``continuous_nll``: ``-log p(y)`` per example, any shape, at one or more draws of ``u``. The bound holds
+    for the expectation over ``u`` (Jensen), so a single draw gives an unbiased estimate of the bound, not a
+    bound; average draws (or images) before reading it as one. Add the log-det of any further fixed
     transform (e.g. a logit) to ``continuous_nll`` before calling.
     """
     _check_levels(levels)

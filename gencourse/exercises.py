@@ -108,7 +108,8 @@ class Verdict:
 
     def text(self) -> str:
         if self.status == PASSED:
-            return f"✅ {self.name}: all {self.total} cases passed. {self.message}".rstrip()
+            cases = "the case passed" if self.total == 1 else f"all {self.total} cases passed"
+            return f"✅ {self.name}: {cases}. {self.message}".rstrip()
         if self.status == NOT_ATTEMPTED:
             return (f"⏳ {self.name}: not attempted yet — fill in the function between the solution markers and "
                     f"run this cell again. The lesson continues with the reference implementation.")

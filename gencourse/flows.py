@@ -19,6 +19,11 @@ Discrete images (17 levels) are modelled by :class:`DigitsFlow`: uniform dequant
 ``y = (k + u) / 17``, a fixed logit transform, then a flow; its ``nll`` is the bound on the discrete scale
 
     -log P(k) <= E_u[ -log p(y) ] + D ln 17.                                          (2)
+
+Two refinements: :class:`VariationalDequantizer` learns the noise ``q(u | k)`` (Flow++), which gives the bound
+``E_q[-log p(y) + log q(u | k)] + D ln 17`` (:func:`variational_dequantized_nll`, :func:`fit_dequantizer`), and
+:class:`MultiScaleDigitsFlow` is RealNVP's multi-scale architecture (:func:`squeeze`, then half the entries
+factored out).
 """
 from __future__ import annotations
 
@@ -218,7 +223,8 @@ class ActNorm(nn.Module):
 
     On the first forward pass ``b`` and ``log_sigma`` are set to the batch's mean and log standard deviation
     (data-dependent initialization), so the first layers see zero-mean, unit-variance inputs whatever the
-    data's scale: a batch norm that becomes a fixed, invertible affine map after the first batch.
+    data's scale. After that they are ordinary trainable parameters, and the map no longer depends on the
+    batch: unlike batch norm, an example's output (and its density) is the same in any batch.
     ``log_det = -sum(log_sigma) * H * W`` (``H * W = 1`` for vectors).
     """
 
@@ -467,8 +473,8 @@ class DigitsFlow(nn.Module):
     ``y = (k + u) / L`` (dequantization) -> ``s = logit(alpha + (1 - 2 alpha) y)`` (fixed) -> ``z = f(s)``, with
     ``f`` a :class:`RealNVP` on the flattened ``D``-vector: ActNorm before each coupling, masks cycling through
     a checkerboard, column and row stripes of the image (:func:`image_masks`), MLP conditioners with dropout.
-    ``log p(y) = log N(z; 0, I) + log|det dz/ds| + log|det ds/dy|``; ``nll(x)`` is the discrete bound
-    ``-log p(y) + D ln L`` in nats per image (eq. 2), so ``likelihood = "bound"``.
+    ``log p(y) = log N(z; 0, I) + log|det dz/ds| + log|det ds/dy|``; ``nll(x)`` estimates the discrete bound
+    ``E_u[-log p(y)] + D ln L`` in nats per image (eq. 2) from ``draws`` draws of ``u``, so ``likelihood = "bound"``.
     """
 
     likelihood = "bound"
@@ -547,4 +553,234 @@ def train_digits(*, epochs: int = 50, seed: int = 0, quick: bool = False, patien
     history = fit(model, lambda batch: model.loss(batch[0]), train, val_data=val, epochs=epochs, lr=lr,
                   optimizer=optimizer, batch_size=batch_size, patience=patience, seed=seed,
                   max_seconds=max_seconds, desc="RealNVP on digits", verbose=verbose)
+    return model, history
+
+
+# ----------------------------------------------------------------------------------------------
+# Variational dequantization (Flow++, Ho et al. 2019)
+# ----------------------------------------------------------------------------------------------
+
+class VariationalDequantizer(nn.Module):
+    """A learned dequantization noise ``q(u | k)`` on ``(0, 1)^D``: a Gaussian squashed by a sigmoid,
+
+        ``a = mu(k) + sigma(k) * eps``, ``eps ~ N(0, I)``, ``u = sigmoid(a)``,
+        ``log q(u | k) = sum_i [ log N(eps_i; 0, 1) - log sigma_i - log u_i - log(1 - u_i) ]``
+
+    (the change of variables ``eps -> a -> u``: ``da/deps = sigma`` and ``du/da = u (1 - u)``). ``mu`` and
+    ``log sigma`` come from an :class:`MLP` on the image ``2 x - 1`` (``x = k / (L - 1)``, flattened); its last
+    layer starts at zero, so ``q`` starts as ``sigmoid(N(0, init_std^2))``, close to uniform for
+    ``init_std = 1.7``. With a density ``p`` on ``y = (k + u) / L`` it gives the bound (Ho et al. 2019, eq. 12)
+
+        ``-log P(k) <= E_{q(u|k)}[ -log p((k + u) / L) + log q(u | k) ] + D ln L``,
+
+    equal to ``-log P(k)`` when ``q(u | k)`` is ``p``'s own conditional density inside the box of ``k``.
+    """
+
+    def __init__(self, num_dims: int, hidden: int = 128, depth: int = 2, init_std: float = 1.7):
+        super().__init__()
+        if not isinstance(num_dims, int) or num_dims < 1:
+            raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}")
+        if init_std <= 0:
+            raise ValueError(f"init_std must be positive, got {init_std}")
+        self.num_dims = num_dims
+        self.init_log_sigma = math.log(init_std)
+        self.net = MLP(num_dims, 2 * num_dims, hidden, depth)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None):
+        """Draw ``u ~ q(u | k)`` for images ``x = k / (L - 1)`` ``(B, ...)``: returns ``(u like x, log_q (B,))``."""
+        flat = x.flatten(1)
+        if flat.shape[1] != self.num_dims:
+            raise ValueError(f"x must have {self.num_dims} entries per example, got shape {tuple(x.shape)}")
+        mu, log_sigma = self.net(2 * flat - 1).chunk(2, dim=1)
+        log_sigma = log_sigma + self.init_log_sigma
+        if eps is None:
+            eps = torch.randn_like(flat)
+        a = mu + torch.exp(log_sigma) * eps.flatten(1)
+        u = torch.sigmoid(a)
+        log_q = (-0.5 * (eps.flatten(1) ** 2 + LOG_2PI) - log_sigma
+                 - nn.functional.logsigmoid(a) - nn.functional.logsigmoid(-a)).sum(1)
+        return u.view_as(x), log_q
+
+
+def variational_dequantized_nll(log_prob_y, dequantizer: VariationalDequantizer, x: torch.Tensor, levels: int, *,
+                                draws: int = 1, importance_weighted: bool = False) -> torch.Tensor:
+    """Discrete NLL bound in nats ``(B,)`` with the learned noise ``u ~ q(u | k)`` of ``dequantizer``:
+
+    - default: the mean over ``S = draws`` draws of ``-log p(y_s) + log q(u_s | k) + D ln L``, an unbiased
+      estimate of the variational bound ``E_q[-log p(y) + log q(u | k)] + D ln L``;
+    - ``importance_weighted=True``: ``-log (1/S) sum_s p(y_s) / q(u_s | k) + D ln L``, tighter in expectation,
+      tending to ``-log P(k)`` as ``S`` grows (q as the proposal, like IWAE).
+
+    With ``q`` uniform (``log q = 0``) both reduce to :func:`dequantized_nll`.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws}")
+    k = _data.to_levels(x, levels).to(x.dtype)
+    log_w = []
+    for _ in range(draws):
+        u, log_q = dequantizer(x)
+        log_w.append(log_prob_y((k + u) / levels) - log_q)
+    log_w = torch.stack(log_w)
+    nll = -(torch.logsumexp(log_w, dim=0) - math.log(draws)) if importance_weighted else -log_w.mean(0)
+    return _data.discrete_nll_bound(nll, x[0].numel(), levels)
+
+
+def fit_dequantizer(model, *, epochs: int = 15, lr: float = 2e-3, batch_size: int = 64, hidden: int = 128,
+                    seed: int = 0, verbose: bool = True, train=None, val=None):
+    """Learn ``q(u | k)`` (:class:`VariationalDequantizer`) for a trained digits model whose density stays fixed
+    (``model.log_prob_y``, e.g. a :class:`DigitsFlow`): minimize the variational bound on the train split,
+    early-stopped on the validation split. The flow's weights are not changed. Returns ``(dequantizer, history)``.
+    """
+    from gencourse.train import adam, fit, seed_everything
+
+    seed_everything(seed)
+    train = train if train is not None else _data.load("digits", "train")
+    val = val if val is not None else _data.load("digits", "val")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    dequantizer = VariationalDequantizer(model.num_dims, hidden)
+    loss = lambda batch: variational_dequantized_nll(model.log_prob_y, dequantizer, batch[0], model.levels).mean()
+    try:
+        history = fit(dequantizer, loss, train, val_data=val, epochs=epochs, lr=lr,
+                      optimizer=adam(dequantizer.parameters(), lr), batch_size=batch_size, seed=seed,
+                      desc="q(u | k) for a fixed flow", verbose=verbose)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return dequantizer.eval(), history
+
+
+# ----------------------------------------------------------------------------------------------
+# The multi-scale architecture: squeeze and split (Dinh et al. 2017, section 3.6)
+# ----------------------------------------------------------------------------------------------
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    """Space to channels: ``(B, C, H, W) -> (B, 4C, H/2, W/2)``. Each 2x2 block of a channel ``c`` becomes four
+    channels ``4c + 2i + j`` (``i, j``: row and column inside the block). A permutation of the entries, so its
+    log-det is 0."""
+    if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+        raise ValueError(f"squeeze needs images (B, C, H, W) with even H and W, got shape {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    return x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+
+
+def unsqueeze(z: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`squeeze`: ``(B, 4C, H, W) -> (B, C, 2H, 2W)``."""
+    if z.dim() != 4 or z.shape[1] % 4:
+        raise ValueError(f"unsqueeze needs images (B, 4C, H, W), got shape {tuple(z.shape)}")
+    b, c4, h, w = z.shape
+    return z.view(b, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c4 // 4, 2 * h, 2 * w)
+
+
+def channel_masks(shape) -> list:
+    """Masks on flattened squeezed images ``shape = (C, H, W)``, ``C`` a multiple of 4, each ``(C*H*W,)``: inside
+    every 2x2 block (the four channels ``4c + 2i + j`` of :func:`squeeze`) the diagonal, the top row and the
+    left column, each followed by its complement."""
+    c, h, w = shape
+    if c % 4:
+        raise ValueError(f"channel masks need a squeezed shape with C a multiple of 4, got {shape}")
+    patterns = [torch.tensor([1.0, 0, 0, 1]), torch.tensor([1.0, 1, 0, 0]), torch.tensor([1.0, 0, 1, 0])]
+    masks = []
+    for pattern in patterns:
+        m = pattern.repeat(c // 4)[:, None, None].expand(c, h, w).flatten()
+        masks += [m, 1 - m]
+    return masks
+
+
+class MultiScaleDigitsFlow(nn.Module):
+    """RealNVP's multi-scale architecture for discrete images ``(C, H, W)`` (default 8x8 digits, 17 levels).
+
+    ``y = (k + u) / L`` -> logit (as :class:`DigitsFlow`) -> ``couplings[0]`` couplings at full resolution
+    (masks of :func:`image_masks`) -> :func:`squeeze` to ``(4C, H/2, W/2)`` -> ``couplings[1]`` couplings with
+    :func:`channel_masks` -> **split**: the first ``2C`` channels (half the entries) leave the flow and are
+    scored by the standard normal base right away -> ``couplings[2]`` couplings on the remaining half only.
+    Every coupling has an :class:`ActNorm` before it and an MLP conditioner on the flattened entries.
+
+    ``log p(y) = log N(z_out; 0, I) + log N(z_last; 0, I) + sum of log-dets`` (the squeeze adds 0). The later
+    layers work on ``D/2`` entries: fewer parameters and less compute than a flat flow of the same depth.
+    """
+
+    likelihood = "bound"
+
+    def __init__(self, shape=(1, 8, 8), levels: int = 17, couplings=(4, 2, 4), hidden: int = 128, depth: int = 2,
+                 alpha: float = 0.05, scale_bound: float = 3.0, dropout: float = 0.3, seed: int = 0):
+        super().__init__()
+        self.shape = tuple(shape)
+        if len(self.shape) != 3 or self.shape[1] % 2 or self.shape[2] % 2:
+            raise ValueError(f"shape must be an image shape (C, H, W) with even H and W, got {shape!r}")
+        if not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels must be an integer >= 2 (17 for digits), got {levels!r}")
+        if len(couplings) != 3 or min(couplings) < 1:
+            raise ValueError(f"couplings must give three positive numbers (before squeeze, after it, after the "
+                             f"split), got {couplings!r}")
+        c, h, w = self.shape
+        self.levels = levels
+        self.num_dims = c * h * w
+        self.squeezed = (4 * c, h // 2, w // 2)
+        self.logit = LogitLayer(alpha)
+        kw = dict(scale_bound=scale_bound, actnorm=True, dropout=dropout, seed=seed)
+        self.full = RealNVP(self.num_dims, couplings[0], hidden, depth, masks=image_masks(self.shape), **kw)
+        self.after_squeeze = RealNVP(self.num_dims, couplings[1], hidden, depth, masks=channel_masks(self.squeezed),
+                                     **kw)
+        self.kept_shape = (2 * c, h // 2, w // 2)
+        self.after_split = RealNVP(self.num_dims // 2, couplings[2], hidden, depth,
+                                   masks=image_masks(self.kept_shape), **kw)
+
+    _check_images = DigitsFlow._check_images
+
+    def encode(self, s: torch.Tensor):
+        """Logit-space images ``s: (B, D)`` -> ``(z_out (B, D/2), z_last (B, D/2), log_det (B,))``."""
+        h, ld1 = self.full(s)
+        h = squeeze(h.view(-1, *self.shape)).flatten(1)
+        h, ld2 = self.after_squeeze(h)
+        z_out, kept = h.chunk(2, dim=1)  # channel-major: the first 2C channels leave here
+        z_last, ld3 = self.after_split(kept)
+        return z_out, z_last, ld1 + ld2 + ld3
+
+    def log_prob_y(self, y: torch.Tensor) -> torch.Tensor:
+        """``log p(y)`` ``(B,)`` of dequantized images ``y: (B, C, H, W)`` in ``[0, 1)``, logit log-det included."""
+        s, ld_logit = self.logit(y.flatten(1))
+        z_out, z_last, log_det = self.encode(s)
+        return standard_normal_log_prob(z_out) + standard_normal_log_prob(z_last) + log_det + ld_logit
+
+    def nll(self, x: torch.Tensor, draws: int = 1, *, importance_weighted: bool = False) -> torch.Tensor:
+        """Discrete NLL bound in nats per image ``(B,)`` (eq. 2; see :func:`dequantized_nll`)."""
+        self._check_images(x)
+        return dequantized_nll(self.log_prob_y, x, self.levels, draws=draws, importance_weighted=importance_weighted)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Training loss: the mean discrete bound of the batch, nats per image (one dequantization)."""
+        return self.nll(x).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)`` like the data: both halves of ``z`` drawn from ``N(0, T^2 I)`` and inverted."""
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        device = next(self.parameters()).device
+        half = self.num_dims // 2
+        z_out, z_last = temperature * torch.randn(2, n, half, device=device)
+        h = self.after_squeeze.inverse(torch.cat([z_out, self.after_split.inverse(z_last)], dim=1))
+        s = self.full.inverse(unsqueeze(h.view(n, *self.squeezed)).flatten(1))
+        y = self.logit.inverse(s).clamp(0, 1 - 1e-6).view(n, *self.shape)
+        return torch.floor(y * self.levels).clamp(0, self.levels - 1) / (self.levels - 1)
+
+
+def fit_digits_model(model, *, epochs: int = 50, seed: int = 0, patience: int | None = 20, lr: float = 2e-3,
+                     batch_size: int = 64, max_seconds: float | None = None, verbose: bool = True,
+                     desc: str = "flow on digits"):
+    """Train any digits model with ``loss(x)`` and ``nll(x)`` (a :class:`DigitsFlow`, a
+    :class:`MultiScaleDigitsFlow`) as :func:`train_digits` does: the discrete bound, Adam, early stopping on
+    the validation split. Returns ``(model, history)``."""
+    from gencourse.train import adam, fit, seed_everything
+
+    seed_everything(seed)
+    train, val = _data.load("digits", "train"), _data.load("digits", "val")
+    device = next(model.parameters()).device
+    with torch.no_grad():  # ActNorm's data-dependent initialization on a large batch
+        model.nll(train.images[:512].to(device))
+    history = fit(model, lambda batch: model.loss(batch[0]), train, val_data=val, epochs=epochs, lr=lr,
+                  optimizer=adam(model.parameters(), lr), batch_size=batch_size, patience=patience, seed=seed,
+                  max_seconds=max_seconds, desc=desc, verbose=verbose)
     return model, history
