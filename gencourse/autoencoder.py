@@ -15,8 +15,18 @@ loss corrupts the input, ``x~ = corrupt(x)``, and scores the reconstruction ``g(
 
 An autoencoder has no prior over its codes, hence no likelihood (``likelihood = "none"``) and no principled
 way to sample: :meth:`Autoencoder.sample` decodes codes drawn from a Gaussian fitted to the training codes
-(:meth:`Autoencoder.fit_code_distribution`), the best a plain autoencoder can do, and lesson 02 measures
-how far that falls short.
+(:meth:`Autoencoder.fit_code_distribution`, which must be called first), the best a plain autoencoder can do,
+and lesson 02 measures how far that falls short.
+
+Denoising and the score. For Gaussian corruption ``x~ = x + sigma eps``, the denoiser that minimizes the squared
+error is the posterior mean, and Tweedie's formula ties it to the score of the noised density
+``p_sigma = p * N(0, sigma^2 I)``:
+
+    r*(x~) = E[x | x~] = x~ + sigma^2 grad log p_sigma(x~),   so   grad log p_sigma(x~) ~ (r(x~) - x~) / sigma^2   (2)
+
+(Vincent 2011; Alain & Bengio 2014). :func:`train_denoiser` fits such an ``r`` to 2D points,
+:func:`denoiser_score` reads the score off it, and :func:`mixture_score` gives the exact score of a noised
+Gaussian mixture (the 8-Gaussians ring) to compare with.
 
     model = MLPAutoencoder(latent_dim=2)                 # digits (1, 8, 8)
     conv = ConvAutoencoder((1, 28, 28), latent_dim=16)    # MNIST
@@ -77,7 +87,11 @@ class Autoencoder(nn.Module):
         return self.noise_std > 0 or self.mask_prob > 0
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, H, W)`` in [0, 1] -> codes ``z (B, latent_dim)``."""
+        """``x (B, C, H, W)`` in [0, 1] -> codes ``z (B, latent_dim)``.
+
+        The encoder sees ``2 x - 1``, the pixels centred on [-1, 1] (inputs centred on zero train a little faster);
+        the decoder's logits still target ``x`` in [0, 1].
+        """
         return self.encoder(2.0 * x - 1.0)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -92,13 +106,22 @@ class Autoencoder(nn.Module):
         """The reconstruction ``x_hat = sigmoid(g(f(x)))``, same shape as ``x``."""
         return self.decode(self.encode(x))
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Training loss (1), mean over the batch of the per-image sum over pixels (a scalar).
 
         In training mode a denoising autoencoder encodes a corrupted copy of ``x`` and is scored against ``x``.
+        ``inputs`` (images like ``x``, e.g. a fixed corrupted copy) are encoded instead when given, with no
+        further corruption; ``x`` stays the target.
         """
         self.check_images(x)
-        inputs = corrupt(x, noise_std=self.noise_std, mask_prob=self.mask_prob) if self.training and self.denoising else x
+        if inputs is not None:
+            self.check_images(inputs)
+            if inputs.shape != x.shape:
+                raise ValueError(f"inputs must have the shape of x {tuple(x.shape)}, got {tuple(inputs.shape)}")
+        elif self.training and self.denoising:
+            inputs = corrupt(x, noise_std=self.noise_std, mask_prob=self.mask_prob)
+        else:
+            inputs = x
         logits = self.decode_logits(self.encode(inputs))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
 
@@ -125,16 +148,36 @@ class Autoencoder(nn.Module):
         self.code_scale_tril.copy_(torch.linalg.cholesky(cov))
         return self
 
+    @property
+    def code_distribution_fitted(self) -> bool:
+        """Whether :meth:`fit_code_distribution` has set the code Gaussian (the buffers are saved in the
+        state_dict, so a loaded checkpoint keeps it). Unfitted buffers are exactly ``N(0, I)``."""
+        return not (bool((self.code_mean == 0).all())
+                    and bool((self.code_scale_tril == torch.eye(self.latent_dim, device=self.code_mean.device)).all()))
+
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` random codes ``z = m + L eps``, ``eps ~ N(0, I)`` (``L L^T = S``, the fitted code Gaussian;
-        ``N(0, I)`` before :meth:`fit_code_distribution`) -> images ``(n, C, H, W)`` in [0, 1], the decoder's output."""
+    def sample_codes(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` codes ``z = m + L eps``, ``eps ~ N(0, I)``, from the fitted code Gaussian ``N(m, S)``, ``L L^T = S``
+        -> ``(n, latent_dim)``. Raises ``RuntimeError`` before :meth:`fit_code_distribution`: an autoencoder
+        has no distribution over its codes until one is fitted, and silently using ``N(0, I)`` instead would
+        sample something else."""
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if not self.code_distribution_fitted:
+            raise RuntimeError("this autoencoder's code distribution has not been fitted: call "
+                               "model.fit_code_distribution(training_images) first (for N(0, I) codes, draw them "
+                               "yourself with torch.randn and call model.decode)")
         eps = torch.randn(n, self.latent_dim, generator=generator, device=self.code_mean.device)
+        return self.code_mean + eps @ self.code_scale_tril.T
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` codes of :meth:`sample_codes` (the Gaussian fitted to the training codes; ``RuntimeError``
+        before :meth:`fit_code_distribution`) -> images ``(n, C, H, W)`` in [0, 1], the decoder's output."""
+        z = self.sample_codes(n, generator=generator)
         was_training = self.training
         self.eval()
-        images = self.decode(self.code_mean + eps @ self.code_scale_tril.T)
+        images = self.decode(z)
         self.train(was_training)
         return images
 
@@ -213,17 +256,115 @@ def roc_auc(scores_normal, scores_anomalous) -> float:
     return float((ranks[n:].sum() - m * (m + 1) / 2) / (n * m))
 
 
+# ----------------------------------------------------------------------------------------------
+# Denoising and the score, on 2D points
+# ----------------------------------------------------------------------------------------------
+
+def mixture_score(x: torch.Tensor, centers: torch.Tensor, std: float, sigma: float = 0.0) -> torch.Tensor:
+    """Exact score ``grad_x log p_sigma(x)`` of an equal-weight isotropic Gaussian mixture noised by ``sigma``.
+
+    ``p = 1/K sum_k N(c_k, std^2 I)``; adding ``N(0, sigma^2 I)`` noise adds the variances, so
+    ``p_sigma = 1/K sum_k N(c_k, s^2 I)`` with ``s^2 = std^2 + sigma^2``, and
+
+        grad log p_sigma(x) = sum_k w_k(x) (c_k - x) / s^2,   w_k(x) = softmax_k( -|x - c_k|^2 / (2 s^2) )    (3)
+
+    ``x (B, D)``, ``centers (K, D)`` -> ``(B, D)``. The weights are a softmax, so far-away points do not overflow.
+    With the ring's ``data.RING_CENTERS`` and ``data.RING_STD`` it is the score of the noised 8-Gaussians ring.
+    """
+    x, centers = torch.as_tensor(x), torch.as_tensor(centers, dtype=torch.as_tensor(x).dtype)
+    if x.dim() != 2 or centers.dim() != 2 or x.shape[1] != centers.shape[1]:
+        raise ValueError(f"x must be (B, D) and centers (K, D) with the same D, got {tuple(x.shape)} and "
+                         f"{tuple(centers.shape)}")
+    if std < 0 or sigma < 0 or std == sigma == 0:
+        raise ValueError(f"std and sigma must be >= 0 and not both 0, got {std} and {sigma}")
+    s2 = std ** 2 + sigma ** 2
+    diff = centers[None, :, :] - x[:, None, :]                      # (B, K, D)
+    w = torch.softmax(-(diff ** 2).sum(-1) / (2 * s2), dim=1)       # (B, K)
+    return (w[..., None] * diff).sum(1) / s2
+
+
+def denoiser_score(denoiser, x_noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The score read off a denoiser, eq. (2): ``(r(x~) - x~) / sigma^2`` -> same shape as ``x_noisy``.
+
+    ``denoiser`` maps noisy points to estimates of the clean ones; ``sigma`` is the noise it was trained on.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    with torch.no_grad():
+        return (denoiser(x_noisy) - x_noisy) / sigma ** 2
+
+
+class Denoiser2D(nn.Module):
+    """``r(x~) = x~ + net(x~)`` for 2D points: an MLP ``2 -> hidden -> hidden -> 2`` (SiLU) predicts the correction.
+
+    Predicting the correction makes ``net`` itself the score estimate times ``sigma^2``, eq. (2).
+    """
+
+    def __init__(self, hidden: int = 128, dim: int = 2):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, x_noisy: torch.Tensor) -> torch.Tensor:
+        return x_noisy + self.net(x_noisy)
+
+
+def train_denoiser(points: torch.Tensor, sigma: float, *, steps: int = 1000, batch_size: int = 512,
+                   hidden: int = 128, lr: float = 3e-3, seed: int = 0):
+    """Train a :class:`Denoiser2D` on ``points (N, D)`` corrupted by ``x~ = x + sigma eps``: minimize the squared
+    error ``|r(x~) - x|^2`` (summed over coordinates, averaged over a batch), a fresh batch and fresh noise at
+    every step, Adam with a cosine-decayed learning rate -> ``(denoiser in eval mode, per-step losses)``."""
+    points = torch.as_tensor(points, dtype=torch.float32)
+    if points.dim() != 2 or len(points) == 0:
+        raise ValueError(f"points must be a non-empty (N, D) tensor, got shape {tuple(points.shape)}")
+    if not sigma > 0 or steps <= 0:
+        raise ValueError(f"sigma and steps must be positive, got {sigma} and {steps}")
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = Denoiser2D(hidden, points.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    losses = []
+    for _ in range(steps):
+        x = points[torch.randint(0, len(points), (batch_size,), generator=g)]
+        x_noisy = x + sigma * torch.randn(x.shape, generator=g)
+        loss = (model(x_noisy) - x).pow(2).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            raise RuntimeError(f"the denoiser's loss became {losses[-1]} at step {len(losses)}; lower lr")
+    return model.eval(), losses
+
+
 def train_autoencoder(model: Autoencoder, train_data, val_data=None, *, epochs: int = 100, lr: float = 2e-3,
                       batch_size: int = 128, patience: int | None = 15, seed: int = 0, desc: str = "autoencoder",
-                      verbose: bool = True):
+                      verbose: bool = True, select_on: str = "clean"):
     """Minimize the loss (1) with :func:`gencourse.train.fit`; early stopping on the validation loss.
 
     ``train_data``/``val_data``: an image dataset from :func:`gencourse.data.load` or a tensor of images.
-    The clean validation loss is used for early stopping, also for a denoising autoencoder.
+    ``select_on="clean"`` (the default) early-stops on the loss of clean validation images, also for a denoising
+    autoencoder; ``"corrupted"`` on what a denoising autoencoder is trained for: reconstructing the clean
+    validation images from one fixed corrupted copy of them (drawn once with ``seed``).
     """
     from gencourse.train import adam, fit
 
+    if select_on not in ("clean", "corrupted"):
+        raise ValueError(f"select_on must be 'clean' or 'corrupted', got {select_on!r}")
+    if select_on == "corrupted" and val_data is not None:
+        if not model.denoising:
+            raise ValueError("select_on='corrupted' needs a denoising autoencoder (noise_std > 0 or mask_prob > 0)")
+        clean = (val_data.images if hasattr(val_data, "images") else val_data).to(model.code_mean.device)
+        g = torch.Generator(device=clean.device).manual_seed(seed)
+        noisy = corrupt(clean, noise_std=model.noise_std, mask_prob=model.mask_prob, generator=g)
+        val_data = torch.utils.data.TensorDataset(clean, noisy)  # batches come as [clean, corrupted]
+        train_data = train_data.images if hasattr(train_data, "images") else train_data  # batches: tensors
+
     def loss_fn(batch):
+        if isinstance(batch, (tuple, list)) and select_on == "corrupted":
+            return model.loss(batch[0], inputs=batch[1])
         return model.loss(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     return fit(model, loss_fn, train_data, val_data=val_data, epochs=epochs, lr=lr, batch_size=batch_size,
