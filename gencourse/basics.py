@@ -1,11 +1,14 @@
-"""Lesson 01's building blocks: generative classifiers, the per-pixel categorical baseline, KL helpers.
+"""Lesson 01's building blocks: generative classifiers, the per-pixel categorical baseline, KL helpers, the
+dequantization bound, and Gaussian mixtures fitted by EM.
 
     clf = GaussianClassifier("full", reg=0.01).fit(x, y)     # p(x, y) = p(y) N(x; mu_y, Sigma_y)
     clf.predict(x_test); x_new, y_new = clf.sample(100)      # classify with Bayes' rule, or generate
     base = PixelCategorical(alpha=0.1).fit(train_images)     # 64 independent categoricals over 17 levels
     base.nll(test_images)                                    # (B,) nats per image, exact
+    dequantized_nll(clf.log_prob, k, 17, u)                  # (B,) E_u[-log p((k+u)/L)] + D ln L, a bound
+    w, mu, cov, history = fit_gmm(x, init_means, steps=100)  # EM; history never decreases
 
-Everything here is closed form (counts, means, covariances) except :func:`fit_gaussian_kl`, which
+Everything here is closed form (counts, means, covariances, EM's steps) except :func:`fit_gaussian_kl`, which
 minimizes a KL divergence between 1D densities numerically on a grid.
 """
 from __future__ import annotations
@@ -402,22 +405,146 @@ def fit_gaussian_kl(log_p, direction: str = "forward", *, init=(0.0, 1.0), lim: 
 
 
 # ----------------------------------------------------------------------------------------------
+# Continuous models on the discrete scale: the dequantized bound
+# ----------------------------------------------------------------------------------------------
+
+def dequantized_nll(log_density, levels_k, levels: int, u) -> torch.Tensor:
+    """The discrete NLL bound of a continuous model, ``E_u[-log p((k + u) / L)] + D ln L``, estimated with draws.
+
+    ``log_density``: a function ``y: (M, D) -> (M,)``, the model's log density on ``[0, 1)^D``;
+    ``levels_k: (B, D)`` integer levels in ``0..L-1``; ``u: (S, B, D)`` uniform draws in ``[0, 1)``, ``S`` per
+    image. Returns ``(B,)`` nats, the mean over the ``S`` draws.
+
+    Why a bound: ``P(k) = int_cell p(y) dy = L^-D E_u[p((k + u) / L)]`` over the cell of volume ``L^-D``, and
+    Jensen's inequality gives ``-log P(k) <= E_u[-log p((k + u) / L)] + D ln L``.
+    """
+    k = _check_levels(levels_k, levels, "levels_k")
+    u = torch.as_tensor(u)
+    if u.dim() != 3 or tuple(u.shape[1:]) != tuple(k.shape) or len(u) < 1:
+        raise ValueError(f"u must have shape (S, B, D) = (S, {k.shape[0]}, {k.shape[1]}), got {tuple(u.shape)}")
+    if u.min() < 0 or u.max() >= 1:
+        raise ValueError("u must hold uniform draws in [0, 1)")
+    s, b, d = u.shape
+    y = (k.to(u.dtype) + u) / levels                                                  # (S, B, D) in [0, 1)
+    log_p = torch.as_tensor(log_density(y.reshape(s * b, d))).reshape(s, b)
+    return -log_p.mean(0) + d * math.log(levels)
+
+
+def diagonal_gaussian_cell_nll(levels_k, levels: int, mean, std) -> torch.Tensor:
+    """The exact discrete NLL of a diagonal Gaussian on dequantization cells: ``-log P(k)`` in nats, ``(B,)``.
+
+    ``P(k) = prod_d [Phi((k_d + 1)/L; mean_d, std_d) - Phi(k_d/L; mean_d, std_d)]``, the Gaussian's mass on
+    the cell ``[k/L, (k+1)/L)`` of :func:`dequantized_nll` (no bound: a diagonal Gaussian's CDF is known).
+    ``levels_k: (B, D)`` integer levels; ``mean, std: (D,)``. Differences of CDFs are taken in log space on the
+    side of the mean where they do not cancel, so cells far in a tail stay finite.
+    """
+    k = _check_levels(levels_k, levels, "levels_k").double()
+    mean, std = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
+    if mean.shape != (k.shape[1],) or std.shape != mean.shape or (std <= 0).any():
+        raise ValueError(f"mean and std must have shape ({k.shape[1]},) with std > 0")
+    a, b = (k / levels - mean) / std, ((k + 1) / levels - mean) / std               # cell edges, standardized
+
+    def log_mass(lo, hi):                                                          # log(Phi(hi) - Phi(lo)), lo < hi
+        log_hi = torch.special.log_ndtr(hi)
+        return log_hi + torch.log1p(-torch.exp(torch.special.log_ndtr(lo) - log_hi))
+
+    right = a > 0                                                                   # by symmetry, use the left tail
+    log_p = torch.where(right, log_mass(-b, -a), log_mass(a, b))
+    return -log_p.sum(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# A mixture of Gaussians fitted by EM: the component is a latent variable
+# ----------------------------------------------------------------------------------------------
+
+def gmm_log_joint(x, weights, means, covs) -> torch.Tensor:
+    """``log p(x, z=k) = log w_k + log N(x; mu_k, Sigma_k)`` for ``x: (B, D)``, ``weights: (K,)``,
+    ``means: (K, D)``, ``covs: (K, D, D)`` -> ``(B, K)``. Its ``logsumexp`` over ``k`` is ``log p(x)``."""
+    x, weights, means, covs = (torch.as_tensor(v) for v in (x, weights, means, covs))
+    if x.dim() != 2 or means.dim() != 2 or means.shape[1] != x.shape[1] or weights.shape != means.shape[:1] \
+            or covs.shape != (*means.shape, means.shape[1]):
+        raise ValueError(f"expected x (B, D), weights (K,), means (K, D), covs (K, D, D); got {tuple(x.shape)}, "
+                         f"{tuple(weights.shape)}, {tuple(means.shape)}, {tuple(covs.shape)}")
+    return torch.stack([torch.log(weights[k]) + gaussian_log_prob(x, means[k], covs[k])
+                        for k in range(len(means))], dim=1)
+
+
+def em_step(x, weights, means, covs, *, reg: float = 0.0):
+    """One EM step for a Gaussian mixture on ``x: (N, D)``. Returns ``(weights, means, covs, log_lik)`` with
+    the new parameters and ``log_lik``, the mean ``log p(x)`` under the parameters it started from.
+
+    E-step: the responsibilities ``r_nk = p(z=k | x_n)`` by Bayes' rule (:func:`class_posterior` of
+    :func:`gmm_log_joint`). M-step: with ``N_k = sum_n r_nk``, ``w_k = N_k / N``,
+    ``mu_k = sum_n r_nk x_n / N_k``, ``Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k (+ reg I)``:
+    the maximum-likelihood fit of Exercise 1 with each point weighted by its responsibility. With
+    ``reg = 0`` the mean log-likelihood never decreases from one step to the next.
+    """
+    x = torch.as_tensor(x)
+    log_joint = gmm_log_joint(x, weights, means, covs)                            # (N, K)
+    log_lik = torch.logsumexp(log_joint, dim=1).mean()
+    r = class_posterior(log_joint).exp()                                          # (N, K) responsibilities
+    n_k = r.sum(0)                                                                # (K,)
+    new_means = (r.T @ x) / n_k[:, None]                                          # (K, D)
+    diff = x[None] - new_means[:, None]                                           # (K, N, D)
+    new_covs = torch.einsum("nk,knd,kne->kde", r, diff, diff) / n_k[:, None, None]
+    new_covs = new_covs + reg * torch.eye(x.shape[1], dtype=x.dtype)
+    return n_k / len(x), new_means, new_covs, log_lik
+
+
+def fit_gmm(x, init_means, steps: int, *, reg: float = 0.0):
+    """A Gaussian mixture fitted by EM to ``x: (N, D)`` from ``init_means: (K, D)``.
+
+    Starts from equal weights, the given means and, for every component, the covariance of all the data
+    (:func:`gaussian_mle`); then runs ``steps`` calls of :func:`em_step`. Returns ``(weights (K,),
+    means (K, D), covs (K, D, D), history)``, ``history`` a list of the ``steps`` mean log-likelihoods
+    ``(1/N) sum_n log p(x_n)`` measured at the start of each step (a float each).
+    """
+    x, means = torch.as_tensor(x), torch.as_tensor(init_means)
+    if x.dim() != 2 or means.dim() != 2 or means.shape[1] != x.shape[1] or not steps >= 1:
+        raise ValueError(f"expected x (N, D), init_means (K, D) and steps >= 1, got {tuple(x.shape)}, "
+                         f"{tuple(means.shape)}, {steps!r}")
+    k = len(means)
+    weights = torch.full((k,), 1.0 / k, dtype=x.dtype)
+    covs = gaussian_mle(x)[1].expand(k, -1, -1).clone()
+    history = []
+    for _ in range(steps):
+        weights, means, covs, log_lik = em_step(x, weights, means, covs, reg=reg)
+        history.append(log_lik.item())
+    return weights, means, covs, history
+
+
+def kmeans_plus_plus(x, k: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` starting means ``(k, D)`` chosen among the rows of ``x: (N, D)`` by k-means++: the first at random,
+    each next one with probability proportional to its squared distance to the nearest chosen one."""
+    x = torch.as_tensor(x)
+    if x.dim() != 2 or not 0 < k <= len(x):
+        raise ValueError(f"expected x (N, D) and 0 < k <= N, got {tuple(x.shape)} and k={k}")
+    chosen = [int(torch.randint(len(x), (1,), generator=generator))]
+    for _ in range(k - 1):
+        d2 = torch.cdist(x, x[chosen]).min(1).values ** 2
+        chosen.append(int(torch.multinomial(d2 / d2.sum(), 1, generator=generator)))
+    return x[chosen].clone()
+
+
+# ----------------------------------------------------------------------------------------------
 # The map of the families this course covers
 # ----------------------------------------------------------------------------------------------
 
 FAMILIES = (
     # name, lesson, likelihood, network evaluations per sample (typical), what typically fails
     dict(family="VAE", lesson="03", likelihood="bound", nfe="1", nfe_typical=1,
-         samples_by="decode a prior draw z ~ N(0, I)", fails="blurry means and speckled samples (a pixel-independent decoder); posterior collapse"),
+         samples_by="decode a prior draw z ~ N(0, I)",
+         fails="blurry means and speckled samples (a pixel-independent decoder); posterior collapse"),
     dict(family="GAN", lesson="04", likelihood="none", nfe="1", nfe_typical=1,
          samples_by="push noise through the generator", fails="mode collapse; unstable training"),
     dict(family="normalizing flow", lesson="05", likelihood="exact", nfe="1 (one pass, K layers)", nfe_typical=1,
          samples_by="invert the flow on a base draw", fails="needs large invertible nets; weaker samples"),
-    dict(family="diffusion", lesson="06", likelihood="bound", nfe="T: 10-1000", nfe_typical=100,
-         samples_by="denoise step by step from noise", fails="slow sampling (many steps)"),
+    dict(family="diffusion", lesson="06", likelihood="bound (or via the probability-flow ODE)", nfe="T: 10-1000",
+         nfe_typical=100, samples_by="denoise step by step from noise", fails="slow sampling (many steps)"),
     dict(family="autoregressive", lesson="07", likelihood="exact", nfe="D: one per dimension", nfe_typical=64,
          samples_by="one dimension at a time, in order", fails="sampling is sequential, slow for large D"),
-    dict(family="flow matching", lesson="08", likelihood="exact (ODE, costly)", nfe="1-100 ODE steps", nfe_typical=20,
+    dict(family="flow matching", lesson="08", likelihood="exact up to solver error (ODE solve, trace often estimated)",
+         nfe="1-100 ODE steps", nfe_typical=20,
          samples_by="integrate a learned velocity field", fails="few steps: blur; likelihood needs an ODE solve"),
 )
 

@@ -281,3 +281,118 @@ def test_family_map():
     kinds = {f["likelihood"].split()[0] for f in basics.FAMILIES}
     assert kinds == {"exact", "bound", "none"}
     assert {f["lesson"] for f in basics.FAMILIES} == {"03", "04", "05", "06", "07", "08"}
+    vae = next(f for f in basics.FAMILIES if f["family"] == "VAE")
+    assert "blurry means" in vae["fails"] and "speckled samples" in vae["fails"]  # lesson 03's measured finding
+
+
+# ----------------------------------------------------------------------------------------------
+# The dequantization bound and the exact cell probabilities of a diagonal Gaussian
+# ----------------------------------------------------------------------------------------------
+
+def test_dequantized_nll_against_a_loop_and_closed_forms():
+    g = torch.Generator().manual_seed(11)
+    k = torch.randint(0, 17, (5, 3), generator=g)
+    u = torch.rand(4, 5, 3, generator=g, dtype=torch.float64)
+    normal = td.Independent(td.Normal(torch.full((3,), 0.4, dtype=torch.float64),
+                                      torch.full((3,), 0.25, dtype=torch.float64)), 1)
+    got = basics.dequantized_nll(normal.log_prob, k, 17, u)
+    expect = torch.tensor([sum(-normal.log_prob(((k[b] + u[s, b]) / 17)[None]).item() for s in range(4)) / 4
+                           + 3 * math.log(17) for b in range(5)], dtype=torch.float64)
+    assert torch.allclose(got, expect, atol=1e-10)
+    # the uniform density on [0, 1)^D: exactly D ln L, whatever the draws
+    flat = basics.dequantized_nll(lambda y: torch.zeros(len(y), dtype=y.dtype), k, 17, u)
+    assert torch.allclose(flat, torch.full((5,), 3 * math.log(17), dtype=torch.float64))
+    # many draws: E_u[(y - m)^2] has the closed form ((k + 1/2)/L - m)^2 + 1 / (12 L^2)
+    many = torch.rand(20000, 5, 3, generator=g, dtype=torch.float64)
+    m, s = 0.4, 0.25
+    e_sq = ((k + 0.5) / 17 - m) ** 2 + 1 / (12 * 17 ** 2)
+    closed = (0.5 * e_sq.double() / s ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)).sum(1) + 3 * math.log(17)
+    assert torch.allclose(basics.dequantized_nll(normal.log_prob, k, 17, many), closed, atol=5e-3)
+    with pytest.raises(ValueError, match="shape"):
+        basics.dequantized_nll(normal.log_prob, k, 17, u[0])
+    with pytest.raises(ValueError, match="uniform"):
+        basics.dequantized_nll(normal.log_prob, k, 17, u + 1)
+
+
+def test_diagonal_gaussian_cell_nll_is_exact_and_below_the_bound():
+    g = torch.Generator().manual_seed(12)
+    k = torch.randint(0, 5, (6, 2), generator=g)
+    mean, std = torch.tensor([0.3, 0.6], dtype=torch.float64), torch.tensor([0.2, 0.05], dtype=torch.float64)
+    normal = td.Normal(mean, std)
+    expect = -torch.log(normal.cdf((k + 1) / 5) - normal.cdf(k / 5)).sum(1)   # loses digits far in a tail
+    got = basics.diagonal_gaussian_cell_nll(k, 5, mean, std)
+    near = expect < 20
+    assert near.sum() >= 3 and torch.allclose(got[near], expect[near], atol=1e-9)
+    # by numerical integration of the density over the cell (midpoint rule, 2000 points per pixel)
+    t = (torch.arange(2000, dtype=torch.float64) + 0.5) / 2000
+    mass = torch.stack([normal.log_prob(((k[:, d, None] + t) / 5).unsqueeze(-1).expand(-1, -1, 2))[..., d].exp().mean(1) / 5
+                        for d in range(2)], dim=1)
+    assert torch.allclose(got, -mass.log().sum(1), atol=1e-5)
+    # Jensen: the bound of dequantized_nll is never below the exact value
+    bound = basics.dequantized_nll(td.Independent(normal, 1).log_prob, k, 5,
+                                   torch.rand(4000, 6, 2, generator=g, dtype=torch.float64))
+    assert (bound >= got - 1e-3).all()
+    # a cell far in the tail stays finite (cdf differences would underflow to 0)
+    far = basics.diagonal_gaussian_cell_nll(torch.tensor([[16, 0]]), 17, torch.tensor([0.0, 1.0]),
+                                            torch.tensor([0.01, 0.01]))
+    assert torch.isfinite(far).all() and far.item() > 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian mixtures and EM
+# ----------------------------------------------------------------------------------------------
+
+def _mixture(g, k=3, d=2):
+    weights = torch.rand(k, generator=g, dtype=torch.float64) + 0.2
+    weights = weights / weights.sum()
+    means = torch.randn(k, d, generator=g, dtype=torch.float64) * 3
+    covs = torch.stack([_spd(d, g) for _ in range(k)])
+    return weights, means, covs
+
+
+def test_gmm_log_joint_matches_torch_distributions():
+    g = torch.Generator().manual_seed(13)
+    weights, means, covs = _mixture(g)
+    x = torch.randn(20, 2, generator=g, dtype=torch.float64) * 3
+    log_joint = basics.gmm_log_joint(x, weights, means, covs)
+    mix = td.MixtureSameFamily(td.Categorical(weights), td.MultivariateNormal(means, covs))
+    assert torch.allclose(torch.logsumexp(log_joint, 1), mix.log_prob(x), atol=1e-10)
+    with pytest.raises(ValueError, match="expected"):
+        basics.gmm_log_joint(x, weights[:2], means, covs)
+
+
+def test_em_step_is_weighted_maximum_likelihood_and_never_lowers_the_likelihood():
+    g = torch.Generator().manual_seed(14)
+    weights, means, covs = _mixture(g)
+    x = td.MixtureSameFamily(td.Categorical(weights), td.MultivariateNormal(means, covs)).sample((300,))
+    start = (torch.full((3,), 1 / 3, dtype=torch.float64), x[:3].clone(), covs.clone())
+    w, m, c, log_lik = basics.em_step(x, *start)
+    # the M-step by loops over the points, from responsibilities computed with torch.distributions
+    comp = td.MultivariateNormal(start[1], start[2])
+    joint = (start[0].log() + comp.log_prob(x[:, None])).exp()                       # (N, K)
+    r = joint / joint.sum(1, keepdim=True)
+    assert abs(log_lik.item() - joint.sum(1).log().mean().item()) < 1e-10
+    for j in range(3):
+        nj = r[:, j].sum()
+        mu = sum(r[n, j] * x[n] for n in range(300)) / nj
+        cov = sum(r[n, j] * torch.outer(x[n] - mu, x[n] - mu) for n in range(300)) / nj
+        assert abs(w[j] - nj / 300) < 1e-12 and torch.allclose(m[j], mu) and torch.allclose(c[j], cov)
+    # monotone over many steps, and K = 1 is the maximum-likelihood Gaussian after one step
+    _, _, _, history = basics.fit_gmm(x, x[:3].clone(), 40)
+    assert all(b >= a - 1e-10 for a, b in zip(history, history[1:])) and len(history) == 40
+    w1, m1, c1, _ = basics.fit_gmm(x, x[:1].clone(), 1)
+    mu, sigma = basics.gaussian_mle(x)
+    assert torch.allclose(m1[0], mu) and torch.allclose(c1[0], sigma) and w1.item() == 1.0
+    with pytest.raises(ValueError, match="steps"):
+        basics.fit_gmm(x, x[:3], 0)
+
+
+def test_kmeans_plus_plus_picks_distinct_rows():
+    g = torch.Generator().manual_seed(15)
+    x = torch.cat([torch.randn(50, 2, generator=g) + c for c in (torch.tensor([-10.0, 0]), torch.tensor([10.0, 0]))])
+    for seed in range(5):
+        init = basics.kmeans_plus_plus(x, 2, generator=torch.Generator().manual_seed(seed))
+        assert all(any(torch.equal(row, r) for r in x) for row in init)
+        assert (init[0, 0] < 0) != (init[1, 0] < 0)  # far-apart clusters: one start in each (with near certainty)
+    with pytest.raises(ValueError):
+        basics.kmeans_plus_plus(x, 0)
