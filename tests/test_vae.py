@@ -287,3 +287,136 @@ def test_iwae_splits_large_batches_into_blocks():
         blocked = vae.iwae_bound(model, x, 5000, max_elements=5000 * 4 * 3)   # blocks of 3 images
     assert blocked.shape == (10,)
     assert (whole - blocked).abs().max() < 0.05          # same bound, different noise: close at k = 5000
+
+
+# --- posterior collapse, its remedies, the conditional VAE, proposals and ELBO surgery ---------------
+
+def test_kl_per_dim_and_free_bits_against_torch_distributions():
+    g = torch.Generator().manual_seed(7)
+    mu, logvar = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    per_dim = D.kl_divergence(D.Normal(mu, torch.exp(0.5 * logvar)), D.Normal(0.0, 1.0))
+    torch.testing.assert_close(vae.kl_per_dim(mu, logvar), per_dim)
+    mean_dims = per_dim.mean(0)
+    for lam in (0.0, 0.3, 2.0):
+        expected = torch.maximum(mean_dims, torch.tensor(lam, dtype=torch.float64)).sum()
+        torch.testing.assert_close(vae.free_bits_kl(mu, logvar, lam), expected)
+    torch.testing.assert_close(vae.free_bits_kl(mu, logvar, 0.0), vae.gaussian_kl(mu, logvar).mean())
+    # below the floor a dimension gets no gradient; above it, the plain KL's
+    mu_r, lv_r = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    lam = float(mean_dims.median())
+    vae.free_bits_kl(mu_r, lv_r, lam).backward()
+    below = mean_dims < lam
+    assert (mu_r.grad[:, below] == 0).all() and (mu_r.grad[:, ~below] != 0).any()
+    with pytest.raises(ValueError, match="free_bits"):
+        vae.free_bits_kl(mu, logvar, -1.0)
+
+
+def test_warmup_beta_rises_linearly_to_one():
+    assert [vae.warmup_beta(e, 4) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert vae.warmup_beta(1, 0) == 1.0
+
+
+def test_autoregressive_decoder_is_autoregressive_and_a_distribution():
+    torch.manual_seed(0)
+    model = vae.AutoregressiveDecoderVAE(latent_dim=3, hidden=32, decoder_hidden=64).eval()
+    x = _digits(2)
+    z = torch.randn(2, 3)
+    # output i depends on pixels < i only: the Jacobian of the logits w.r.t. the input is strictly lower-triangular
+    flat = x.flatten(1)[:1].clone().requires_grad_(True)
+    jac = torch.autograd.functional.jacobian(lambda v: model.decoder(v, z[:1]).sum(-1), flat)[0, :, 0]  # (64, 64)
+    assert (jac.triu() == 0).all() and jac.tril(-1).abs().sum() > 0
+    # log p(x | z) summed over all 17^64 images is 1: check it pixel by pixel (each conditional sums to one)
+    logits = model.decoder(x.flatten(1), z)
+    torch.testing.assert_close(logits.softmax(-1).sum(-1), torch.ones(2, 64))
+    expected = D.Categorical(logits=logits).log_prob(torch.round(x.flatten(1) * 16).long()).sum(-1)
+    torch.testing.assert_close(model.log_likelihood(x, z), expected)
+    assert model.log_likelihood(x, torch.randn(5, 2, 3)).shape == (5, 2)
+    assert model.elbo(x).shape == (2,) and model.nll(x, k=4).shape == (2,)
+    s = model.sample(3)
+    assert s.shape == (3, 1, 8, 8) and torch.allclose(s * 16, (s * 16).round())
+
+
+def test_train_rate_controlled_records_the_rate_and_the_warmup():
+    torch.manual_seed(0)
+    model = vae.VAE(latent_dim=4, hidden=32)
+    x = _digits(64)
+    out = vae.train_rate_controlled(model, x, x[:32], epochs=3, batch_size=32, warmup_epochs=3, free_bits=0.1)
+    assert out["beta"] == [1 / 3, 2 / 3, 1.0]
+    assert len(out["rate"]) == len(out["neg_elbo"]) == len(out["active_units"]) == 3
+    assert all(r >= 0 for r in out["rate"]) and not model.training
+    with pytest.raises(ValueError, match="labels"):
+        vae.train_rate_controlled(vae.ConditionalVAE(latent_dim=2, hidden=16), x, x, epochs=1)
+
+
+def test_conditional_vae_conditions_on_the_label():
+    torch.manual_seed(0)
+    model = vae.ConditionalVAE(latent_dim=3, hidden=32).eval()
+    x, y = _digits(4), torch.tensor([0, 3, 3, 9])
+    mu, logvar = model.encode(x, y)
+    assert mu.shape == (4, 3)
+    z = torch.randn(4, 3)
+    a = model.log_likelihood(x, z, y)
+    b = model.log_likelihood(x, z, torch.tensor([1, 3, 3, 9]))
+    assert a.shape == (4,) and a[0] != b[0] and torch.equal(a[1:], b[1:])
+    assert model.log_likelihood(x, torch.randn(6, 4, 3), y).shape == (6, 4)
+    assert model.elbo(x, y).shape == (4,)
+    s = model.sample_class(torch.tensor([2, 2, 7]))
+    assert s.shape == (3, 1, 8, 8) and 0 <= s.min() and s.max() <= 1
+    with pytest.raises(ValueError, match="labels"):
+        model.encode(x, torch.tensor([0, 1, 2, 10]))
+
+
+def test_importance_weights_of_both_proposals_bound_the_exact_likelihood():
+    torch.manual_seed(0)
+    model, x = _linear_gaussian(shift=0.3)
+    model._check_x = lambda x: None
+    model.latent_dim = 2
+    exact = model.marginal().log_prob(x)
+    for proposal in vae.PROPOSALS:
+        log_w = vae.importance_log_weights(model, x, 20000, proposal=proposal)
+        estimate = torch.logsumexp(log_w, 0) - math.log(20000)
+        assert (estimate - exact).abs().max() < 0.15, proposal
+        ess = vae.effective_sample_size(log_w)
+        assert ((ess >= 1) & (ess <= 20000)).all()
+    # with a sharp decoder the posterior is narrow (a large KL from the prior): the prior wastes its draws
+    g = torch.Generator().manual_seed(6)
+    sharp = LinearGaussian(torch.randn(6, 2, generator=g, dtype=torch.float64), torch.zeros(6, dtype=torch.float64), 0.05)
+    sharp._check_x, sharp.latent_dim = (lambda x: None), 2
+    xs = sharp.marginal().sample((8,))
+    ess_q = vae.effective_sample_size(vae.importance_log_weights(sharp, xs, 2000)).median()
+    ess_p = vae.effective_sample_size(vae.importance_log_weights(sharp, xs, 2000, proposal="prior")).median()
+    assert ess_q > 10 * ess_p
+    torch.testing.assert_close(vae.effective_sample_size(torch.zeros(10, 3)), torch.full((3,), 10.0))
+    with pytest.raises(ValueError, match="proposal"):
+        vae.importance_log_weights(model, x, 10, proposal="uniform")
+
+
+def test_rate_decomposition_adds_up_and_matches_a_direct_computation():
+    torch.manual_seed(0)
+    model = vae.VAE(latent_dim=3, hidden=32).eval()
+    x = _digits(50)
+    out = vae.rate_decomposition(model, x, samples=200)
+    assert abs(out["rate"] - out["mutual_information"] - out["marginal_kl"]) < 0.1
+    assert 0 <= out["mutual_information"] <= out["log_n"] + 1e-6 and out["marginal_kl"] >= -0.05
+    # the aggregate posterior as a torch.distributions mixture, and its KL to the prior by Monte Carlo
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+    mix = D.MixtureSameFamily(D.Categorical(torch.ones(50)), D.Independent(D.Normal(mu, torch.exp(0.5 * logvar)), 1))
+    z = mix.sample((20000,))
+    kl_mc = (mix.log_prob(z) - D.Independent(D.Normal(torch.zeros(3), torch.ones(3)), 1).log_prob(z)).mean()
+    assert abs(out["marginal_kl"] - kl_mc.item()) < 0.1
+
+
+def test_score_function_with_a_baseline_is_unbiased_and_less_noisy():
+    mu, logvar, a = torch.tensor([0.5, -1.0]), torch.tensor([0.0, -1.0]), torch.tensor([2.0, 0.0])
+    f = lambda z: (z - a).pow(2).sum(-1) + 50.0                   # a large common part, as log p(x | z) has
+    exact = 2 * (mu - a)
+    score = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score")
+    base = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score-baseline")
+    torch.testing.assert_close(base.mean(0), exact, atol=0.05, rtol=0)
+    assert (base.var(0) * 10 < score.var(0)).all()
+    # per-example values for a batch of means: example b's estimate uses f_b only
+    mu_b, lv_b = torch.zeros(3, 2), torch.zeros(3, 2)
+    g = vae.mu_gradient_estimates(lambda z: z.pow(2).sum(-1), mu_b, lv_b, 50_000, estimator="score")
+    assert g.shape == (50_000, 3, 2)
+    torch.testing.assert_close(g.mean(0), torch.zeros(3, 2), atol=0.06, rtol=0)
