@@ -17,7 +17,9 @@ is the *autoregressive property*: output ``i`` must not depend on inputs ``j >= 
 
 Both give the **exact** discrete log-likelihood in one network evaluation (:meth:`AutoregressiveModel.nll`)
 and sample pixel by pixel in ``D = 64`` sequential evaluations (:meth:`AutoregressiveModel.sample`).
-The network sees the scaled image ``2 x - 1`` in ``[-1, 1]``.
+The network sees the scaled image ``2 x - 1`` in ``[-1, 1]``. Sampling tricks, off by default: a temperature,
+top-k and nucleus (top-p) truncation of every conditional (:func:`filtered_logits`). :func:`train_made`
+builds and trains the smallest MADE (one hidden layer) in about a second.
 
     model, history = train_digits()                  # a PixelCNN, about 25 s on one CPU core
     nll = model.nll(test.images)                      # (B,) nats per image, exact
@@ -89,6 +91,54 @@ def tempered_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tens
     return F.softmax(logits / temperature, dim=-1)
 
 
+def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k filtering (Fan et al. 2018): keep the ``k`` largest logits of the last axis, set the rest to
+    ``-inf`` -> same shape. ``softmax`` of the result is the model's conditional restricted to its ``k`` most
+    likely levels and renormalized. Ties at the k-th value are all kept. ``k >= L`` keeps everything."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer number of levels to keep, got {k!r}")
+    if logits.dim() < 1:
+        raise ValueError("expected logits with a last axis of levels (..., L)")
+    if k >= logits.shape[-1]:
+        return logits.clone()
+    kth = logits.topk(int(k), dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
+    return logits.masked_fill(logits < kth, -math.inf)
+
+
+def top_p_logits(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus (top-p) filtering (Holtzman et al. 2020) on the last axis -> same shape.
+
+    With ``pi = softmax(logits)`` sorted in decreasing order, the nucleus is the *smallest* set of most likely
+    levels whose total probability reaches ``p``: level ``v`` is kept when the mass of the levels strictly more
+    likely than it is ``< p`` (so the level that crosses ``p`` is kept, and the most likely level always is).
+    The other logits become ``-inf``; ``softmax`` of the result is ``pi`` restricted to the nucleus and divided
+    by its mass. ``p = 1`` keeps everything.
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+        raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
+    if logits.dim() < 1:
+        raise ValueError("expected logits with a last axis of levels (..., L)")
+    probs = F.softmax(logits.float(), dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+    mass_before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the levels ranked above each one
+    keep_sorted = mass_before < p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, -math.inf)
+
+
+def filtered_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None) -> torch.Tensor:
+    """The logits a sampler draws from: divided by ``temperature``, then top-k, then top-p filtered (each
+    optional; the defaults leave the model's own conditional). Same shape as ``logits``."""
+    _check_temperature(temperature)
+    out = logits / temperature
+    if top_k is not None:
+        out = top_k_logits(out, top_k)
+    if top_p is not None:
+        out = top_p_logits(out, top_p)
+    return out
+
+
 def _check_temperature(temperature):
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0 \
             or not math.isfinite(temperature):
@@ -97,15 +147,20 @@ def _check_temperature(temperature):
 
 def sample_autoregressive(logits_fn, n: int, num_pixels: int, *, temperature: float = 1.0,
                           generator: torch.Generator | None = None, canvas: torch.Tensor | None = None,
-                          start: int = 0) -> torch.Tensor:
+                          start: int = 0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Ancestral sampling, one pixel after the other: ``D - start`` sequential calls of ``logits_fn``.
 
     ``logits_fn(k: (n, D) int64, i: int) -> (n, L)``: the logits of pixel ``i`` given the canvas ``k``
     (only ``k[:, :i]`` may matter). For ``i = start..D-1``: ``k_i ~ Categorical(softmax(f_i(k_{<i}) / T))``.
     ``canvas: (n, D)`` int64 holds given pixels ``< start`` (default: a blank canvas, ``start = 0``).
-    Returns ``k: (n, D)`` int64.
+    ``top_k`` / ``top_p``: truncate every conditional (:func:`top_k_logits`, :func:`top_p_logits`) after
+    the temperature; both ``None`` (the default) samples the model itself. Returns ``k: (n, D)`` int64.
     """
     _check_temperature(temperature)
+    if top_k is not None:
+        top_k_logits(torch.zeros(1), top_k)  # validates k
+    if top_p is not None:
+        top_p_logits(torch.zeros(1), top_p)  # validates p
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 or num_pixels <= 0:
         raise ValueError(f"n and num_pixels must be positive integers, got {n!r} and {num_pixels!r}")
     if canvas is not None and tuple(canvas.shape) != (n, num_pixels):
@@ -114,7 +169,10 @@ def sample_autoregressive(logits_fn, n: int, num_pixels: int, *, temperature: fl
         raise ValueError(f"start must lie in 0..{num_pixels}, got {start}")
     k = torch.zeros(n, num_pixels, dtype=torch.long) if canvas is None else canvas.clone().long()
     for i in range(start, num_pixels):
-        probs = tempered_probs(logits_fn(k, i), temperature)
+        if top_k is None and top_p is None:
+            probs = tempered_probs(logits_fn(k, i), temperature)
+        else:
+            probs = F.softmax(filtered_logits(logits_fn(k, i), temperature=temperature, top_k=top_k, top_p=top_p), -1)
         k[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
     return k
 
@@ -149,6 +207,20 @@ def made_mask(in_degrees: torch.Tensor, out_degrees: torch.Tensor, *, output: bo
     if output:
         return (out_degrees[:, None] > in_degrees[None, :]).float()
     return (out_degrees[:, None] >= in_degrees[None, :]).float()
+
+
+def made_masks(num_inputs: int, hidden_sizes) -> list:
+    """Every mask of a MADE with ``num_inputs`` inputs (and outputs) and hidden layers ``hidden_sizes``.
+
+    Degrees from :func:`made_degrees` (inputs ``1..D``, hidden units cycling through ``1..D-1``), masks from
+    :func:`made_mask`: ``[(h_1, D), (h_2, h_1), ..., (D, h_last)]``, the last one strict (the output
+    layer, ``D`` rows: one per input's conditional). ``hidden_sizes = ()`` gives the single strict
+    ``(D, D)`` mask of a linear autoregression.
+    """
+    degrees = made_degrees(num_inputs, hidden_sizes)
+    masks = [made_mask(d_in, d_out) for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+    masks.append(made_mask(degrees[-1], degrees[0], output=True))
+    return masks
 
 
 def conv_mask(kernel_size: int, mask_type: str) -> torch.Tensor:
@@ -244,15 +316,18 @@ class AutoregressiveModel(nn.Module):
         return self(canvas)[:, i]
 
     @torch.no_grad()
-    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None,
+               top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
         """Draw ``n`` images ``(n, 1, 8, 8)`` in ``[0, 1]`` (levels k/16), pixel by pixel in raster order.
 
-        ``temperature`` T divides every conditional's logits (1 = the model; < 1 sharper). Costs 64
+        ``temperature`` T divides every conditional's logits (1 = the model; < 1 sharper); ``top_k`` /
+        ``top_p`` truncate every conditional (tricks; ``None``, the default, samples the model). Costs 64
         sequential network evaluations (:func:`sample_autoregressive`).
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
-        return self._draw(torch.zeros(int(n), self.num_pixels, dtype=torch.long), 0, temperature, generator)
+        return self._draw(torch.zeros(int(n), self.num_pixels, dtype=torch.long), 0, temperature, generator,
+                          top_k=top_k, top_p=top_p)
 
     @torch.no_grad()
     def complete(self, x: torch.Tensor, given: int, *, temperature: float = 1.0,
@@ -264,7 +339,7 @@ class AutoregressiveModel(nn.Module):
             raise ValueError(f"given must be an integer number of pixels in 0..{self.num_pixels}, got {given!r}")
         return self._draw(k, int(given), temperature, generator)
 
-    def _draw(self, canvas, start, temperature, generator):
+    def _draw(self, canvas, start, temperature, generator, *, top_k=None, top_p=None):
         _check_temperature(temperature)
         was_training = self.training
         self.eval()
@@ -275,7 +350,7 @@ class AutoregressiveModel(nn.Module):
             return self.pixel_logits(k.to(device).float() / scale, i).float().cpu()
 
         k = sample_autoregressive(logits_fn, len(canvas), self.num_pixels, temperature=temperature,
-                                  generator=generator, canvas=canvas, start=start)
+                                  generator=generator, canvas=canvas, start=start, top_k=top_k, top_p=top_p)
         self.train(was_training)
         return (k.float() / scale).view(len(canvas), *self.image_shape)
 
@@ -357,6 +432,40 @@ class PixelCNN(AutoregressiveModel):
         r, c = divmod(i, SIDE)
         rows = canvas.view(len(canvas), 1, SIDE, SIDE)[:, :, : r + 1]
         return self._image_logits(rows)[:, :, r, c]
+
+
+def train_made(levels: torch.Tensor, *, hidden: int = 128, epochs: int = 15, lr: float = 5e-3,
+               batch_size: int = 50, num_levels: int = LEVELS) -> nn.Module:
+    """Build a one-hidden-layer MADE and train it by the exact NLL: the smallest autoregressive model, in seconds.
+
+    ``levels: (N, D)`` int64 in ``0..num_levels-1`` (e.g. :func:`image_levels` of the train split). The model
+    maps ``x = k / (num_levels - 1): (B, D)`` to logits ``(B, D, num_levels)``: ``MaskedLinear(D, hidden)``,
+    ReLU, ``MaskedLinear(hidden, D * num_levels)`` with the masks of :func:`made_masks` (the output mask's row
+    of pixel d repeated for its ``num_levels`` logits), then a reshape. Adam on minibatches of the mean
+    :func:`categorical_nll`, reshuffled every epoch with the global torch generator (seed it first).
+    Returns the trained ``nn.Sequential`` in eval mode. ``hidden >= D - 1`` so every degree is present.
+    """
+    if not isinstance(levels, torch.Tensor) or levels.dim() != 2 or levels.dtype != torch.long:
+        raise ValueError(f"levels must be an int64 tensor (N, D) of levels, got "
+                         f"{tuple(levels.shape) if isinstance(levels, torch.Tensor) else type(levels).__name__}")
+    if levels.min() < 0 or levels.max() >= num_levels:
+        raise ValueError(f"levels must lie in 0..{num_levels - 1}")
+    n, d = levels.shape
+    if hidden < d - 1 or epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(f"need hidden >= {d - 1} and positive epochs, batch_size and lr")
+    mask_hidden, mask_out = made_masks(d, (hidden,))
+    model = nn.Sequential(MaskedLinear(d, hidden, mask_hidden), nn.ReLU(),
+                          MaskedLinear(hidden, d * num_levels, mask_out.repeat_interleave(num_levels, 0)),
+                          nn.Unflatten(1, (d, num_levels)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x = levels.float() / (num_levels - 1)
+    for _ in range(epochs):
+        for batch in torch.randperm(n).split(batch_size):
+            loss = categorical_nll(model(x[batch]), levels[batch]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -291,3 +291,134 @@ def test_train_digits_quick_gives_the_capstone_interface(kind):
     assert nll.mean() < 64 * math.log(17)  # already better than uniform over 17 levels
     samples = model.sample(4)
     assert samples.shape == (4, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Truncated sampling: top-k and nucleus (top-p) against a brute-force search over subsets of levels
+# ----------------------------------------------------------------------------------------------
+
+def _brute_force_nucleus(row, p):
+    """The smallest set of levels whose probability reaches p (the most probable such set), by enumerating
+    every subset, smallest first: a boolean mask over the levels of one row of probabilities."""
+    levels = len(row)
+    for size in range(1, levels + 1):
+        best, best_mass = None, -1.0
+        for subset in itertools.combinations(range(levels), size):
+            mass = sum(row[list(subset)].tolist())
+            if mass >= p - 1e-9 and mass > best_mass:
+                best, best_mass = subset, mass
+        if best is not None:
+            keep = torch.zeros(levels, dtype=torch.bool)
+            keep[list(best)] = True
+            return keep
+    raise AssertionError("unreachable: the full set has mass 1")
+
+
+def _brute_force_top_k(row, k):
+    """The k levels of largest probability: the subset of size k with the largest total probability."""
+    best = max(itertools.combinations(range(len(row)), k), key=lambda s: sum(row[list(s)].tolist()))
+    keep = torch.zeros(len(row), dtype=torch.bool)
+    keep[list(best)] = True
+    return keep
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.8, 0.9, 0.99, 1.0])
+def test_top_p_keeps_the_smallest_set_reaching_p_and_renormalizes(p):
+    g = torch.Generator().manual_seed(int(p * 100))
+    logits = torch.randn(6, 7, generator=g) * 1.5
+    filtered = ar.top_p_logits(logits, p)
+    probs = torch.softmax(logits.double(), -1)
+    for row, out in zip(probs, filtered):
+        keep = _brute_force_nucleus(row, p)
+        assert torch.equal(torch.isfinite(out), keep)
+        expected = torch.where(keep, row, torch.zeros_like(row)) / row[keep].sum()
+        assert torch.allclose(torch.softmax(out.double(), -1), expected, atol=1e-6)
+    assert torch.equal(ar.top_p_logits(logits, 1.0), logits)  # p = 1 keeps every level
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 7, 9])
+def test_top_k_keeps_the_k_most_likely_levels(k):
+    g = torch.Generator().manual_seed(k)
+    logits = torch.randn(2, 3, 7, generator=g)
+    out = ar.top_k_logits(logits, k)
+    assert out.shape == logits.shape
+    probs = torch.softmax(logits, -1)
+    for row, filtered in zip(probs.view(-1, 7), out.view(-1, 7)):
+        keep = _brute_force_top_k(row, min(k, 7))
+        assert torch.equal(torch.isfinite(filtered), keep)
+        assert torch.allclose(torch.softmax(filtered, -1), torch.where(keep, row, 0.0) / row[keep].sum(), atol=1e-6)
+
+
+def test_filters_work_on_leading_dimensions_and_compose_with_temperature():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 4, 10, generator=g)
+    out = ar.filtered_logits(logits, temperature=0.5, top_k=6, top_p=0.7)
+    manual = ar.top_p_logits(ar.top_k_logits(logits / 0.5, 6), 0.7)
+    assert torch.equal(out, manual)
+    assert torch.equal(ar.filtered_logits(logits), logits)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k"):
+            ar.top_k_logits(logits, bad)
+    for bad in (0, -0.1, 1.5, "0.9"):
+        with pytest.raises(ValueError, match="p"):
+            ar.top_p_logits(logits, bad)
+
+
+def test_truncated_sampler_draws_only_kept_levels_in_their_renormalized_proportions():
+    logits_row = torch.tensor([2.0, 1.5, 0.0, -0.5, -3.0])
+    n = 20_000
+    k = ar.sample_autoregressive(lambda k, i: logits_row.expand(len(k), 5), n, 1, top_p=0.8,
+                                 generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(k[:, 0], minlength=5).double() / n
+    probs = torch.softmax(logits_row.double(), 0)
+    keep = _brute_force_nucleus(probs, 0.8)
+    expected = torch.where(keep, probs, torch.zeros_like(probs)) / probs[keep].sum()
+    assert (freq - expected).abs().max() < 0.015
+    k = ar.sample_autoregressive(lambda k, i: logits_row.expand(len(k), 5), n, 1, top_k=2,
+                                 generator=torch.Generator().manual_seed(1))
+    assert set(k[:, 0].tolist()) == {0, 1}
+
+
+def test_model_sample_defaults_are_unchanged_by_the_truncation_options():
+    model = _perturb(ar.MADE((64, 64)))
+    a = model.sample(5, generator=torch.Generator().manual_seed(3))
+    b = model.sample(5, generator=torch.Generator().manual_seed(3), top_k=None, top_p=None)
+    c = model.sample(5, generator=torch.Generator().manual_seed(3), top_p=1.0)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    one = model.sample(3, top_k=1)  # greedy: every sample the same
+    assert torch.equal(one[0], one[1]) and torch.equal(one[1], one[2])
+
+
+# ----------------------------------------------------------------------------------------------
+# made_masks and the small trained MADE
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hidden", [(), (8,), (9, 6), (12, 12, 12)])
+def test_made_masks_give_paths_only_from_earlier_inputs(hidden):
+    d = 5
+    masks = ar.made_masks(d, hidden)
+    assert len(masks) == len(hidden) + 1
+    widths = [d, *hidden]
+    for m, w_in, w_out in zip(masks, widths, [*hidden, d]):
+        assert m.shape == (w_out, w_in)
+    paths = masks[0]
+    for m in masks[1:]:
+        paths = m @ paths
+    assert not paths.triu().any()  # output i never reaches input j >= i
+    if hidden:  # cycling degrees use every hidden degree: each output d > 1 is reachable from input 1
+        assert (paths[1:, 0] > 0).all()
+
+
+def test_train_made_learns_the_digits_without_peeking():
+    torch.manual_seed(0)
+    k_train = ar.image_levels(data.load("digits", "train").images)
+    k_val = ar.image_levels(data.load("digits", "val").images)
+    model = ar.train_made(k_train, epochs=6)
+    assert not ar.dependency_matrix(model).triu().any()
+    with torch.no_grad():
+        nll = ar.categorical_nll(model(k_val.float() / 16), k_val).mean().item()
+    assert nll < 108.0  # beats independent pixels (the per-pixel categorical: 110.5) after 6 epochs
+    with pytest.raises(ValueError, match="int64"):
+        ar.train_made(k_train.float())
+    with pytest.raises(ValueError, match="hidden"):
+        ar.train_made(k_train, hidden=10)

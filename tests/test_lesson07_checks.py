@@ -1,114 +1,117 @@
-"""The checks of lesson 07: the reference passes, typical mistakes fail, an unsolved exercise is "not attempted"."""
+"""The checks of lesson 07: the reference passes, typical mistakes fail with their own message, an unsolved
+exercise is "not attempted", and what the generic catalog test cannot see (the trained-model check's
+diagnoses, a sampler judged by its distribution, grading mode)."""
 import pytest
 import torch
 
 from gencourse import autoregressive as ar
 from gencourse import check, exercises
+from gencourse.check import lesson07
 
-
-
-# --- causal_conv_mask -------------------------------------------------------------------------
-
-def _mask_without_centre_row(kernel_size, mask_type):
-    mask = torch.zeros(kernel_size, kernel_size)
-    mask[: kernel_size // 2] = 1
-    return mask
-
-
-def _mask_types_swapped(kernel_size, mask_type):
-    return ar.conv_mask(kernel_size, "B" if mask_type == "A" else "A")
-
-
-def _mask_transposed(kernel_size, mask_type):
-    return ar.conv_mask(kernel_size, mask_type).T
-
-
-# --- made_layer_mask --------------------------------------------------------------------------
-
-def _made_not_strict(in_degrees, out_degrees, output):
-    return (out_degrees[:, None] >= in_degrees[None, :]).float()
-
-
-def _made_transposed(in_degrees, out_degrees, output):
-    return ar.made_mask(in_degrees, out_degrees, output=output).T
-
-
-# --- autoregressive_nll -----------------------------------------------------------------------
-
-def _nll_mean_over_pixels(logits, k):
-    return ar.categorical_nll(logits, k) / k.shape[1]
-
-
-def _nll_log_of_softmax(logits, k):
-    return -torch.log(torch.softmax(logits, -1)).gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(-1)
-
-
-def _nll_plus_sign(logits, k):
-    return -ar.categorical_nll(logits, k)
-
-
-# --- sample_pixels ----------------------------------------------------------------------------
 
 def _reference_sampler(logits_fn, n, num_pixels, temperature=1.0, generator=None):
     return ar.sample_autoregressive(logits_fn, n, num_pixels, temperature=temperature, generator=generator)
 
 
-def _sampler_ignores_temperature(logits_fn, n, num_pixels, temperature=1.0, generator=None):
-    return ar.sample_autoregressive(logits_fn, n, num_pixels, generator=generator)
+REFERENCES = {
+    "autoregressive_nll": ar.categorical_nll,
+    "made_masks": ar.made_masks,
+    "train_made": lambda k_train: ar.train_made(k_train),
+    "causal_conv_mask": ar.conv_mask,
+    "sample_pixels": _reference_sampler,
+    "nucleus_probs": lesson07._reference_nucleus,
+}
 
 
-def _sampler_multiplies_by_temperature(logits_fn, n, num_pixels, temperature=1.0, generator=None):
-    return ar.sample_autoregressive(lambda k, i: logits_fn(k, i) * temperature ** 2, n, num_pixels,
-                                    temperature=temperature, generator=generator)
+def _mistakes(name):
+    """Run the check once with the reference, so its mistakes are in the catalog; return them."""
+    getattr(check, name)(REFERENCES[name])
+    return exercises.catalog[name]
 
 
-def _sampler_all_at_once(logits_fn, n, num_pixels, temperature=1.0, generator=None):
-    """Every pixel drawn from the blank canvas: no conditioning on the pixels drawn before."""
-    blank = torch.zeros(n, num_pixels, dtype=torch.long)
-    cols = [torch.multinomial(torch.softmax(logits_fn(blank, i) / temperature, -1), 1, generator=generator)
-            for i in range(num_pixels)]
-    return torch.cat(cols, 1)
+CASES = [(name, i) for name, n in (("autoregressive_nll", 4), ("made_masks", 5), ("causal_conv_mask", 4),
+                                   ("sample_pixels", 4), ("nucleus_probs", 4)) for i in range(n)]
 
 
-def _sampler_greedy(logits_fn, n, num_pixels, temperature=1.0, generator=None):
-    k = torch.zeros(n, num_pixels, dtype=torch.long)
-    for i in range(num_pixels):
-        k[:, i] = logits_fn(k, i).argmax(-1)
-    return k
+@pytest.mark.parametrize("name,index", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_reference_passes_wrong_fails_unsolved_is_not_attempted(name, index, check_verdicts, capsys):
+    mistake = _mistakes(name)[index]
+    check_verdicts(name, REFERENCES[name], mistake.wrong_answer)
+    getattr(check, name)(mistake.wrong_answer)
+    out = capsys.readouterr().out
+    assert mistake.message in out, f"{name}: the mistake is not named:\n{out}"
 
 
-CASES = [
-    ("causal_conv_mask", ar.conv_mask, _mask_without_centre_row),
-    ("causal_conv_mask", ar.conv_mask, _mask_types_swapped),
-    ("causal_conv_mask", ar.conv_mask, _mask_transposed),
-    ("made_layer_mask", lambda i, o, out: ar.made_mask(i, o, output=out), _made_not_strict),
-    ("made_layer_mask", lambda i, o, out: ar.made_mask(i, o, output=out), _made_transposed),
-    ("autoregressive_nll", ar.categorical_nll, _nll_mean_over_pixels),
-    ("autoregressive_nll", ar.categorical_nll, _nll_log_of_softmax),
-    ("autoregressive_nll", ar.categorical_nll, _nll_plus_sign),
-    ("sample_pixels", _reference_sampler, _sampler_ignores_temperature),
-    ("sample_pixels", _reference_sampler, _sampler_multiplies_by_temperature),
-    ("sample_pixels", _reference_sampler, _sampler_all_at_once),
-    ("sample_pixels", _reference_sampler, _sampler_greedy),
-]
+def test_every_check_declares_at_least_two_mistakes_with_a_wrong_answer():
+    for name in REFERENCES:
+        assert len([m for m in _mistakes(name) if m.wrong_answer is not None]) >= 2, name
 
 
-@pytest.mark.parametrize("name,reference,wrong", CASES, ids=[f"{c[0]}-{c[2].__name__}" for c in CASES])
-def test_reference_passes_wrong_fails_unsolved_is_not_attempted(name, reference, wrong, check_verdicts):
-    check_verdicts(name, reference, wrong)
+def test_train_made_diagnoses_each_trained_mistake(capsys):
+    """Each wrong training loop is caught by what its model does, with its own message (trains 4 small models)."""
+    for mistake in _mistakes("train_made"):
+        verdict = check.train_made(mistake.wrong_answer)
+        assert verdict.status == exercises.FAILED
+        assert mistake.message in verdict.message, (mistake.message[:60], verdict.message)
 
 
-def test_grading_mode_raises_on_a_wrong_answer(monkeypatch):
+def test_train_made_rejects_a_model_that_is_not_a_module_or_has_the_wrong_shape(capsys):
+    def returns_a_function(k_train):
+        return lambda x: torch.zeros(len(x), 64, 17)
+
+    def flat_logits(k_train):
+        return torch.nn.Linear(64, 64 * 17)
+
+    assert check.train_made(returns_a_function).status == exercises.FAILED
+    assert "nn.Module" in capsys.readouterr().out
+    assert check.train_made(flat_logits).status == exercises.FAILED
+    assert "(64, 17)" in capsys.readouterr().out
+    assert check.train_made(42).status == exercises.FAILED
+
+
+def test_train_made_leaves_the_lessons_random_state_alone(capsys):
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    check.train_made(lambda k_train: ar.train_made(k_train, epochs=1))
+    assert torch.equal(torch.rand(3), before)
+
+
+def test_a_peeking_model_fails_even_with_a_low_nll(capsys):
+    """A model that sees the pixel it predicts can score far below the goal; the autograd test still fails it."""
+
+    class Copier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(60.0))
+
+        def forward(self, x):
+            k = (x * 16).round().long()
+            return self.scale * torch.nn.functional.one_hot(k, 17).float() * (1 + 0 * x.unsqueeze(-1))
+
+    verdict = check.train_made(lambda k_train: Copier())
+    assert verdict.status == exercises.FAILED and lesson07._PEEKS in verdict.message
+
+
+def test_grading_mode_raises_on_a_wrong_answer(monkeypatch, capsys):
     monkeypatch.setenv("GENCOURSE_GRADING", "1")
     with pytest.raises(exercises.ExerciseFailed):
-        check.autoregressive_nll(_nll_plus_sign)
+        check.autoregressive_nll(lesson07._nll_plus_sign)
     check.autoregressive_nll(ar.categorical_nll)  # the reference passes without raising
 
 
-def test_the_sampler_check_accepts_a_sampler_that_ignores_the_generator():
+def test_the_sampler_check_accepts_a_sampler_that_ignores_the_generator(capsys):
     """Any correct sampler passes, whatever its random numbers: the check judges the distribution."""
     def unseeded(logits_fn, n, num_pixels, temperature=1.0, generator=None):
         return ar.sample_autoregressive(logits_fn, n, num_pixels, temperature=temperature)
 
     torch.manual_seed(123)
     assert check.sample_pixels(unseeded).status == exercises.PASSED
+
+
+def test_nucleus_cases_have_a_nucleus_larger_than_one_level():
+    """Every row's top level holds less than p, so a nucleus that drops the crossing level is never empty
+    (the strict mistake stays a finite, diagnosable answer)."""
+    for case in lesson07._nucleus_cases():
+        logits, p = case.args
+        assert torch.softmax(logits, -1).max() < p
