@@ -105,6 +105,41 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, eq. 9 without its weight), a scalar differentiable in the discriminator's weights.
+
+    ``real: (B, ...)`` data. ``R1 = E_{x ~ p} || grad_x l(x) ||_2^2``: the squared norm of the logit's input
+    gradient on *real* data, per example over all its dimensions, averaged over the batch. The discriminator's
+    loss adds ``(gamma / 2) * R1`` (:func:`train_step`'s ``r1_weight`` is ``gamma``). It pulls the discriminator
+    towards flat on the data, where a perfect generator would make ``D = 1/2`` everywhere. As in
+    :func:`gradient_penalty`, the input gradient is taken with ``create_graph=True``.
+    """
+    if not isinstance(real, torch.Tensor) or not real.is_floating_point() or real.dim() < 2 or len(real) == 0:
+        raise ValueError("real must be a float tensor (B, ...) with a batch dimension and at least one data "
+                         f"dimension, got {tuple(getattr(real, 'shape', ()))}")
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(x).sum(), x, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def truncated_noise(n: int, latent_dim: int, threshold: float | None = None, *, generator=None,
+                    device=None) -> torch.Tensor:
+    """``z: (n, latent_dim)`` from ``N(0, I)``, each coordinate redrawn until ``|z_i| <= threshold``
+    (the *truncation trick* of Brock et al. 2019, BigGAN). ``threshold=None``: no truncation, true samples."""
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
+    if threshold is not None and not threshold > 0:
+        raise ValueError(f"threshold must be positive (or None for no truncation), got {threshold!r}")
+    z = torch.randn(n, latent_dim, generator=generator, device=device)
+    if threshold is None:
+        return z
+    while True:
+        outside = z.abs() > threshold
+        if not outside.any():
+            return z
+        z[outside] = torch.randn(int(outside.sum()), generator=generator, device=device)
+
+
 def optimal_discriminator(x: torch.Tensor, p_data, p_model) -> torch.Tensor:
     """``D*(x) = p(x) / (p(x) + q(x))`` for two ``torch.distributions`` objects, computed as
     ``sigmoid(log p(x) - log q(x))`` for numerical stability; same shape as ``log_prob(x)``."""
@@ -158,16 +193,23 @@ class MLPDiscriminator(nn.Module):
 
 class ConvGenerator(nn.Module):
     """DCGAN-style generator for ``(1, 8, 8)`` images in ``[0, 1]``:
-    ``z (B, latent_dim) -> linear -> (4c, 2, 2) -> convT -> (2c, 4, 4) -> convT -> (1, 8, 8) -> sigmoid``."""
+    ``z (B, latent_dim) -> linear -> (4c, 2, 2) -> convT -> (2c, 4, 4) -> convT -> (1, 8, 8) -> sigmoid``.
 
-    def __init__(self, latent_dim: int = 32, channels: int = 32):
+    ``batchnorm=True`` is DCGAN's generator (Radford et al. 2016): batch normalization after the linear layer and
+    each transposed convolution (which then carry no bias), before the ReLU; not on the output layer.
+    """
+
+    def __init__(self, latent_dim: int = 32, channels: int = 32, batchnorm: bool = False):
         super().__init__()
-        self.latent_dim, self.c = latent_dim, channels
-        c = channels
-        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * c * 2 * 2), nn.ReLU())
+        self.latent_dim, self.c, self.batchnorm = latent_dim, channels, batchnorm
+        c, bn = channels, batchnorm
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * c * 2 * 2, bias=not bn),
+                                *([nn.BatchNorm1d(4 * c * 2 * 2)] if bn else []), nn.ReLU())
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),  # 2x2 -> 4x4
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),      # 4x4 -> 8x8
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1, bias=not bn),  # 2x2 -> 4x4
+            *([nn.BatchNorm2d(2 * c)] if bn else []), nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1, bias=not bn),      # 4x4 -> 8x8
+            *([nn.BatchNorm2d(c)] if bn else []), nn.ReLU(),
             nn.Conv2d(c, 1, 3, padding=1),
         )
 
@@ -217,19 +259,26 @@ class GAN(nn.Module):
             self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
         for w_ema, w in zip(self.ema_generator.parameters(), self.generator.parameters()):
             w_ema.lerp_(w, 1 - decay)
+        for b_ema, b in zip(self.ema_generator.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)  # batch-norm statistics, if any, are copied, not averaged
 
     def noise(self, n: int) -> torch.Tensor:
         """``z ~ N(0, I)``, shape ``(n, latent_dim)``."""
         return torch.randn(n, self.latent_dim, device=next(self.parameters()).device)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """``n`` samples ``G(z)``, ``z ~ N(0, I)``: one network evaluation each."""
+    def sample(self, n: int, *, truncation: float | None = None) -> torch.Tensor:
+        """``n`` samples ``G(z)``, ``z ~ N(0, I)``: one network evaluation each.
+
+        ``truncation``: draw ``z`` from the normal truncated to ``|z_i| <= truncation`` (:func:`truncated_noise`),
+        the truncation trick. Such samples are no longer samples of the model: label them as such."""
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
         was_training = self.training
         self.eval()
-        x = (self.ema_generator or self.generator)(self.noise(n))
+        z = self.noise(n) if truncation is None else truncated_noise(
+            n, self.latent_dim, truncation, device=next(self.parameters()).device)
+        x = (self.ema_generator or self.generator)(z)
         self.train(was_training)
         return x
 
@@ -239,13 +288,14 @@ class GAN(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss="non-saturating",
-               gp_weight=10.0, update_generator=True):
+               gp_weight=10.0, update_generator=True, r1_weight=0.0):
     """One step of the game on a batch of ``real`` data ``(B, ...)``: returns ``(d_loss, g_loss)`` floats.
 
     The discriminator is updated first on real data and on fakes *detached* from the generator (its loss
     must not move the generator); the generator is then updated through the updated discriminator.
     ``loss``: "non-saturating" or "minimax" (logit discriminator), or "wgan-gp" (critic:
-    ``L_D = E l(G(z)) - E l(x) + gp_weight * GP``, ``L_G = -E l(G(z))``).
+    ``L_D = E l(G(z)) - E l(x) + gp_weight * GP``, ``L_G = -E l(G(z))``). ``r1_weight = gamma > 0`` adds
+    ``gamma / 2 * R1`` (:func:`r1_penalty`, on the real batch) to the discriminator's loss.
     """
     z = torch.randn(len(real), latent_dim, device=real.device)  # as many as the batch holds
     fake = generator(z)
@@ -256,6 +306,8 @@ def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss
         d_loss = fake_logits.mean() - real_logits.mean() + gp_weight * gradient_penalty(discriminator, real, fake)
     else:
         d_loss = discriminator_loss(real_logits, fake_logits)
+    if r1_weight:
+        d_loss = d_loss + r1_weight / 2 * r1_penalty(discriminator, real)
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
@@ -301,11 +353,12 @@ def train_gan(model: GAN, data, *, steps: int = 1000, batch_size: int = 256, los
               lr: float = 2e-4, lr_d: float | None = None, betas=(0.5, 0.999), n_critic: int = 1,
               gp_weight: float = 10.0, log_every: int = 100, eval_fn=None, seed: int | None = None,
               ema: float | None = None, max_seconds: float | None = None, desc: str = "GAN",
-              verbose: bool = True) -> GANHistory:
+              verbose: bool = True, r1_weight: float = 0.0) -> GANHistory:
     """Train ``model`` for ``steps`` generator steps (each after ``n_critic`` discriminator steps) with Adam.
 
     ``data``: a tensor ``(N, ...)`` or a course dataset (its ``.images``). Every ``log_every`` steps the mean
     losses since the last entry (all batches counted, not the last one alone) and ``eval_fn(model)`` are recorded.
+    ``r1_weight``: the R1 penalty's ``gamma`` (see :func:`train_step`; 0, none, by default).
     """
     if loss not in TRAINING_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(TRAINING_LOSSES)}")
@@ -330,7 +383,8 @@ def train_gan(model: GAN, data, *, steps: int = 1000, batch_size: int = 256, los
         for k in range(n_critic):
             real = next(stream).to(device)
             d, g = train_step(model.generator, model.discriminator, opt_g, opt_d, real, latent_dim=model.latent_dim,
-                              loss=loss, gp_weight=gp_weight, update_generator=(k == n_critic - 1))
+                              loss=loss, gp_weight=gp_weight, update_generator=(k == n_critic - 1),
+                              r1_weight=r1_weight)
         check_finite(torch.tensor([d, g]), epoch=1, step=step)
         if ema is not None:
             model.update_ema(ema)
@@ -471,9 +525,9 @@ def sampling_time(model, n: int = 1000, *, repeats: int = 5) -> float:
 # Recipes
 # ----------------------------------------------------------------------------------------------
 
-# The recipes the lesson compares on the ring, all with the same networks (train_ring). They differ in the loss
-# and in the discriminator's steps per generator step; the lesson sets the generator steps of each run and prints
-# the seconds each run cost.
+# The recipes the lesson compares on the ring, all with the same networks (train_ring; spectral norm wraps the
+# same layers). They differ in the loss, the discriminator's steps per generator step and its regularizer; the
+# lesson sets the generator steps of each run and prints the seconds each run cost.
 RING_RECIPES = {
     # Goodfellow et al.'s game with the non-saturating generator loss, Adam as in DCGAN
     "plain GAN": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1),
@@ -482,6 +536,11 @@ RING_RECIPES = {
     # Gulrajani et al.: a critic with a gradient penalty, 5 critic steps per generator step, Adam(0, 0.9);
     # a penalty weight of 1 suits this 2D scale (their toy experiments used 0.1, images 10)
     "WGAN-GP": dict(loss="wgan-gp", betas=(0.0, 0.9), n_critic=5, gp_weight=1.0),
+    # the plain GAN with a regularized discriminator and nothing else changed (one D step per generator step):
+    # R1 (Mescheder et al. 2018), gamma = 1 (their images used 10; on this 2D scale 0.1 was too weak to matter) ...
+    "plain GAN + R1": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1, r1_weight=1.0),
+    # ... or spectral normalization of every discriminator layer (Miyato et al. 2018)
+    "plain GAN + SN": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1, spectral=True),
 }
 
 
@@ -499,11 +558,13 @@ def train_ring(recipe: str, *, seed: int = 0, steps: int = 200, d_hidden: int = 
 
     if recipe not in RING_RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RING_RECIPES)}")
+    settings = dict(RING_RECIPES[recipe])
+    spectral = settings.pop("spectral", False)
     torch.manual_seed(seed)
-    model = ring_gan(d_hidden=d_hidden)
+    model = ring_gan(d_hidden=d_hidden, spectral=spectral)
     history = train_gan(model, toy2d("8gaussians", n_data, seed=seed), steps=steps, batch_size=batch_size, lr=lr,
                         seed=seed, log_every=log_every, eval_fn=lambda m: ring_coverage(m.sample(2000)),
-                        desc=f"{recipe}, seed {seed}", verbose=verbose, **RING_RECIPES[recipe])
+                        desc=f"{recipe}, seed {seed}", verbose=verbose, **settings)
     return model, history
 
 
@@ -523,6 +584,39 @@ def digits_gan(arch: str = "mlp", *, latent_dim: int = 32, width: int | None = N
         width = width or 32
         return GAN(ConvGenerator(latent_dim, width), ConvDiscriminator(width, spectral=spectral))
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+
+
+def dcgan(*, latent_dim: int = 32, channels: int = 16, d_norm: str = "none") -> GAN:
+    """A DCGAN-style GAN for ``(1, 8, 8)`` digits (Radford et al. 2016): :class:`ConvGenerator` with batch
+    normalization (``latent_dim -> (4c, 2, 2) -> (2c, 4, 4) -> (c, 8, 8) -> (1, 8, 8)``, ``c = channels``) and
+    :class:`ConvDiscriminator` (``c -> 2c -> 4c`` channels by strided convolutions, LeakyReLU(0.2), a linear
+    logit). ``d_norm``: the discriminator's normalization, ``"none"`` or ``"spectral"`` (spectral norm on every
+    layer); DCGAN's own batch normalization in the discriminator is not offered (its statistics would depend on
+    whether a batch holds real or fake examples)."""
+    if d_norm not in ("none", "spectral"):
+        raise ValueError(f"d_norm must be 'none' or 'spectral', got {d_norm!r}")
+    return GAN(ConvGenerator(latent_dim, channels, batchnorm=True),
+               ConvDiscriminator(channels, spectral=d_norm == "spectral"))
+
+
+def train_dcgan(*, steps: int = 1000, seed: int = 0, channels: int = 16, d_norm: str = "none", eval_fn=None,
+                log_every: int = 250, device=None, verbose: bool = False):
+    """:func:`dcgan` trained on the 1000 training digits like :func:`train_digits`'s MLP recipe (non-saturating
+    loss, Adam(2e-3, betas (0.5, 0.999)), batch 64, weight average with decay 0.995; the average copies the
+    batch-norm statistics) for ``steps`` generator steps -> ``(model, GANHistory)``."""
+    from gencourse.data import load
+    from gencourse.train import seed_everything
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    seed_everything(seed)
+    model = dcgan(channels=channels, d_norm=d_norm)
+    if device is not None:
+        model.to(device)
+    history = train_gan(model, load("digits", "train"), steps=steps, batch_size=64, lr=2e-3, betas=(0.5, 0.999),
+                        ema=0.995, seed=seed, log_every=min(log_every, steps), eval_fn=eval_fn, desc="DCGAN-style",
+                        verbose=verbose)
+    return model, history
 
 
 def train_digits(*, epochs: int = 250, seed: int = 0, quick: bool = False, arch: str = "mlp", eval_fn=None,

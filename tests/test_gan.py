@@ -490,7 +490,127 @@ def test_recipes_check_their_names_and_run():
         gan.train_digits(epochs=0)
     model, history = gan.train_ring("WGAN-GP", steps=4, log_every=2, n_data=512)
     assert history.steps == [2, 4] and set(history.evals[-1]) == set(gan.ring_coverage(torch.zeros(1, 2)))
-    assert set(gan.RING_RECIPES) == {"plain GAN", "plain GAN, 5 D steps", "WGAN-GP"}
+    assert set(gan.RING_RECIPES) == {"plain GAN", "plain GAN, 5 D steps", "WGAN-GP", "plain GAN + R1", "plain GAN + SN"}
     assert model.sample(3).shape == (3, 2)
     conv = gan.digits_gan("conv", width=8)
     assert conv.sample(2).shape == (2, 1, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------
+# R1, truncation, the DCGAN-style networks
+# ----------------------------------------------------------------------------------------------
+
+def test_r1_penalty_of_a_quadratic_discriminator_in_closed_form():
+    """l(x) = sum_i w_i x_i^2 has grad 2 w * x, so R1 = mean_b sum_i (2 w_i x_bi)^2."""
+    w = torch.tensor([0.5, -1.5, 2.0])
+
+    class Quadratic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(w.clone())
+
+        def forward(self, x):
+            return (self.w * x ** 2).sum(1)
+
+    x = torch.randn(7, 3, dtype=torch.float32)
+    disc = Quadratic()
+    r1 = gan.r1_penalty(disc, x)
+    expected = ((2 * w * x) ** 2).sum(1).mean()
+    assert torch.allclose(r1, expected, rtol=1e-5)
+    # differentiable in the weights: d R1 / d w_i = mean_b 8 w_i x_bi^2
+    (grad,) = torch.autograd.grad(r1, disc.w)
+    assert torch.allclose(grad, (8 * w * x ** 2).mean(0), rtol=1e-4)
+
+
+def test_r1_penalty_takes_per_example_norms_over_all_dims_and_matches_autograd_jacobian():
+    torch.manual_seed(0)
+    disc = gan.ConvDiscriminator(4)
+    x = torch.rand(3, 1, 8, 8)
+    expected = torch.stack([torch.autograd.functional.jacobian(lambda v: disc(v[None])[0], x[b]).pow(2).sum()
+                            for b in range(3)]).mean()
+    assert torch.allclose(gan.r1_penalty(disc, x), expected, rtol=1e-4)
+    with pytest.raises(ValueError):
+        gan.r1_penalty(disc, torch.rand(5))
+
+
+def test_train_step_with_r1_adds_half_gamma_r1_and_r1_weight_zero_changes_nothing():
+    def players():
+        torch.manual_seed(3)
+        g, d = gan.MLPGenerator(2, 8), gan.MLPDiscriminator(2, 8)
+        return g, d, torch.optim.SGD(g.parameters(), lr=0.1), torch.optim.SGD(d.parameters(), lr=0.1)
+
+    real = torch.randn(16, 2)
+    g, d, og, od = players()
+    torch.manual_seed(1)
+    base = gan.train_step(g, d, og, od, real, latent_dim=2)
+    g0, d0, og0, od0 = players()
+    torch.manual_seed(1)
+    assert gan.train_step(g0, d0, og0, od0, real, latent_dim=2, r1_weight=0.0) == base
+    g1, d1, og1, od1 = players()
+    r1 = gan.r1_penalty(d1, real).item()
+    torch.manual_seed(1)
+    d_loss, _ = gan.train_step(g1, d1, og1, od1, real, latent_dim=2, r1_weight=4.0)
+    assert d_loss == pytest.approx(base[0] + 2.0 * r1, rel=1e-5)
+
+
+def test_truncated_noise_respects_the_threshold_and_its_distribution():
+    z = gan.truncated_noise(20000, 3, 1.0, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (20000, 3) and z.abs().max() <= 1.0
+    # each coordinate follows N(0, 1) truncated to [-1, 1]: compare the variance with scipy's
+    assert z.var().item() == pytest.approx(stats.truncnorm(-1, 1).var(), rel=0.03)
+    assert gan.truncated_noise(5, 2).shape == (5, 2)
+    with pytest.raises(ValueError):
+        gan.truncated_noise(5, 2, 0.0)
+    with pytest.raises(ValueError):
+        gan.truncated_noise(0, 2, 1.0)
+
+
+def test_sample_with_truncation_feeds_truncated_noise():
+    torch.manual_seed(0)
+    model = gan.GAN(gan.MLPGenerator(3, 8, (3,)), gan.MLPDiscriminator(3, 8))
+    model.generator = nn.Identity()
+    model.generator.latent_dim = 3
+    x = model.sample(500, truncation=0.3)
+    assert x.shape == (500, 3) and x.abs().max() <= 0.3
+    assert model.sample(500).abs().max() > 1.0
+
+
+def test_conv_generator_default_layout_is_unchanged_and_batchnorm_is_an_option():
+    default = gan.ConvGenerator(32, 32)
+    assert list(default.state_dict()) == ["fc.0.weight", "fc.0.bias", "net.0.weight", "net.0.bias",
+                                          "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"]
+    bn = gan.ConvGenerator(32, 16, batchnorm=True)
+    assert sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in bn.modules()) == 3
+    out = bn(torch.randn(5, 32))
+    assert out.shape == (5, 1, 8, 8) and out.min() >= 0 and out.max() <= 1
+
+
+def test_ema_copies_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = gan.dcgan(channels=4)
+    model.update_ema(0.9)
+    model.generator.train()
+    model.generator(torch.randn(16, 32))  # moves the running statistics
+    model.update_ema(0.9)
+    for b_ema, b in zip(model.ema_generator.buffers(), model.generator.buffers()):
+        assert torch.equal(b_ema, b)
+    with pytest.raises(ValueError):
+        gan.dcgan(d_norm="batch")
+
+
+def test_train_dcgan_runs_and_gives_digit_shaped_samples():
+    model, history = gan.train_dcgan(steps=3, seed=0, channels=4)
+    x = model.sample(6)
+    assert x.shape == (6, 1, 8, 8) and torch.isfinite(x).all() and history.steps[-1] == 3
+    with pytest.raises(ValueError):
+        gan.train_dcgan(steps=0)
+
+
+def test_ring_recipes_with_r1_and_spectral_norm_build_the_same_networks():
+    for name in ("plain GAN + R1", "plain GAN + SN"):
+        model, history = gan.train_ring(name, seed=0, steps=2, log_every=1)
+        assert len(history.evals) == 2
+        layers = [m for m in model.discriminator.modules() if isinstance(m, nn.Linear)]
+        assert [tuple(l.weight.shape) for l in layers] == [(64, 2), (64, 64), (1, 64)]
+        spectral = any(nn.utils.parametrize.is_parametrized(l) for l in layers)
+        assert spectral == (name == "plain GAN + SN")
