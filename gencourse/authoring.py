@@ -16,6 +16,7 @@ as plain diffs. Building a lesson
     python -m gencourse.authoring                 # every lesson
     python -m gencourse.authoring 03 05           # lessons whose file name starts with 03 or 05
     python -m gencourse.authoring --editions      # only rewrite badges, student editions and solutions
+    python -m gencourse.authoring 03 --text-only  # after a markdown-only edit: keep the executed outputs
 """
 from __future__ import annotations
 
@@ -161,6 +162,23 @@ def build(path: Path, *, run: bool = True) -> float:
     return seconds
 
 
+def rebuild_text(path: Path) -> None:
+    """Rebuild a lesson whose code cells are unchanged (only its markdown was edited) without executing it:
+    every code cell keeps the outputs of the committed run. Raises if any code cell differs."""
+    old = nbformat.read(NOTEBOOKS / f"{path.stem}.ipynb", as_version=4)
+    nb = notebook_from_source(path)
+    old_code = [c for c in old.cells if c.cell_type == "code"]
+    new_code = [c for c in nb.cells if c.cell_type == "code"]
+    if [c.source for c in old_code] != [c.source for c in new_code]:
+        raise ValueError(f"{path.stem}: code cells changed since the last run; execute it "
+                         f"(python -m gencourse.authoring {path.stem[:2]})")
+    for new, previous in zip(new_code, old_code):
+        new.outputs, new.execution_count = previous.outputs, previous.execution_count
+    nb.metadata = old.metadata  # the kernel's language_info of the run that made the outputs
+    nbformat.write(nb, NOTEBOOKS / f"{path.stem}.ipynb")
+    write_editions(path.stem, nb)
+
+
 def solutions_of(nb: nbformat.NotebookNode, lesson: str) -> dict:
     """``{check name: {"lesson", "order", "function", "code"}}`` for every exercise of a notebook: the solution
     cell's code (markers removed), keyed by the name its check cell calls (``check.<name>(...)``); ``order`` counts
@@ -218,11 +236,18 @@ def main(argv=None) -> int:
     parser.add_argument("--no-run", action="store_true", help="convert without executing")
     parser.add_argument("--editions", action="store_true",
                         help="only rewrite the badges, student editions and solutions from the committed notebooks")
+    parser.add_argument("--text-only", action="store_true",
+                        help="after a markdown-only edit: rebuild keeping the committed outputs (refuses if code changed)")
     args = parser.parse_args(argv)
     paths = sources(args.lessons)
     if not paths:
         print(f"no lesson sources match {args.lessons} in {SOURCES}", file=sys.stderr)
         return 2
+    if args.text_only:
+        for path in paths:
+            rebuild_text(path)
+            print(f"{path.stem}: markdown rebuilt, outputs kept")
+        return 0
     if args.editions:
         for path in paths:
             write_editions(path.stem)
