@@ -343,7 +343,7 @@ print("PASS at the last epoch both fit the training images equally well (within 
 # budget ends (their best validation epochs are among the last ones). Nor is it a matter of fitting speed: by
 # the last epoch both fit the *training* images equally well (the dotted curves meet). The difference is in how
 # well that fit carries over to new digits: the categorical's validation−train gap is several nats larger. With
-# 17 free probabilities per pixel and 1000 images, a level seen rarely at a pixel gets little evidence; the
+# 17 logits per pixel (16 free probabilities) and 1000 images, a level seen rarely at a pixel gets little evidence; the
 # logistic shares evidence between neighbouring levels, a better inductive bias for ordered intensities.
 # Whether a much longer run would change the ranking is a question this comparison does not answer. Both are
 # exact discrete likelihoods. The main model of section 4 is the logistic one, trained longer, with dropout.
@@ -448,9 +448,10 @@ print(f"{'PASS' if ok else 'FAIL'} true samples: recognized < 0.7 x real and Fre
 # %% [markdown]
 # Read it against the real column, and against lesson 01. The VAE's true samples are new, not copies
 # (memorization above 1: the per-pixel speckle puts them farther from the training digits than real digits
-# are), and their labels spread over the classes. But they are **much worse than the samples of lesson 01's
-# ten Gaussians**: the classifier recognizes far fewer of them and their Fréchet distance is several times
-# larger, although this VAE's likelihood (section 12) is far better than a Gaussian's. The reason is the
+# are), and their labels spread over most classes (8 of 10 reach 5% of the samples). But they are **much worse
+# than the samples of lesson 01's ten Gaussians**: the classifier recognizes far fewer of them and their Fréchet
+# distance is several times larger, although by likelihood the VAE is far ahead: its test bound is 86.9 nats
+# (section 12), where lesson 01 measured the ten Gaussians' dequantized bound at 133.3 nats. The reason is the
 # decoder, not the code: given $z$, this decoder draws each of the 64 pixels *independently*, so every sample
 # carries independent noise on every pixel, the speckle. A full covariance keeps the correlations between
 # pixels, so a Gaussian's noise moves whole strokes together, and its samples look like (noisy) digits. The
@@ -527,13 +528,15 @@ print("PASS the VAE's prior codes fall in fewer holes than the AE's fitted-Gauss
 # $\mathcal{N}(0, I)$ codes, decoded VAE prior codes are recognized far more often, are several times closer to
 # real digits in Fréchet distance and reach several times more of the reference digits (recall, the coverage).
 # Against a Gaussian fitted to the autoencoder's codes (lesson 02's repair) the VAE's codes still reach more
-# reference digits and are recognized more often, while their Fréchet distances lie within each other's
-# intervals: the improvement there is in coverage, not in Fréchet. And random codes fall about as close to
+# reference digits and are recognized more often, while their Fréchet distances (120.4±13.9 and 138.8±16.7)
+# have overlapping intervals: the improvement there is in coverage, not in Fréchet. And random codes fall about as close to
 # training codes as held-out codes do (a holes ratio near 1, on lesson 02's scale), where the fitted Gaussian's
 # fall clearly farther. The gap to the aggregate codes remains.
 #
-# **Where do the rate's nats go?** Each coordinate of $q_\phi(z)$ looking standard normal says little: most of
-# the 16 dimensions have collapsed to the prior (section 9), and those are standard normal by construction.
+# **Where do the rate's nats go?** Each coordinate of $q_\phi(z)$ looking standard normal says little: a
+# dimension that the encoder does not use sits at the prior, standard normal by construction, and a VAE can
+# leave many unused (section 9 counts them for its own models: at $\beta = 1$, 9 of the 16 carry less than
+# 0.1 nats).
 # Look instead at the two dimensions with the largest KL, and split the rate (Hoffman & Johnson, 2016) into
 # two non-negative parts,
 #
@@ -577,7 +580,8 @@ print("PASS the aggregate posterior differs from the prior by more than 1 nat (K
 
 # %% [markdown]
 # In the informative dimensions the aggregate posterior is not one standard normal but a mixture of class
-# clusters, each digit class in its own region, while the prior spreads its draws evenly over the disc. Part of the rate is the
+# clusters, each digit class in its own region, while the prior's density is one smooth bump, highest at the
+# origin and falling off alike in every direction, with no gaps between classes. Part of the rate is the
 # information the code carries about which training image it came from, capped at $\log N$; the rest,
 # $\mathrm{KL}(q_\phi(z) \,\|\, p(z))$, is the price of the mismatch between where the encoder puts codes and
 # where the prior draws them, and it is why decoded prior codes are worse than decoded aggregate codes.
@@ -629,8 +633,9 @@ axes[1].set_title("encoder means of the test digits", fontsize=10)
 plt.show()
 
 # %% [markdown]
-# Unlike the autoencoder's codes in lesson 02, these sit inside the prior's bulk ($\pm 2$), with no
-# arbitrary scale, and the whole grid decodes to digit-like images that morph smoothly into each other.
+# Unlike the autoencoder's codes in lesson 02, these sit on the prior's scale, with no arbitrary scale: in the
+# plot all lie within $\pm 3$ and most within $\pm 2$, and the whole grid decodes to digit-like images that
+# morph smoothly into each other.
 # If you run the notebook yourself, move the sliders below to decode any code (the figure above shows the
 # same manifold for readers of the static page):
 
@@ -887,8 +892,10 @@ print("PASS decoder means are the requested class >= 95% of the time"
 #
 # **Exercise 5 (an estimator).** Write `iwae_estimate(x, mu, logvar, eps, log_likelihood)` for given noise `eps`
 # of shape `(k, B, d)`, returning $\log \frac1k \sum_i w_i$ for each example, shape `(B,)`. The weights are around
-# $e^{-90}$, far below what a float can hold: work with $\log w_i$ throughout, and find how to average the weights
-# without leaving log space.
+# $e^{-90}$, far below what a float can hold: work with $\log w_i$ throughout, and average the weights without
+# leaving log space. `mu` and `logvar` have shape `(B, d)`; `log_likelihood(x, z)` takes codes `z` of shape
+# `(k, B, d)` and returns $\log p_\theta(x \mid z)$ of shape `(k, B)`; $\log p(z)$ and $\log q_\phi(z \mid x)$
+# are Gaussian log-densities summed over the `d` coordinates of $z$.
 
 # %%
 def iwae_estimate(x, mu, logvar, eps, log_likelihood):
@@ -966,7 +973,7 @@ print("PASS validation is harder than test (as for every model on this split)"
 
 # %% [markdown]
 # The IWAE bound with $k = 1000$ is a few nats tighter than the ELBO: that much of the ELBO's looseness was
-# the encoder's, not the model's. (The $k = 1$ point sits a little off the dotted −ELBO line although
+# the encoder's, not the model's. (The $k = 1$ point need not sit on the dotted −ELBO line although
 # $\mathcal{L}_1$ is the ELBO: it estimates the KL by Monte Carlo from one draw per image, where the line uses
 # the closed-form KL averaged over ten draws; different draws, the same quantity.) On the same split this VAE
 # beats `intro_dgm`'s VAE (−ELBO 96.6, IWAE 93.5) and the per-pixel baseline by a wide margin, and comes close
@@ -1021,9 +1028,10 @@ print("PASS the prior's estimate loses more at the higher rate (beta = 0.5 vs be
 
 # %% [markdown]
 # Of 1000 prior draws only one or two carry the estimate: almost every draw is wasted, as section 1 said. The
-# estimate still lands only a few nats below the encoder's for the main model, because one lucky draw among a
-# thousand is enough when the code carries about 10 nats; the encoder's proposals share the weight among many
-# more draws. The waste grows with the rate: the $\beta = 0.5$ model, whose code carries about twice the nats,
+# estimate still lands only 3.69 nats below the encoder's for the main model. Section 1's rule says how far
+# short $k = 1000$ falls: a rate of 9.6 nats asks for about $e^{9.6} \approx 15{,}000$ prior draws, and missing
+# that factor costs roughly $\log(e^{\mathrm{KL}}/k) \approx 9.6 - \log 1000 \approx 2.7$ nats, the order of the
+# printed gap. The encoder's proposals share the weight among many more draws (median ESS 17.9). The waste grows with the rate: the $\beta = 0.5$ model, whose code carries about twice the nats,
 # loses more to the prior proposal than its $\beta = 1$ sibling. With tens of nats in the code no affordable $k$
 # would do, which is why VAEs are trained and evaluated with the encoder as the proposal.
 

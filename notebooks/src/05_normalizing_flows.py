@@ -477,7 +477,8 @@ print(f"{'PASS' if ok else 'FAIL'} LU log-det sum(log s) x H x W equals slogdet(
 # only horizontally or only vertically. The checkerboard is axis-aligned, which suits them. Rotate it by 45°
 # and compare RealNVP with the same flow plus an ActNorm and a learned invertible linear map before each
 # coupling. The rotated board (scaled by 0.75 to stay in the window) has entropy $\ln(32 \cdot 0.75^2) = \ln 18$.
-# The two flows have the same couplings; Glow's pieces add 14 parameters per coupling (about 0.3%).
+# The two flows have the same couplings; Glow's pieces add 8 free parameters per coupling (14 stored, as the
+# masked entries of $L$ and $U$ count too: about 0.3% more in all).
 
 # %%
 rotation = 0.75 * torch.tensor([[math.cos(math.pi / 4), -math.sin(math.pi / 4)],
@@ -512,8 +513,8 @@ print(f"{'PASS' if min(plain_nll, glow_nll) > math.log(18) + 0.2 else 'FAIL'} bo
       "the entropy ln 18: neither learns the rotated board well in 20 epochs")
 
 # %% [markdown]
-# Glow's pieces help a little here: a lower held-out NLL (by a few hundredths to a tenth of a nat on seeds 0-2),
-# with the same couplings and 0.3% more parameters, while both flows stay far from the true density. The learned
+# Glow's pieces help a little here: a lower held-out NLL (3.286 against 3.390 nats in this run, about a tenth of
+# a nat), with the same couplings and 0.3% more parameters, while both flows stay far from the true density. The learned
 # mixing loosens the axis-alignment of fixed masks; it does not remove the need for many layers.
 
 # %% [markdown]
@@ -558,7 +559,10 @@ print(f"{'PASS' if ok else 'FAIL'} on dequantized data no sigma beats the discre
 # %% [markdown]
 # **Dequantization** fixes this. A continuous model sees $y = (k + u)/17$ with $u \sim U[0, 1)^D$, so each
 # integer image owns a box of volume $17^{-D}$, and the probability of $k$ is the density's mass in its box.
-# By Jensen's inequality
+# The right column of the table scores mixtures centred on the boxes on such dequantized pixels: no $\sigma$
+# gets below the discrete NLL of 2.07 nats, and narrow ones do far worse (143.75 nats per pixel at
+# $\sigma = 10^{-3}$, 14480.61 at $10^{-4}$), because a narrow Gaussian at a box's centre gives near-zero
+# density to most of its box. By Jensen's inequality
 #
 # $$-\log P(k) = -\log \mathbb E_u\big[p(y)\big] + D \ln 17 \;\le\; \mathbb E_u\big[-\log p(y)\big] + D \ln 17. \tag{2}$$
 #
@@ -650,11 +654,13 @@ _ = gencourse.headline("digits test NLL bound (nats)", bound["test"], "{:.1f}")
 _ = gencourse.headline("digits test bits/dim (bound)", bpd(bound["test"]), "{:.3f}")
 
 # %% [markdown]
-# The flow's bound beats the per-pixel baseline by more than 3 nats and intro_dgm's RealNVP (about 167) by far,
-# and stays behind the exact autoregressive model. Part of what separates it from the discrete models is the
-# uniform dequantization itself: the importance-weighted estimate shows that the Jensen bound (2) is a few nats
-# loose, because the model's density is not flat inside each box and uniform noise cannot follow it. Section 9
-# learns the noise instead.
+# intro_dgm is the companion code of J. Tomczak's book *Deep Generative Modeling*, run unchanged on this split
+# (see the README). Its RealNVP is a continuous density trained on pixels plus noise in $(0, 0.5]$: 122.5 nats on
+# its own scale, which converts to about 167 as a discrete bound. The flow's bound beats the per-pixel baseline by
+# more than 3 nats and intro_dgm's RealNVP by far, and stays behind the exact autoregressive model. Part of what
+# separates it from the discrete models is the uniform dequantization itself: the importance-weighted bound (94.6
+# against 97.7 nats on test) shows that the Jensen bound (2) is at least about 3 nats loose, because the model's
+# density is not flat inside each box and uniform noise cannot follow it. Section 9 learns the noise instead.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -717,8 +723,9 @@ gencourse.show(flows.VariationalDequantizer.forward)
 # minimizing (3) (`flows.fit_dequantizer`, early-stopped on validation). The density $p$ is then the same in
 # every row below; only the noise differs. On the test split: the uniform Jensen bound (2), the variational
 # bound (3), each averaged over `DRAWS` draws, and the importance-weighted bounds with `IW_DRAWS` draws, using
-# the uniform noise or $q$ as the proposal. Both importance-weighted figures estimate the same $-\log P(k)$ from
-# above, so the gap between them and a bound is that bound's looseness.
+# the uniform noise or $q$ as the proposal. Both importance-weighted figures are themselves upper bounds on the
+# same $-\log P(k)$, only tighter, so the gap between them and a bound shows that the bound is *at least* that
+# loose.
 
 # %%
 dequantizer, deq_history = flows.fit_dequantizer(model, epochs=DEQ_EPOCHS, seed=SEED)
@@ -757,11 +764,13 @@ print(f"{'PASS' if ok else 'FAIL'} the two importance-weighted estimates agree w
       "not the model")
 
 # %% [markdown]
-# A learned noise tightens the bound of the very same flow: it closes part of the gap (a fifth to a quarter on
-# seeds 0-2) for a few seconds of training. The rest stays open because this $q$ is a product of independent
-# squashed Gaussians, while the flow's density inside a box couples the pixels; Flow++ uses a conditional flow
-# for $q$, and trains it jointly with $p$, so the flow also stops paying for the noise it cannot see. The
-# importance-weighted estimates barely move: they estimate the same $-\log P(k)$ with either proposal.
+# A learned noise tightens the bound of the very same flow: by 0.79 ± 0.11 nats per image, for a few seconds of
+# training. That is 24% of the gap to the best importance-weighted estimate; since that estimate is itself an
+# upper bound, the true gap may be larger, so the noise closes *at most* about a quarter of it. The rest stays
+# open because this $q$ is a product of independent squashed Gaussians, while the flow's density inside a box
+# couples the pixels; Flow++ uses a conditional flow for $q$, and trains it jointly with $p$, so the flow also
+# stops paying for the noise it cannot see. The importance-weighted estimates barely move: they estimate the same
+# $-\log P(k)$ with either proposal.
 #
 # ## 10. The multi-scale architecture: squeeze and split
 #
@@ -892,8 +901,8 @@ print(f"{'PASS' if ok else 'FAIL'} T=1 samples are recognized less often than re
 # ## 12. High likelihood is not the same as good samples (optional)
 #
 # Sections 12 and 13 are optional: they measure two common claims about flows and can be read at home.
-# Two measurements. First, the per-pixel categorical model of lesson 01 is only a few nats per image behind
-# the flow, yet its samples are noise; the likelihood is an average over all 64 pixels, and getting
+# Two measurements. First, the per-pixel categorical model of lesson 01 is only about 9 nats per image behind
+# the flow (106.3 against 97.7), yet its samples are noise; the likelihood is an average over all 64 pixels, and getting
 # each pixel's marginal right already earns most of it (Theis et al. 2016).
 
 # %%
@@ -911,6 +920,9 @@ print(f"{'RealNVP (bound), T=1':<26}{bound['test']:>16.1f}{quality[1.0]['recogni
 # (digit classes thin out) and the Fréchet distance, which compares the spread of the whole set with real
 # digits', grows. Their coverage of the real digits (`recall`) does not gain from the neatness: at $T = 0.6$ it
 # stays within noise of $T = 1$, as neater samples land near more real digits while whole classes go missing.
+# Note also that even at $T = 1$ the model rates its own samples less likely (105.4 nats, printed below) than
+# real test digits (97.7): maximum likelihood spreads mass over everything the data might hold, so the model's
+# entropy can exceed its cross-entropy on test data, and its own samples include many unlikely ones.
 
 # %%
 with torch.no_grad():
@@ -944,11 +956,12 @@ print(f"{'PASS' if not separate('recall') else 'FAIL'} T = 0.6 samples cover the
 # **Unusual inputs.** Nalisnick et al. (2019) found that flows trained on CIFAR-10 give *higher* likelihood to
 # SVHN house numbers, a different data set, than to CIFAR-10's own test images: likelihood tracks how simple an
 # image is as much as whether it belongs to the data. So is a low NLL a test for "this is a digit"? Score some
-# simple out-of-distribution (OOD) sets with the digits flow: uniform noise, blank images, blends of two
-# different digits and upside-down digits. For each: the share that scores a *higher* likelihood than the
-# median real test digit, the share of real test digits rated *less* likely than its median image, the AUROC of
-# the NLL as a detector (1 = perfect separation, 0.5 = chance), and the share the digits classifier calls
-# "not a digit".
+# simple out-of-distribution (OOD) sets with the digits flow: uniform noise, blank images, blends of two different
+# digits and vertically mirrored digits (top and bottom swapped, `flip(-2)`; the table calls them "upside-down").
+# For each: the share that scores a *higher* likelihood than the median real test digit (column "above median
+# digit": more likely than the median digit), the share of real test digits rated *less* likely than its median
+# image, the AUROC of the NLL as a detector (1 = perfect separation, 0.5 = chance), and the share the digits
+# classifier calls "not a digit".
 
 # %%
 g = torch.Generator().manual_seed(SEED)
@@ -1005,12 +1018,14 @@ for name in ("blends of two digits", "upside-down digits"):
 
 # %% [markdown]
 # On these 8×8 digits the effect is milder than Nalisnick's: no OOD set *as a whole* outscores the digits, and
-# noise is rejected outright. But an empty image, which no one would call a digit, is rated more likely than
-# some real test digits, and a likelihood threshold cannot tell many upside-down digits or blends from real
-# ones: a share of them is rated more likely than a typical real digit, and the most likely ones (right) are
-# not digits a person would write. A flow's likelihood measures how well an image fits the model's
-# statistics, not what the image is; use it as an OOD detector only with care (e.g. the typicality test of
-# Nalisnick et al. 2019b, or likelihood ratios against a simpler model).
+# noise is rejected outright. But an empty image, which no one would call a digit, is rated more likely than some
+# real test digits, and a likelihood threshold cannot tell many mirrored digits or blends from real ones: a share
+# of them (11% and 5%) is rated more likely than the median real digit. Not all of those are errors: a mirrored 0,
+# 1, 3 or 8 is still a digit, and so are many blends; the classifier calls only 24% of the mirrored images and 10%
+# of the blends "not a digit". So the likelihood is partly right to rate some of them likely; the most likely ones
+# are in the grid below. A flow's likelihood measures how well an image fits the model's statistics, not what the
+# image is; use it as an OOD detector only with care (e.g. the typicality test of Nalisnick et al. 2019b, or
+# likelihood ratios against a simpler model).
 
 # %% [markdown]
 # ## 13. Flows and text (optional)
@@ -1106,14 +1121,16 @@ print(f"{'PASS' if bigram_bits < flow_bits - 0.3 else 'FAIL'} the bigram counter
       "0.3 bits per character")
 
 # %% [markdown]
-# The flow stays near the uniform figure: it has not learned even how often each character occurs. That is no
-# lack of training time alone: a character's frequency is a step function along the id axis, with a jump at
-# every one of the 29 interval edges, and a smooth map built from affine couplings cannot make many sharp
-# steps (the checkerboard of section 5 showed the same difficulty with 8 squares). The autoregressive network,
-# fed the same ids for the same epochs, outputs a probability per character and needs no geometry between them;
-# it reaches about the unigram level, and counting bigrams does better still. The number measures this flow
-# against these models at this budget, not every flow: discrete flows (Tran et al. 2019; Hoogeboom et al. 2019)
-# and flows on learned embeddings do better, but none of them compete with autoregressive language models.
+# The flow stays near the uniform figure: it has not learned even how often each character occurs. The budget is
+# small (10 epochs of 8 batches: 80 Adam steps) and a longer run is not shown; MADE too ends just behind the
+# unigram counter, a sign that both networks are undertrained. The flow also faces a harder task: a character's
+# frequency is a step function along the id axis, with a jump at every one of the 29 interval edges, and a smooth
+# map built from affine couplings cannot make many sharp steps (the checkerboard of section 5 showed the same
+# difficulty with 8 squares). The autoregressive network, fed the same ids for the same epochs, outputs a
+# probability per character and needs no geometry between them; it comes within 0.1 bit of the unigram level (4.34
+# against 4.25), and counting bigrams does better still. The number measures this flow against these models at
+# this budget, not every flow: discrete flows (Tran et al. 2019; Hoogeboom et al. 2019) and flows on learned
+# embeddings do better, but none of them compete with autoregressive language models.
 
 # %%
 print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
@@ -1137,13 +1154,14 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 #   log-det of the logit transform included. Our digits flow's test bound beats the per-pixel baseline by more
 #   than 3 nats and intro_dgm's RealNVP by far (section 8), and the importance-weighted bound is tighter still.
 # - **Variational dequantization** learns the noise, $\mathbb E_{q(u|k)}[-\log p + \log q] + D \ln 17$: on the same
-#   flow it closed part of the Jensen gap (a fifth to a quarter), with the log-density of $q$ from the change of
+#   flow it closed part of the Jensen gap (at most about a quarter here), with the log-density of $q$ from the change of
 #   variables once more.
 # - The **multi-scale** architecture squeezes space into channels (a permutation, log-det 0) and factors out half
 #   the numbers after a few couplings; on 8×8 digits it was on par with the flat flow with fewer parameters.
 # - (Optional sections) Likelihood is not sample quality (the per-pixel model, low temperatures), and it is no
-#   reliable detector of unusual inputs. Flows are for continuous data: on text, our flow did not learn even the
-#   character frequencies that an autoregressive network of the same kind learned in the same epochs.
+#   reliable detector of unusual inputs. Flows are for continuous data: on text, at a small budget, our flow did
+#   not learn even the character frequencies, while an autoregressive network of the same kind came within
+#   0.1 bit of them in the same epochs.
 #
 # **Next:** lesson 06 builds diffusion models, which trade the flow's exact likelihood and one-pass sampling for
 # a much freer network. **Read more:** Dinh et al., *Density estimation using Real NVP* (2017); Kingma & Dhariwal,
