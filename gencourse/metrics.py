@@ -21,7 +21,7 @@ Per-image figures (averages over samples; they do not depend on how many samples
   farther from the data than real digits are.
 
 Set-level figures, in the classifier's 64 penultimate features, at **one fixed set size** ``N_set`` (digits
-350): a larger sample set is scored as the mean over disjoint subsets of that size, so the figures do not
+350): a larger sample set is scored as the mean over random subsets of that size (they may overlap), so the figures do not
 drift with the number of samples, and the real row is computed at the same size.
 
 - ``frechet``: Frechet distance between Gaussians fitted to samples and reference (the FID recipe). Biased
@@ -505,9 +505,13 @@ def sample_quality(images, dataset: str = "digits", *, set_size: int | None = No
     - ``precision``, ``recall`` = :func:`precision_coverage` (k = 5) against ``R`` (recall = coverage)
     - ``memorization``    = :func:`memorization`
 
-    ``frechet``, ``precision`` and ``recall`` are means over ``N // N_set`` disjoint subsets of ``N_set``
-    samples. Extra keys: ``n``, ``set_size``, ``subsets`` and ``interval``, ``{key: (lo, hi)}``, a 95%
-    bootstrap interval for each figure. Deterministic. Print with :func:`format_quality`.
+    ``frechet``, ``precision`` and ``recall`` are means over ``min(10, 2 * ceil(N / N_set))`` random subsets
+    of ``N_set`` samples (one subset, all samples, when ``N = N_set``); each subset is drawn without
+    replacement, independently of the others, so subsets may overlap. Extra keys: ``n``, ``set_size``,
+    ``subsets`` and ``interval``, ``{key: (lo, hi)}``, a 95% interval for each figure: a percentile
+    bootstrap for the per-image figures, and for the set-level ones the value +- 1.96 x the spread over random
+    half-subsets of the first subset, scaled by ``sqrt(N_set / N)``. Deterministic. Print with
+    :func:`format_quality`.
     """
     _check_dataset(dataset)
     return protocol(dataset).sample_quality(images, set_size=set_size)

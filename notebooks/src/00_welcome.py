@@ -218,7 +218,8 @@ plt.show()
 # discrete scale of 17 levels, with the validation figure beside it. A model that knows nothing, uniform over
 # the 17 levels, scores $64 \ln 17$ nats (below); lesson 01 fits the per-pixel categorical baseline, which is
 # printed beside every model's NLL. Continuous models (lessons 05, 06, 08) are made comparable by *dequantization*: they see
-# $y = (k + u)/17$ with $u \sim U[0, 1)^D$. The mass of the digit $k$ is its density integrated over a cube of
+# $y = (k + u)/17$ with $u \sim U[0, 1)^D$, not the $k/16$ that `data.load` gives. The mass of the digit $k$
+# is its density integrated over a cube of
 # volume $17^{-D}$, $P(k) = 17^{-D}\,\mathbb{E}_u\big[p\big((k + u)/17\big)\big]$, and Jensen's inequality
 # ($\log \mathbb{E} \ge \mathbb{E} \log$) gives the bound
 # $-\log P(k) \le \mathbb{E}_u\big[-\log p\big((k + u)/17\big)\big] + D \ln 17$: one draw of $u$ gives an
@@ -242,11 +243,16 @@ print(f"uniform over 17 levels: {uniform_nll:.1f} nats per image = {metrics.bits
 # | --- | --- | --- |
 # | `recognized` | share of samples the classifier calls a digit with probability ≥ 0.9 | high, near real digits |
 # | `classes_covered` | digit classes that hold ≥ 5% of the samples | 10 |
-# | `label_entropy` | entropy of the predicted labels, nats (uniform over 10: 2.30) | near 2.30 |
+# | `label_entropy` | entropy of the predicted labels of the samples whose top class is a digit (samples called "not a digit" are left out), nats (uniform over 10: 2.30) | near 2.30 |
 # | `frechet` | Fréchet distance between Gaussians fitted to the classifier's features of samples and of the reference set | low |
 # | `precision` | share of samples inside the reference manifold: within the ball around a reference digit that reaches its 5th nearest reference neighbour | high |
 # | `recall` | share of reference digits whose ball holds at least one sample: the *coverage* of Naeem et al. (2020) | high |
 # | `memorization` | how far samples lie from the training images, relative to how far unseen real digits lie (exercise 2) | near 1; near 0 means copies; above 1, farther from the data than real digits are |
+#
+# The tables print each figure with its 95% interval: `0.963±.023` reads "0.963, and the interval lies within
+# 0.023 of it". A count prints as its value and then its interval, so `2 (0-3)` reads "2 classes, interval 0
+# to 3"; a count printed alone has an interval of that single value. `label_entropy` is 0 when no sample's top
+# class is a digit.
 #
 # Each figure alone can be fooled; read them together.
 # - `recognized` and `precision` reward a model that draws one kind of digit well over and over (*mode
