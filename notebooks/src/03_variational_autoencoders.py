@@ -16,7 +16,7 @@
 #   17-level discrete scale, next to the ELBO, the validation split and published figures, and measure why
 #   the prior is a poor proposal.
 #
-# **Running time:** about 45 s on a 2-core laptop CPU; a GPU changes little at this size.
+# **Running time:** about 38 s on a 2-core laptop CPU (measured by `make bench`, two threads); a GPU changes little at this size.
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
