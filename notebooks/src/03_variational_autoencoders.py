@@ -899,7 +899,7 @@ print("PASS decoder means are the requested class >= 95% of the time"
 
 # %%
 def iwae_estimate(x, mu, logvar, eps, log_likelihood):
-    """IWAE estimate per example for given noise eps (k, B, d): logsumexp_i log w_i - log k -> (B,)."""
+    """IWAE estimate log (1/k) sum_i w_i per example -> (B,), for given noise eps (k, B, d), in log space."""
     ### BEGIN SOLUTION
     std = torch.exp(0.5 * logvar)
     z = mu + std * eps
