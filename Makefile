@@ -30,7 +30,7 @@ lab: $(STAMP)
 test: $(STAMP) unit nbval student-run browser
 
 unit: $(STAMP)
-	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 -m "not student and not browser" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 --dist loadgroup -m "not student and not browser" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 nbval: $(STAMP)
 	@if [ -z "$(NOTEBOOKS)" ]; then echo "no notebooks to validate"; else \

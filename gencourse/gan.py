@@ -29,7 +29,7 @@ from gencourse.data import RING_CENTERS, RING_STD
 from gencourse.train import batches, check_finite, progress
 
 GENERATOR_LOSSES = ("non-saturating", "minimax")
-TRAINING_LOSSES = ("non-saturating", "minimax", "wgan-gp")
+TRAINING_LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +59,19 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     real_logits = _check_logits(real_logits, "real_logits")
     fake_logits = _check_logits(fake_logits, "fake_logits")
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The hinge loss of SNGAN and BigGAN (Lim & Ye 2017; Miyato et al. 2018), a scalar:
+
+        L_D = E_x max(0, 1 - l(x)) + E_z max(0, 1 + l(G(z))),    L_G = -E_z l(G(z)).
+
+    The discriminator stops pushing an example once its margin is met (real logits >= 1, fake <= -1);
+    the generator's loss is the critic's, as in WGAN. Shapes as in :func:`discriminator_loss`.
+    """
+    real_logits = _check_logits(real_logits, "real_logits")
+    fake_logits = _check_logits(fake_logits, "fake_logits")
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: str = "non-saturating") -> torch.Tensor:
@@ -293,7 +306,7 @@ def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss
 
     The discriminator is updated first on real data and on fakes *detached* from the generator (its loss
     must not move the generator); the generator is then updated through the updated discriminator.
-    ``loss``: "non-saturating" or "minimax" (logit discriminator), or "wgan-gp" (critic:
+    ``loss``: "non-saturating" or "minimax" (logit discriminator), "hinge" (:func:`hinge_discriminator_loss`), or "wgan-gp" (critic:
     ``L_D = E l(G(z)) - E l(x) + gp_weight * GP``, ``L_G = -E l(G(z))``). ``r1_weight = gamma > 0`` adds
     ``gamma / 2 * R1`` (:func:`r1_penalty`, on the real batch) to the discriminator's loss.
     """
@@ -304,6 +317,8 @@ def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss
     real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
     if loss == "wgan-gp":
         d_loss = fake_logits.mean() - real_logits.mean() + gp_weight * gradient_penalty(discriminator, real, fake)
+    elif loss == "hinge":
+        d_loss = hinge_discriminator_loss(real_logits, fake_logits)
     else:
         d_loss = discriminator_loss(real_logits, fake_logits)
     if r1_weight:
@@ -316,7 +331,7 @@ def train_step(generator, discriminator, opt_g, opt_d, real, *, latent_dim, loss
 
     # 2. generator step, through the discriminator just updated
     fake_logits = discriminator(fake)
-    g_loss = -fake_logits.mean() if loss == "wgan-gp" else generator_loss(fake_logits, loss)
+    g_loss = -fake_logits.mean() if loss in ("wgan-gp", "hinge") else generator_loss(fake_logits, loss)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -541,6 +556,8 @@ RING_RECIPES = {
     "plain GAN + R1": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1, r1_weight=1.0),
     # ... or spectral normalization of every discriminator layer (Miyato et al. 2018)
     "plain GAN + SN": dict(loss="non-saturating", betas=(0.5, 0.999), n_critic=1, spectral=True),
+    # ... and spectral normalization with the hinge loss it is paired with in SNGAN and BigGAN
+    "SN + hinge loss": dict(loss="hinge", betas=(0.5, 0.999), n_critic=1, spectral=True),
 }
 
 

@@ -281,6 +281,45 @@ def test_train_step_matches_a_hand_written_step():
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_hinge_loss_against_a_per_example_loop_and_its_margins():
+    real, fake = _logits(13, seed=7).double(), _logits(6, seed=8).double()
+    expected = sum(max(0.0, 1 - r) for r in real.tolist()) / 13 + sum(max(0.0, 1 + f) for f in fake.tolist()) / 6
+    assert gan.hinge_discriminator_loss(real.float(), fake.float()).item() == pytest.approx(expected, rel=1e-5)
+    # examples beyond the margin (real >= 1, fake <= -1) give zero loss and zero gradient
+    real = torch.tensor([1.5, 3.0, 0.5], requires_grad=True)
+    fake = torch.tensor([-2.0, -0.5], requires_grad=True)
+    gan.hinge_discriminator_loss(real, fake).backward()
+    assert real.grad.tolist() == pytest.approx([0.0, 0.0, -1 / 3])
+    assert fake.grad.tolist() == pytest.approx([0.0, 0.5])
+    with pytest.raises(ValueError, match="real_logits"):
+        gan.hinge_discriminator_loss(torch.zeros(2, 3), torch.zeros(2))
+
+
+def test_train_step_with_the_hinge_loss_matches_a_hand_written_step():
+    real = torch.randn(5, 2)
+    g1, d1 = _tiny_pair()
+    g2, d2 = _tiny_pair()
+    opts1 = torch.optim.SGD(g1.parameters(), lr=0.1), torch.optim.SGD(d1.parameters(), lr=0.1)
+    torch.manual_seed(6)
+    d_loss, g_loss = gan.train_step(g1, d1, *opts1, real, latent_dim=3, loss="hinge")
+    torch.manual_seed(6)
+    z = torch.randn(5, 3)
+    with torch.no_grad():
+        fake = g2(z)
+    loss_d = torch.clamp(1 - d2(real), min=0).mean() + torch.clamp(1 + d2(fake), min=0).mean()
+    with torch.no_grad():
+        for p, gr in zip(d2.parameters(), torch.autograd.grad(loss_d, list(d2.parameters()))):
+            p -= 0.1 * gr
+    loss_g = -d2(g2(z)).mean()
+    with torch.no_grad():
+        for p, gr in zip(g2.parameters(), torch.autograd.grad(loss_g, list(g2.parameters()))):
+            p -= 0.1 * gr
+    assert d_loss == pytest.approx(loss_d.item(), rel=1e-5)
+    assert g_loss == pytest.approx(loss_g.item(), rel=1e-5)
+    for a, b in zip(list(g1.parameters()) + list(d1.parameters()), list(g2.parameters()) + list(d2.parameters())):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_discriminator_only_step_leaves_the_generator_alone():
     g, d = _tiny_pair()
     before = [p.detach().clone() for p in g.parameters()]
@@ -301,7 +340,7 @@ def test_train_gan_records_history_and_checks_input():
     assert h.steps == [5, 10, 12] and len(h.d_loss) == len(h.g_loss) == len(h.evals) == 3
     assert all(math.isfinite(v) for v in h.d_loss + h.g_loss)
     with pytest.raises(ValueError, match="unknown loss"):
-        gan.train_gan(model, x, steps=1, loss="hinge")
+        gan.train_gan(model, x, steps=1, loss="least-squares")
     with pytest.raises(ValueError, match="tensor"):
         gan.train_gan(model, [1, 2, 3], steps=1)
 
@@ -490,7 +529,7 @@ def test_recipes_check_their_names_and_run():
         gan.train_digits(epochs=0)
     model, history = gan.train_ring("WGAN-GP", steps=4, log_every=2, n_data=512)
     assert history.steps == [2, 4] and set(history.evals[-1]) == set(gan.ring_coverage(torch.zeros(1, 2)))
-    assert set(gan.RING_RECIPES) == {"plain GAN", "plain GAN, 5 D steps", "WGAN-GP", "plain GAN + R1", "plain GAN + SN"}
+    assert set(gan.RING_RECIPES) == {"plain GAN", "plain GAN, 5 D steps", "WGAN-GP", "plain GAN + R1", "plain GAN + SN", "SN + hinge loss"}
     assert model.sample(3).shape == (3, 2)
     conv = gan.digits_gan("conv", width=8)
     assert conv.sample(2).shape == (2, 1, 8, 8)

@@ -128,16 +128,11 @@ def test_a_step_without_detach_fails_with_autograds_error(monkeypatch, capsys):
 
 # ---- build and train: judged by outcome -------------------------------------------------------------
 
-def test_build_and_train_reference_passes_and_both_mistakes_are_named(monkeypatch, capsys):
-    monkeypatch.delenv("GENCOURSE_GRADING", raising=False)
-    assert _verdict("gan_build_and_train", lesson04.fit_gan_reference, capsys).status == exercises.PASSED
-    for mistake in lesson04.TRAIN_MISTAKES:
-        verdict = _verdict("gan_build_and_train", mistake.wrong_answer, capsys)
-        assert verdict.status == exercises.FAILED and mistake.message in verdict.message
+# The reference and every declared mistake of this build-and-train check run in tests/test_exercise_catalog.py
+# (the lesson's own solution, each mistake with its own message); they are not trained a second time here.
 
 
-@pytest.mark.parametrize("seed,mean,std", [(1, (2.0, -1.0), (0.5, 0.8)), (2, (2.0, -1.0), (0.5, 0.8)),
-                                           (3, (-1.5, 1.5), (1.0, 0.3)), (4, (-1.5, 1.5), (1.0, 0.3))])
+@pytest.mark.parametrize("seed,mean,std", [(1, (2.0, -1.0), (0.5, 0.8)), (3, (-1.5, 1.5), (1.0, 0.3))])
 def test_build_and_train_reference_is_robust_across_seeds_and_data(seed, mean, std):
     outcome = lesson04._train_outcome(lesson04.fit_gan_reference, seed, mean, std, 60)
     ok, why = lesson04._compare_training(outcome, None, None)

@@ -16,8 +16,10 @@ from gencourse import classifier, data, metrics
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
-pytestmark = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
-                                reason=f"the MNIST test files are not in {MNIST}")
+pytestmark = [pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                                 reason=f"the MNIST test files are not in {MNIST}"),
+              # one worker trains the stand-in's classifier once (make unit runs with --dist loadgroup)
+              pytest.mark.xdist_group("mnist_standin")]
 
 
 @pytest.fixture(scope="module")

@@ -710,15 +710,16 @@ for d in (2, 16):
 
 # %% [markdown]
 # In two dimensions we can look. The coloured points are the training codes of the $d = 2$ autoencoder (the
-# model of sections 1 and 2); red dots are $\mathcal N(0, I)$ codes; black crosses are codes from the Gaussian
+# model of sections 1 and 2); black x marks are $\mathcal N(0, I)$ codes; open black circles are codes from the Gaussian
 # fitted to these very training codes (`model2.sample_codes`, after `fit_code_distribution` in the cell above):
 
 # %%
 z_random2 = model2.sample_codes(300, generator=g).cpu()
 fig, ax = plt.subplots(figsize=(6.5, 5.5))
 ax.scatter(codes_train[:, 0], codes_train[:, 1], c=train.labels, cmap="tab10", s=7, vmin=-0.5, vmax=9.5, alpha=0.6)
-ax.scatter(*torch.randn(300, 2, generator=g).T, marker=".", c="red", s=10, alpha=0.7, label="codes from N(0, I)")
-ax.scatter(z_random2[:, 0], z_random2[:, 1], marker="+", c="k", s=22, lw=0.9, label="codes from the fitted Gaussian")
+ax.scatter(*torch.randn(300, 2, generator=g).T, marker="x", c="k", s=14, lw=0.8, label="codes from N(0, I)")
+ax.scatter(z_random2[:, 0], z_random2[:, 1], marker="o", facecolors="none", edgecolors="k", s=18, lw=0.8,
+           label="codes from the fitted Gaussian")
 ax.legend(fontsize=8, loc="lower right")
 ax.set_xlabel("$z_1$")
 ax.set_ylabel("$z_2$")
@@ -739,7 +740,7 @@ print("PASS random codes fall in holes: farther from training codes than test co
 spread = codes_train.std(0)
 verdict(((z_random2.mean(0) - codes_train.mean(0)).abs() < 0.25 * spread).all()
         and ((z_random2.std(0) / spread - 1).abs() < 0.25).all(),
-        "the crosses of the d = 2 figure come from the Gaussian fitted to that model's codes "
+        "the open circles of the d = 2 figure come from the Gaussian fitted to that model's codes "
         "(mean within 0.25 std, std within 25%)")
 
 # %% [markdown]
@@ -790,7 +791,7 @@ print(f"BCEWithLogitsLoss:  loss {[round(v, 3) for v in loss_b.tolist()]}, gradi
 # **Exercise 5.** Your colleague's data loader gives images `x` on $[-1, 1]$, and the decoder gives logits.
 # Write `autoencoder_bce(logits, x)`: the binary cross-entropy from the logits with the targets mapped back
 # to $[0, 1]$, summed over the pixels of each image and averaged over the batch, exact even for saturated logits.
-# The reduction is the one of `Autoencoder.loss` shown in section 1, so reuse it. What is left to work out is
+# The reduction is the one you wrote in Exercise 1. What is left to work out is
 # the target: which map takes $[-1, 1]$ to $[0, 1]$ (the cells above showed what goes wrong if `x` is passed
 # as it is).
 

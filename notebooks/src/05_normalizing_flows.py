@@ -284,20 +284,10 @@ gencourse.show(flows.coupling_inverse)
 # %% [markdown]
 # ## 4. A flow: RealNVP
 #
-# One coupling layer leaves half the entries untouched, so `flows.RealNVP` alternates the masks: what one
-# layer copies, the next transforms. `RealNVP(dim)` works with every other argument defaulted: 8 couplings
-# with MLPs of width 128. A flow chains its layers and sums their log-dets; its log-density is eq. (1).
-
-# %%
-gencourse.show(flows.Flow.forward)
-
-# %% [markdown]
-# Its log-density is eq. (1): the standard normal log-density of $z = f(x)$ plus the summed log-dets.
-
-# %%
-gencourse.show(flows.Flow.log_prob)
-
-# %% [markdown]
+# One coupling layer leaves half the entries untouched, so RealNVP alternates the masks: what one
+# layer copies, the next transforms. A flow chains its layers and sums their log-dets; its log-density is eq. (1),
+# the standard normal log-density of $z = f(x)$ plus the summed log-dets.
+#
 # ## 5. Two moons and the checkerboard
 #
 # **Exercise 3 (build and train).** Build your own RealNVP for 2D points from your `affine_coupling_forward`
@@ -342,6 +332,16 @@ def fit_moons_flow(points):
 
 # %%
 check.fit_moons_flow(fit_moons_flow)
+
+# %% [markdown]
+# The course's `flows.RealNVP(dim)` is the same design (8 couplings with MLPs of width 128 by default); its
+# `Flow.forward` chains the layers and sums their log-dets, and `Flow.log_prob` is eq. (1):
+
+# %%
+gencourse.show(flows.Flow.forward)
+
+# %%
+gencourse.show(flows.Flow.log_prob)
 
 # %% [markdown]
 # The reference does the same with `flows.RealNVP` (8 couplings of width 64, enough in 2D) and `train.fit`,
@@ -957,7 +957,7 @@ print(f"{'PASS' if not separate('recall') else 'FAIL'} T = 0.6 samples cover the
 # SVHN house numbers, a different data set, than to CIFAR-10's own test images: likelihood tracks how simple an
 # image is as much as whether it belongs to the data. So is a low NLL a test for "this is a digit"? Score some
 # simple out-of-distribution (OOD) sets with the digits flow: uniform noise, blank images, blends of two different
-# digits and vertically mirrored digits (top and bottom swapped, `flip(-2)`; the table calls them "upside-down").
+# digits and upside-down digits (each rotated by 180°).
 # For each: the share that scores a *higher* likelihood than the median real test digit (column "above median
 # digit": more likely than the median digit), the share of real test digits rated *less* likely than its median
 # image, the AUROC of the NLL as a detector (1 = perfect separation, 0.5 = chance), and the share the digits
@@ -972,7 +972,7 @@ ood_sets = {
     "uniform noise": torch.randint(0, levels, (len(test), 1, 8, 8), generator=g) / 16.0,
     "blank images": torch.zeros(len(test), 1, 8, 8),
     "blends of two digits": torch.round(8 * (test.images[first] + test.images[second])) / 16.0,
-    "upside-down digits": test.images.flip(-2),
+    "upside-down digits": torch.rot90(test.images, 2, dims=(-2, -1)),
 }
 with torch.no_grad():
     torch.manual_seed(SEED)
@@ -1019,10 +1019,10 @@ for name in ("blends of two digits", "upside-down digits"):
 # %% [markdown]
 # On these 8×8 digits the effect is milder than Nalisnick's: no OOD set *as a whole* outscores the digits, and
 # noise is rejected outright. But an empty image, which no one would call a digit, is rated more likely than some
-# real test digits, and a likelihood threshold cannot tell many mirrored digits or blends from real ones: a share
-# of them (11% and 5%) is rated more likely than the median real digit. Not all of those are errors: a mirrored 0,
-# 1, 3 or 8 is still a digit, and so are many blends; the classifier calls only 24% of the mirrored images and 10%
-# of the blends "not a digit". So the likelihood is partly right to rate some of them likely; the most likely ones
+# real test digits, and a likelihood threshold cannot tell many upside-down digits or blends from real ones: a
+# share of them (9% and 5%) is rated more likely than the median real digit. Not all of those are errors: an
+# upside-down 0, 1 or 8 is still that digit, a 6 becomes a 9, and many blends are digits too; the classifier calls
+# only 12% of the upside-down images and 10% of the blends "not a digit". So the likelihood is partly right to rate some of them likely; the most likely ones
 # are in the grid below. A flow's likelihood measures how well an image fits the model's statistics, not what the
 # image is; use it as an OOD detector only with care (e.g. the typicality test of Nalisnick et al. 2019b, or
 # likelihood ratios against a simpler model).
