@@ -19,6 +19,7 @@ Image models work on pixels scaled to ``[-1, 1]``; ``sample`` returns images in 
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -30,6 +31,10 @@ from torch.nn import functional as F
 # ----------------------------------------------------------------------------------------------
 # The noise schedule and the forward process
 # ----------------------------------------------------------------------------------------------
+
+SKIPS = ("gaussian", "pixels", "none")
+TIME_SAMPLING = ("uniform", "likelihood")
+
 
 class NoiseSchedule:
     """Variances ``betas (T,)`` of the forward chain ``q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)``.
@@ -58,6 +63,7 @@ class NoiseSchedule:
         ct = alphas.sqrt() * (1 - abar_prev) / (1 - abar)
         c0[0], ct[0] = 1.0, 0.0
         self._post = (c0.float(), ct.float(), (betas * (1 - abar_prev) / (1 - abar)).float())
+        self.cosine_s = None  # set by cosine(): the schedule then also exists in continuous time (abar_at)
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -82,7 +88,29 @@ class NoiseSchedule:
         steps = torch.arange(T + 1, dtype=torch.float64)
         f = torch.cos((steps / T + s) / (1 + s) * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
-        return cls(betas)
+        schedule = cls(betas)
+        schedule.cosine_s = s
+        return schedule
+
+    def abar_at(self, tau: torch.Tensor) -> torch.Tensor:
+        """The cosine schedule in continuous time: ``abar(tau) = f(tau) / f(0)`` for ``tau (B,)`` in ``[0, 1]``
+        (index ``t`` of ``cosine(T)`` sits at ``tau = (t + 1) / T``), in float64, kept inside ``[1e-9, 1 - 1e-12]``."""
+        if self.cosine_s is None:
+            raise ValueError("continuous time needs the cosine schedule (NoiseSchedule.cosine)")
+        tau = torch.as_tensor(tau, dtype=torch.float64)
+        if ((tau < 0) | (tau > 1)).any():
+            raise ValueError("tau must lie in [0, 1]")
+        s = self.cosine_s
+        f = torch.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+        return (f / math.cos(s / (1 + s) * math.pi / 2) ** 2).clamp(1e-9, 1 - 1e-12)
+
+    def tau_of_abar(self, abar: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`abar_at` (float64)."""
+        if self.cosine_s is None:
+            raise ValueError("continuous time needs the cosine schedule (NoiseSchedule.cosine)")
+        s = self.cosine_s
+        f = torch.as_tensor(abar, dtype=torch.float64) * math.cos(s / (1 + s) * math.pi / 2) ** 2
+        return (torch.arccos(f.sqrt()) * 2 / math.pi * (1 + s) - s).clamp(0, 1)
 
     # -- facts about the schedule ----------------------------------------------------------
 
@@ -460,22 +488,45 @@ class Diffusion(nn.Module):
 
     With ``num_classes`` the model is class-conditional and trained with label dropout: each label is
     replaced by the null label ``num_classes`` with probability ``p_uncond``, so one network gives both
-    ``eps(x, t, y)`` and the unconditional ``eps(x, t)`` used by classifier-free guidance. With ``skip``
-    the network learns a correction to the best linear noise predictor (see :meth:`eps`, :meth:`fit_gaussian`).
-    There is no likelihood: ``likelihood = "none"`` (the variational bound is not computed here).
+    ``eps(x, t, y)`` and the unconditional ``eps(x, t)`` used by classifier-free guidance.
+
+    ``skip``: what the network corrects (EDM-style preconditioning, Karras et al. 2022: a known denoiser plus a
+    learned correction scaled by the error that denoiser leaves): ``"gaussian"`` the exact denoiser of a Gaussian
+    fitted to the data (:meth:`fit_gaussian`), ``"pixels"`` that of independent pixels on the data's levels
+    (:meth:`ImageDiffusion.fit_pixels`), ``"none"`` the bare network (``True`` / ``False`` mean "gaussian" / "none").
+
+    ``continuous``: trained in continuous time (``tau ~ U(0, 1]`` on the cosine schedule) instead of on the ``T``
+    indices, so the same network runs with any number of steps (:meth:`with_steps`). ``time_sampling``: the
+    density of ``tau`` in training, ``"uniform"`` (Ho et al.'s ``L_simple``) or ``"likelihood"`` (half the draws
+    uniform in log-SNR, which weights the noise levels as the variational bound does; Kingma et al. 2021).
+
+    Its likelihood is a variational bound (``likelihood = "bound"``), evaluated by :meth:`ImageDiffusion.elbo_terms`
+    on images of discrete levels.
     """
 
-    likelihood = "none"
+    likelihood = "bound"
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: tuple, *, num_classes: int | None = None,
-                 p_uncond: float = 0.1, skip: bool = True):
+                 p_uncond: float = 0.1, skip="gaussian", continuous: bool = False, time_sampling: str = "uniform"):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
         if not 0 <= p_uncond <= 1:
             raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+        skip = {True: "gaussian", False: "none"}.get(skip, skip) if isinstance(skip, bool) else skip
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {skip!r}")
+        if skip == "pixels" and not hasattr(self, "fit_pixels"):
+            raise ValueError('skip="pixels" needs images on discrete levels: use ImageDiffusion')
+        if continuous and schedule.cosine_s is None:
+            raise ValueError("a continuous-time model needs the cosine schedule (NoiseSchedule.cosine)")
+        if time_sampling not in TIME_SAMPLING:
+            raise ValueError(f"time_sampling must be one of {', '.join(TIME_SAMPLING)}, got {time_sampling!r}")
+        if time_sampling != "uniform" and not continuous:
+            raise ValueError("time_sampling other than 'uniform' needs continuous=True")
         self.net, self.schedule, self.shape = net, schedule, tuple(shape)
         self.num_classes, self.p_uncond, self.skip = num_classes, p_uncond, skip
+        self.continuous, self.time_sampling = continuous, time_sampling
         dim = math.prod(self.shape)
         self.register_buffer("gauss_mean", torch.zeros(dim))
         self.register_buffer("gauss_var", torch.ones(dim))
@@ -494,22 +545,38 @@ class Diffusion(nn.Module):
     def eps(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``eps_theta(x_t, t, y)``: ``xt (B, *shape)`` in model space, ``t (B,)`` indices, ``y (B,)`` or None.
 
-        With ``skip`` (the default) the network ``F`` learns a correction to the best *linear* predictor, the
-        exact ``E[eps | x_t]`` for data ``N(mu, Sigma)`` (see :meth:`fit_gaussian`; ``mu = 0, Sigma = I`` until then):
-        ``eps_theta = sqrt(1 - abar) C^{-1} (x_t - sqrt(abar) mu) + s * F(x_t, t, y)`` with
-        ``C = abar Sigma + (1 - abar) I`` and ``s^2 = diag(I - (1 - abar) C^{-1})``, the variance the linear
-        predictor leaves. Where ``abar -> 0`` this is exact (``x_t`` is the noise itself). Without: ``F``.
+        The network reads the time ``tau = (t + 1) / T``; see :meth:`eps_at`.
         """
-        out = self.net(xt, (t.float() + 1) / self.schedule.T, self._labels(y, len(xt), xt.device))
-        if not self.skip:
+        abar = self.schedule.alphas_cumprod[t.cpu()].to(xt.device)
+        return self.eps_at(xt, abar, (t.float() + 1) / self.schedule.T, self._labels(y, len(xt), xt.device))
+
+    def eps_at(self, xt: torch.Tensor, abar: torch.Tensor, time: torch.Tensor, labels=None) -> torch.Tensor:
+        """``eps_theta`` at noise level ``abar (B,)`` and network time ``time (B,)`` in ``[0, 1]``; ``labels`` as
+        :meth:`_labels` returns them.
+
+        With a skip, the network ``F`` learns a correction to a known denoiser's ``E[eps | x_t]``, scaled by the
+        standard deviation that denoiser leaves: ``eps_theta = eps_base(x_t) + s(x_t) * F(x_t, tau, y)``.
+        ``"gaussian"``: for data ``N(mu, Sigma)`` (:meth:`fit_gaussian`; ``mu = 0, Sigma = I`` until then),
+        ``eps_base = sqrt(1 - abar) C^{-1} (x_t - sqrt(abar) mu)``, ``C = abar Sigma + (1 - abar) I``,
+        ``s^2 = diag(I - (1 - abar) C^{-1})``. ``"pixels"``: see :meth:`ImageDiffusion.pixel_denoiser`.
+        Where ``abar -> 0`` both are exact (``x_t`` is the noise itself).
+        """
+        out = self.net(xt, time.to(xt.device, xt.dtype), labels)
+        if self.skip == "none":
             return out
+        # in float64 and kept below 1, so that sqrt(1 - abar) never rounds to 0 in float32 at the tiniest noise
+        abar = abar.to(xt.device, torch.float64).clamp(max=1 - 1e-7)
+        base, scale = (self.pixel_denoiser if self.skip == "pixels" else self.gaussian_denoiser)(xt, abar)
+        return (base + scale * out.flatten(1)).view_as(xt)
+
+    def gaussian_denoiser(self, xt: torch.Tensor, abar: torch.Tensor):
+        """``(E[eps | x_t], std[eps | x_t])``, each ``(B, D)``, for data ``N(mu, Sigma)`` (:meth:`fit_gaussian`)."""
         mean, var, basis = (v.to(xt.dtype) for v in (self.gauss_mean, self.gauss_var, self.gauss_basis))
-        abar = self.schedule.alphas_cumprod[t.cpu()].to(xt.device, xt.dtype)[:, None]       # (B, 1)
+        abar = abar.to(xt.dtype)[:, None]                                                    # (B, 1)
         inv = 1 / (abar * var + 1 - abar)                                                    # (B, D) in the eigenbasis
         r = (xt.flatten(1) - abar.sqrt() * mean) @ basis                                     # (B, D)
         linear = ((1 - abar).sqrt() * r * inv) @ basis.T
-        scale = ((abar * var * inv) @ (basis.T ** 2)).sqrt()                                 # (B, D)
-        return (linear + scale * out.flatten(1)).view_as(xt)
+        return linear, ((abar * var * inv) @ (basis.T ** 2)).sqrt()
 
     @torch.no_grad()
     def fit_gaussian(self, x: torch.Tensor, floor: float = 1e-3) -> "Diffusion":
@@ -546,14 +613,42 @@ class Diffusion(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, t: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
         """:func:`noise_prediction_loss` on data ``x (B, *shape)`` (data space). In training mode labels ``y``
-        are dropped to the null label with probability ``p_uncond``. ``t``, ``noise`` fix the draws."""
+        are dropped to the null label with probability ``p_uncond``. ``t``, ``noise`` fix the draws (indices of
+        the schedule). A continuous-time model draws ``tau`` in ``(0, 1]`` instead (:meth:`sample_time`)."""
         x0 = self.encode(self._check_data(x))
         if self.num_classes is not None and y is not None:
             y = self._labels(y, len(x0), x0.device)
             if self.training and self.p_uncond > 0:
                 drop = torch.rand(len(y), device=y.device) < self.p_uncond
                 y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        return noise_prediction_loss(lambda xt, tt: self.eps(xt, tt, y), self.schedule, x0, t, noise)
+        if not self.continuous or t is not None:
+            return noise_prediction_loss(lambda xt, tt: self.eps(xt, tt, y), self.schedule, x0, t, noise)
+        tau = self.sample_time(len(x0))
+        abar = self.schedule.abar_at(tau)
+        noise = torch.randn_like(x0) if noise is None else noise
+        xt = _per_example(abar.sqrt(), x0) * x0 + _per_example((1 - abar).sqrt(), x0) * noise
+        labels = self._labels(None, len(x0), x0.device) if y is None else y
+        return F.mse_loss(self.eps_at(xt, abar.float(), tau.float(), labels), noise)
+
+    def sample_time(self, n: int) -> torch.Tensor:
+        """``n`` training times ``tau`` (float64): uniform on ``(0, 1]``; with ``time_sampling="likelihood"`` half
+        of them uniform in log-SNR over ``[-10, 13]`` instead, the density under which an unweighted noise error
+        is the variational bound's weighting (``d log SNR`` per unit of the bound)."""
+        tau = 1 - torch.rand(n, dtype=torch.float64)
+        if self.time_sampling == "likelihood":
+            log_snr = torch.empty(n, dtype=torch.float64).uniform_(-10.0, 13.0)
+            tau_l = self.schedule.tau_of_abar(torch.sigmoid(log_snr)).clamp(min=1e-6)
+            tau = torch.where(torch.rand(n) < 0.5, tau_l, tau)
+        return tau
+
+    def with_steps(self, T: int) -> "Diffusion":
+        """The same continuous-time network run with ``T`` steps of the cosine schedule: a shallow copy sharing the
+        weights (sampling with it costs ``T`` evaluations; its variational bound is that of the ``T``-step model)."""
+        if not self.continuous:
+            raise ValueError("only a continuous-time model (continuous=True) runs with another number of steps")
+        other = copy.copy(self)
+        other.schedule = NoiseSchedule.cosine(_check_T(T), s=self.schedule.cosine_s)
+        return other
 
     def batch_loss(self, batch) -> torch.Tensor:
         """:meth:`loss` of what ``fit`` yields: data ``x``; ``(x, y)``; or, from :func:`fixed_noise_batches`,
@@ -615,7 +710,144 @@ class Diffusion(nn.Module):
 
 
 class ImageDiffusion(Diffusion):
-    """A diffusion model of images in ``[0, 1]``: it works on ``2x - 1 in [-1, 1]`` and samples back in ``[0, 1]``."""
+    """A diffusion model of images in ``[0, 1]``: it works on ``2x - 1 in [-1, 1]`` and samples back in ``[0, 1]``.
+
+    ``levels``: the number of intensity levels of the data (17 for the digits), for the discrete decoder of the
+    variational bound (:meth:`elbo_terms`, :meth:`nll`) and the per-pixel skip (:meth:`pixel_denoiser`).
+    """
+
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: tuple, *, levels: int = 17, **kwargs):
+        super().__init__(net, schedule, shape, **kwargs)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+        self.levels = levels
+        self.register_buffer("pixel_logp", torch.full((math.prod(self.shape), levels), -math.log(levels)))
+
+    @torch.no_grad()
+    def fit_pixels(self, x: torch.Tensor, smoothing: float = 0.1) -> "ImageDiffusion":
+        """Fit independent categoricals over the levels, one per pixel, to images ``x (N, *shape)`` in ``[0, 1]``
+        with add-``smoothing`` counts (lesson 01's per-pixel baseline), for the ``"pixels"`` skip."""
+        k = (self._check_data(x) * (self.levels - 1)).round().long().flatten(1).cpu()        # (N, D)
+        counts = torch.zeros(k.shape[1], self.levels).scatter_add_(1, k.T, torch.ones(k.T.shape))
+        self.pixel_logp.copy_(torch.log((counts + smoothing) / (counts + smoothing).sum(1, keepdim=True)))
+        return self
+
+    def pixel_denoiser(self, xt: torch.Tensor, abar: torch.Tensor):
+        """``(E[eps | x_t], std[eps | x_t])``, each ``(B, D)``, if the pixels were independent with the fitted
+        categoricals (:meth:`fit_pixels`): each pixel's posterior over its levels ``c_k`` is
+        ``softmax_k(log pi_k - (x_t - sqrt(abar) c_k)^2 / (2 (1 - abar)))``, and ``eps = (x_t - sqrt(abar) x_0) /
+        sqrt(1 - abar)``. At small noise it snaps each pixel to its nearest level, which a network trained on a
+        regression rarely learns."""
+        a, s = (v.to(xt.dtype)[:, None, None] for v in (abar.sqrt(), (1 - abar).sqrt()))      # (B, 1, 1)
+        levels = torch.linspace(-1, 1, self.levels, device=xt.device, dtype=xt.dtype)
+        x = xt.flatten(1)[:, :, None]                                                        # (B, D, 1)
+        w = (self.pixel_logp.to(xt.dtype) - (x - a * levels) ** 2 / (2 * s**2)).softmax(-1)  # (B, D, L)
+        x0 = (w * levels).sum(-1, keepdim=True)
+        std_x0 = (w * (levels - x0) ** 2).sum(-1).sqrt()
+        return ((x - a * x0) / s).squeeze(-1), (a / s).squeeze(-1) * std_x0
+
+    @torch.no_grad()
+    def elbo_terms(self, x: torch.Tensor, *, y=None, decoder_std: float | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """The terms of the negative variational bound (Ho et al. 2020, eq. 5), in nats: ``(B, T + 1)``.
+
+        ``x (B, *shape)``: images in ``[0, 1]`` on the grid of ``levels`` levels. With the code index ``t`` = the
+        paper's step ``t + 1`` and ``x_t ~ q(x_t | x_0)`` drawn once per term:
+
+        - column 0, ``L_0 = -log p(x_0 | x_(index 0))``: a Gaussian of mean ``x0_hat`` and std ``decoder_std``
+          (``sqrt(beta_0)`` by default, Ho et al.'s choice) integrated over each pixel's bin, the outer bins
+          reaching to infinity, so its probabilities of the ``levels`` values sum to 1;
+        - column ``t = 1..T-1``, ``L_t = KL(q(x_(t-1) | x_t, x_0) || p(x_(t-1) | x_t))``, two Gaussians of
+          variance ``beta~_t`` whose means are the posterior mean at ``x_0`` and at ``x0_hat``:
+          ``||mean(x_0) - mean(x0_hat)||^2 / (2 beta~_t)``;
+        - column ``T``, ``L_T = KL(q(x_(T-1) | x_0) || N(0, I))``, in closed form.
+
+        Their sum bounds ``-log P(x)`` on the discrete scale, comparable with every other NLL of the course.
+        ``y``: labels for a conditional bound (None: the unconditional model, the headline).
+        """
+        x = self._check_data(x)
+        k = x * (self.levels - 1)
+        if (k - k.round()).abs().max() > 1e-4:
+            raise ValueError(f"elbo_terms needs images on the grid of {self.levels} levels (k / {self.levels - 1})")
+        x0 = self.encode(x)
+        n, T, device = len(x0), self.schedule.T, x0.device
+        labels = self._labels(y, n, device)
+        terms = torch.zeros(n, T + 1, device=device)
+        for t in range(T):
+            tt = torch.full((n,), t, dtype=torch.long, device=device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            xt = self.schedule.q_sample(x0, tt, noise)
+            x0_hat = self.schedule.predict_x0(xt, tt, self.eps(xt, tt, labels))
+            if t == 0:
+                std = math.sqrt(float(self.schedule.betas[0])) if decoder_std is None else decoder_std
+                terms[:, 0] = -discretized_gaussian_log_prob(x0, x0_hat, std, self.levels).flatten(1).sum(1)
+            else:
+                mean_true, variance = self.schedule.posterior_mean_variance(x0, xt, tt)
+                mean_model, _ = self.schedule.posterior_mean_variance(x0_hat, xt, tt)
+                terms[:, t] = ((mean_true - mean_model) ** 2 / (2 * variance)).flatten(1).sum(1)
+        a2 = self.schedule.alphas_cumprod[-1].item()  # KL(N(sqrt(a2) x0, 1 - a2) || N(0, 1)) per pixel
+        terms[:, T] = (0.5 * (a2 * x0**2 + (1 - a2) - 1 - math.log(1 - a2))).flatten(1).sum(1)
+        return terms
+
+    def nll(self, x: torch.Tensor, *, draws: int = 1, steps: int | None = None, y=None,
+            decoder_std: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Negative variational bound in nats per image ``(B,)``: the sum of :meth:`elbo_terms`, averaged over
+        ``draws`` independent draws of the noise (an unbiased estimate of the bound, not of ``-log P``).
+        ``steps``: the bound of the model run with that many steps (:meth:`with_steps`; continuous-time models)."""
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be a positive integer, got {draws!r}")
+        model = self if steps is None or steps == self.schedule.T else self.with_steps(steps)
+        was_training = self.training
+        self.eval()
+        total = sum(model.elbo_terms(x, y=y, decoder_std=decoder_std, generator=generator).sum(1)
+                    for _ in range(draws)) / draws
+        self.train(was_training)
+        return total
+
+    @torch.no_grad()
+    def continuous_nll(self, x: torch.Tensor, *, draws: int = 64, y=None, log_snr_range=(-10.0, 13.0),
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """The variational bound of the continuous-time model, the limit of :meth:`nll` as the steps grow
+        (Kingma et al. 2021, eq. 17 written in ``lambda = log SNR``), in nats per image ``(B,)``:
+
+            L = 1/2 int_{lambda_min}^{lambda_max} E_eps ||eps - eps_theta(x_lambda)||^2 d lambda + L_0 + L_prior,
+
+        estimated with ``draws`` stratified values of ``lambda`` per image (an unbiased estimate of the bound);
+        ``L_0`` is the discrete decoder at ``lambda_max`` (std ``sqrt((1 - abar) / abar)``) and ``L_prior`` the KL
+        of ``q(x_lambda_min | x)`` from ``N(0, I)``. Continuous-time models only.
+        """
+        if not self.continuous:
+            raise ValueError("continuous_nll needs a continuous-time model (continuous=True); use nll")
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be a positive integer, got {draws!r}")
+        x = self._check_data(x)
+        lo, hi = log_snr_range
+        x0 = self.encode(x)
+        n, device = len(x0), x0.device
+        labels = self._labels(y, n, device)
+        was_training = self.training
+        self.eval()
+        offset = torch.rand(n, generator=generator, dtype=torch.float64)
+        total = torch.zeros(n, dtype=torch.float64, device=device)
+        for k in range(draws):
+            lam = lo + (hi - lo) * (k + offset) / draws                                       # stratified in lambda
+            abar = torch.sigmoid(lam)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            xt = _per_example(abar.sqrt(), x0) * x0 + _per_example((1 - abar).sqrt(), x0) * noise
+            eps = self.eps_at(xt, abar.float(), self.schedule.tau_of_abar(abar).float(), labels)
+            total += 0.5 * (hi - lo) * (eps - noise).double().pow(2).flatten(1).sum(1) / draws
+        a_hi = torch.sigmoid(torch.tensor(hi, dtype=torch.float64))
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        tau_hi = self.schedule.tau_of_abar(a_hi).float().expand(n)
+        xt = a_hi.sqrt().item() * x0 + (1 - a_hi).sqrt().item() * noise
+        eps = self.eps_at(xt, a_hi.float().expand(n), tau_hi, labels)
+        x0_hat = (xt - (1 - a_hi).sqrt().item() * eps) / a_hi.sqrt().item()
+        std = ((1 - a_hi) / a_hi).sqrt().item()
+        total -= discretized_gaussian_log_prob(x0, x0_hat, std, self.levels).double().flatten(1).sum(1)
+        a_lo = torch.sigmoid(torch.tensor(lo, dtype=torch.float64)).item()
+        total += (0.5 * (a_lo * x0.double() ** 2 + (1 - a_lo) - 1 - math.log(1 - a_lo))).flatten(1).sum(1)
+        self.train(was_training)
+        return total.float()
 
     def encode(self, x):
         if x.min() < 0 or x.max() > 1:
@@ -624,6 +856,27 @@ class ImageDiffusion(Diffusion):
 
     def decode(self, x):
         return ((x + 1) / 2).clamp(0, 1)
+
+
+def discretized_gaussian_log_prob(x0: torch.Tensor, mean: torch.Tensor, std: float, levels: int) -> torch.Tensor:
+    """``log P(x0)`` per pixel under ``N(mean, std^2)`` integrated over ``x0``'s bin, like ``x0``.
+
+    ``x0 (B, ...)`` on the grid ``-1, -1 + 2/(L-1), ..., 1`` of ``L = levels`` values; each bin reaches half a grid
+    step either side, the outer two to infinity (Ho et al. 2020, eq. 13). Computed in float64 as a difference of
+    normal CDFs taken on the side of the mean where both are small, so tiny probabilities keep their logs.
+    """
+    if std <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    half = 1.0 / (levels - 1)
+    x, mu = x0.double(), mean.double()
+    lower = torch.where(x < -1 + half / 2, torch.full_like(x, -math.inf), (x - half - mu) / std)
+    upper = torch.where(x > 1 - half / 2, torch.full_like(x, math.inf), (x + half - mu) / std)
+    # P = Phi(upper) - Phi(lower) = Phi(-lower) - Phi(-upper); use the tail where both CDFs are small
+    flip = lower > 0
+    a = torch.where(flip, -upper, lower)
+    b = torch.where(flip, -lower, upper)
+    log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
+    return (log_b + torch.log1p(-torch.exp(log_a - log_b))).to(x0.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -727,14 +980,16 @@ DIGITS_EPOCHS = 300
 
 
 def digits_model(*, T: int = DIGITS_T, hidden: int = 256, depth: int = 3, p_uncond: float = 0.5,
-                 schedule: str = "cosine") -> ImageDiffusion:
+                 schedule: str = "cosine", skip: str = "pixels", continuous: bool = True,
+                 time_sampling: str = "uniform") -> ImageDiffusion:
     """The lesson's digits model: a class-conditional :class:`MLPDenoiser` on the 64 pixels (label dropout
-    ``p_uncond``), ``T`` steps of the cosine schedule, the Gaussian skip of :meth:`Diffusion.eps`."""
+    ``p_uncond``), trained in continuous time on the cosine schedule and sampled with ``T`` steps, correcting the
+    per-pixel denoiser (``skip``, :meth:`Diffusion.eps_at`). ``schedule="linear"`` needs ``continuous=False``."""
     if schedule not in ("cosine", "linear"):
         raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
     sched = getattr(NoiseSchedule, schedule)(T)
     return ImageDiffusion(MLPDenoiser(64, hidden, depth, num_classes=10), sched, (1, 8, 8), num_classes=10,
-                          p_uncond=p_uncond)
+                          p_uncond=p_uncond, skip=skip, continuous=continuous, time_sampling=time_sampling)
 
 
 def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = False, lr: float = 2e-3,
@@ -753,7 +1008,7 @@ def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = Fa
         epochs = min(epochs, 3)
     seed_everything(seed)
     train, val = load("digits", "train"), load("digits", "val")
-    model = digits_model(**model_kwargs).fit_gaussian(train.images).to(device or "cpu")
+    model = digits_model(**model_kwargs).fit_gaussian(train.images).fit_pixels(train.images).to(device or "cpu")
     history = train_annealed(model, train, fixed_noise_batches(model, val.images, val.labels, seed=seed),
                              epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="diffusion (digits)",
                              verbose=verbose)
@@ -762,11 +1017,12 @@ def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = Fa
 
 def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs: int = 30, hidden: int = 128,
                 depth: int = 2, lr: float = 3e-3, batch_size: int = 512, seed: int = 0, quick: bool = False,
-                device=None, verbose: bool = True):
+                skip: str = "gaussian", device=None, verbose: bool = True):
     """A diffusion model of a 2D toy (:func:`gencourse.data.toy2d`): ``(model, history)``.
 
     ``n`` training points (and ``n // 4`` validation points drawn with another seed), an :class:`MLPDenoiser`
-    with ``T`` steps of the cosine schedule, trained like :func:`train_digits`.
+    with ``T`` steps of the cosine schedule correcting the Gaussian denoiser (``skip="none"``: the bare network),
+    trained like :func:`train_digits`.
     """
     from gencourse.data import toy2d
     from gencourse.train import seed_everything
@@ -775,8 +1031,9 @@ def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs:
         epochs = min(epochs, 3)
     seed_everything(seed)
     train, val = toy2d(name, n, seed=seed), toy2d(name, max(n // 4, 10), seed=seed + 1)
-    model = Diffusion(MLPDenoiser(2, hidden, depth), NoiseSchedule.cosine(T), (2,)).fit_gaussian(train)
+    model = Diffusion(MLPDenoiser(2, hidden, depth), NoiseSchedule.cosine(T), (2,), skip=skip).fit_gaussian(train)
     model.to(device or "cpu")
     history = train_annealed(model, train, fixed_noise_batches(model, val, seed=seed), epochs=epochs, lr=lr,
-                             batch_size=batch_size, seed=seed, desc=f"diffusion ({name})", verbose=verbose)
+                             batch_size=batch_size, seed=seed, desc=f"diffusion ({name}, skip {model.skip})",
+                             verbose=verbose)
     return model, history

@@ -37,6 +37,8 @@ DEQUANTIZATION_DRAWS = 1  # uniform dequantization draws per image, for every co
 FM_NLL_STEPS, FM_NLL_PROBES = 128, 2  # flow matching's likelihood: Heun steps of the ODE, Hutchinson probes
 FM_CONVERGENCE_STEPS = (8, 16, 32, 64, 128, 256)  # its discretization table (the figure must move < 0.5 nat on doubling)
 CONVERGED_NATS = 0.5
+DIFFUSION_NLL_DRAWS = 64  # log-SNR values per image for diffusion's continuous-time bound (stratified)
+DIFFUSION_STEPS_TABLE = (200, 1000, 4000)  # the discrete-time bounds that approach it
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class Recipe:
     sample of that sampler. ``nll(model, x)``: nats per image ``(B,)`` on the 17-level scale, or None.
     ``likelihood``: what that figure is, "exact", "bound", "estimate of a bound" or "not computed";
     ``estimator``: how it is computed (importance samples, dequantization draws, ODE steps, trace probes), or
-    why there is none. ``nll_steps(model, x, steps)``: the same estimate at another number of ODE steps, for
-    estimators that depend on a discretization (its convergence table). ``selection``: which weights are kept;
+    why there is none. ``nll_steps(model, x, steps)``: the same estimate at another number of steps, for
+    estimators that depend on a discretization (its table: ``convergence_steps``; ``reported_steps``, the steps of
+    the reported figure, whose doubling must move it by less than :data:`CONVERGED_NATS`, or None where the
+    reported figure is the limit itself and the table shows the approach). ``selection``: which weights are kept;
     ``conditioning``: what the network is conditioned on. ``intro_dgm``: the test figure of Tomczak's intro_dgm
     code (README), or None.
     """
@@ -70,6 +74,8 @@ class Recipe:
     conditioning: str = "none (unconditional)"
     nll: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
     nll_steps: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None
+    convergence_steps: tuple = ()
+    reported_steps: int | None = None
     intro_dgm: float | None = None
     intro_dgm_note: str = ""
 
@@ -154,14 +160,30 @@ def _diffusion():
     from gencourse import diffusion
 
     return Recipe(
-        "diffusion", "06", "diffusion", "not computed",
+        "diffusion", "06", "diffusion", "bound",
         build=lambda: diffusion.digits_model(), train=lambda **kw: diffusion.train_digits(**kw),
-        sample=lambda m, n: m.sample(n), nfe=lambda m: m.schedule.T, sampler="ancestral DDPM, unguided",
-        estimator="not computed here; lesson 06 derives its variational bound (the noise regression is a "
-                  "reweighted form of it)",
+        sample=lambda m, n: m.sample(n), nfe=lambda m: m.schedule.T,
+        sampler=f"ancestral DDPM, {diffusion.DIGITS_T} steps, unguided",
+        nll=lambda m, x: m.continuous_nll(x, draws=DIFFUSION_NLL_DRAWS),
+        nll_steps=lambda m, x, steps: m.nll(x, steps=steps), convergence_steps=DIFFUSION_STEPS_TABLE,
+        estimator=f"variational bound of the continuous-time model (the limit of the T-step bounds), "
+                  f"{DIFFUSION_NLL_DRAWS} stratified log-SNR values per image, a discrete decoder on the 17 levels "
+                  f"(no dequantization); the {diffusion.DIGITS_T}-step sampler's own bound is higher",
         selection=FINAL_ANNEALED,
         conditioning="class labels, dropped half the time in training; scored unconditionally (the no-label branch)",
         intro_dgm=None, intro_dgm_note="160.4, a -ELBO that is not comparable")
+
+
+def _diffusion_likelihood():
+    """Lesson 06's trade-off: the digits recipe with half its training times drawn uniform in log-SNR, the
+    variational bound's own weighting of the noise levels (Kingma et al. 2021); not a capstone row."""
+    from dataclasses import replace
+
+    from gencourse import diffusion
+
+    return replace(_diffusion(), name="diffusion (likelihood-weighted)",
+                   build=lambda: diffusion.digits_model(time_sampling="likelihood"),
+                   train=lambda **kw: diffusion.train_digits(time_sampling="likelihood", **kw))
 
 
 def _autoregressive():
@@ -189,6 +211,7 @@ def _flow_matching():
         nfe=lambda m: FM_STEPS * (2 if FM_METHOD == "heun" else 1), sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps",
         nll=lambda m, x: m.nll(x, steps=FM_NLL_STEPS, divergence="hutchinson", probes=FM_NLL_PROBES),
         nll_steps=lambda m, x, steps: m.nll(x, steps=steps, divergence="hutchinson", probes=FM_NLL_PROBES),
+        convergence_steps=FM_CONVERGENCE_STEPS, reported_steps=FM_NLL_STEPS,
         estimator=f"dequantization (Jensen) bound, {DEQUANTIZATION_DRAWS} uniform draw per image (the same draws as "
                   f"RealNVP); log-density by the probability-flow ODE, {FM_NLL_STEPS} Heun steps (finer near the "
                   f"data), Hutchinson trace estimate with {FM_NLL_PROBES} probes: discretization can move it "
@@ -199,14 +222,16 @@ def _flow_matching():
 
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching}
-NAMES = tuple(_FACTORIES)
+NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
+EXTRA = {"diffusion_likelihood": _diffusion_likelihood}  # variants a lesson compares with its headline recipe
+ALL = NAMES + tuple(EXTRA)
 
 
 def recipe(name: str) -> Recipe:
-    """The :class:`Recipe` called ``name`` (one of :data:`NAMES`)."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(NAMES)}")
-    return _FACTORIES[name]()
+    """The :class:`Recipe` called ``name`` (one of :data:`ALL`)."""
+    if name not in _FACTORIES and name not in EXTRA:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(ALL)}")
+    return (_FACTORIES.get(name) or EXTRA[name])()
 
 
 # -- train, save, load -------------------------------------------------------------------------------
@@ -228,10 +253,14 @@ def fingerprint(name: str) -> str:
     import importlib
     import inspect
 
-    fn = importlib.import_module(f"gencourse.{recipe(name).module}").train_digits
-    defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
-                if v.default is not inspect.Parameter.empty}
-    text = inspect.getsource(fn) + repr(sorted(defaults.items()))
+    module = importlib.import_module(f"gencourse.{recipe(name).module}")
+    text = "" if name in NAMES else name  # a variant differs from its family's recipe by its name's settings
+    for fn in (module.train_digits, getattr(module, "digits_model", None)):  # the model builder too, where it has one
+        if fn is None:
+            continue
+        defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
+                    if v.default is not inspect.Parameter.empty}
+        text += inspect.getsource(fn) + repr(sorted(defaults.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -303,8 +332,9 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
     are 95% over the test (validation) images. The random draws (dequantization, importance samples, trace
     probes) are seeded with ``seed`` before each split, so every continuous model sees the same draws.
     ``convergence=True`` (estimators with ``nll_steps``): also ``"convergence": {"steps": [...], "nll_test":
-    [...]}``, the test figure at :data:`FM_CONVERGENCE_STEPS` with the same draws, and ``"converged"``:
-    whether doubling the recipe's steps moves it by less than :data:`CONVERGED_NATS`.
+    [...]}``, the test figure at the recipe's ``convergence_steps`` with the same draws, and ``"converged"``:
+    whether doubling the recipe's ``reported_steps`` moves it by less than :data:`CONVERGED_NATS` (None where
+    the reported figure is the limit of the table, not one of its rows).
     """
     from gencourse.data import load as load_data
     from gencourse.metrics import bits_per_dim
@@ -325,12 +355,14 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
     if convergence and r.nll_steps is not None:
         x = load_data("digits", "test").images.to(device)
         table = []
-        for steps in FM_CONVERGENCE_STEPS:
+        for steps in r.convergence_steps:
             seed_everything(seed)
             table.append(r.nll_steps(model, x, steps).mean().item())
-        out["convergence"] = {"steps": list(FM_CONVERGENCE_STEPS), "nll_test": table}
-        i = FM_CONVERGENCE_STEPS.index(FM_NLL_STEPS)
-        out["converged"] = i + 1 < len(table) and abs(table[i + 1] - table[i]) < CONVERGED_NATS
+        out["convergence"] = {"steps": list(r.convergence_steps), "nll_test": table}
+        out["converged"] = None
+        if r.reported_steps is not None:
+            i = r.convergence_steps.index(r.reported_steps)
+            out["converged"] = i + 1 < len(table) and abs(table[i + 1] - table[i]) < CONVERGED_NATS
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -590,14 +622,14 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="Train the digits recipes, measure their likelihood figures and "
                                                  "write their checkpoints.")
-    parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(NAMES)})")
+    parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(ALL)})")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds (default: 0 1 2)")
     parser.add_argument("--directory", default=str(CHECKPOINTS), help="where the checkpoints go")
     parser.add_argument("--quick", action="store_true", help="tiny runs, to check that everything works")
     parser.add_argument("--remeasure", action="store_true",
                         help="keep the weights, recompute the likelihood figures (after an estimator change)")
     args = parser.parse_args(argv)
-    names = args.names or list(NAMES)
+    names = args.names or list(ALL)
     for name in names:
         recipe(name)  # an unknown name fails before any training
     for seed in args.seeds:

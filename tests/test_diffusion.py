@@ -343,7 +343,7 @@ def test_image_model_samples_in_unit_range_and_checks_input():
     torch.manual_seed(0)
     model = D.ImageDiffusion(D.MLPDenoiser(64, 16, 1, num_classes=10), D.NoiseSchedule.cosine(20), (1, 8, 8),
                              num_classes=10)
-    assert model.likelihood == "none"
+    assert model.likelihood == "bound"
     for kwargs in ({}, {"steps": 5}, {"steps": 5, "eta": 1.0}, {"y": 3, "guidance": 2.0}, {"y": 3, "guidance": 1.0}):
         x = model.sample(7, **kwargs)
         assert x.shape == (7, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
@@ -362,7 +362,7 @@ def test_train_digits_quick():
     assert history.train_loss and history.val_loss
     x = model.sample(10)
     assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
-    assert model.likelihood == "none"
+    assert model.likelihood == "bound" and model.continuous and model.skip == "pixels"
 
 
 def test_network_evaluations_per_sampler():
@@ -390,3 +390,239 @@ def test_network_evaluations_per_sampler():
     calls.clear()
     model.sample(4, steps=7, y=3, guidance=2.0)
     assert len(calls) == 7 and calls[0] == (8, [10] * 4 + [3] * 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# The variational bound on discrete images
+# ----------------------------------------------------------------------------------------------
+
+def _tiny_image_model(betas, pixels=2, levels=5, seed=0):
+    torch.manual_seed(seed)
+    return D.ImageDiffusion(D.MLPDenoiser(pixels, 8, 1), D.NoiseSchedule(torch.tensor(betas)), (1, 1, pixels),
+                            levels=levels).eval()
+
+
+def test_discretized_gaussian_probabilities_sum_to_one_and_match_high_precision_cdfs():
+    import mpmath
+
+    levels, std = 5, 0.3
+    grid = torch.linspace(-1, 1, levels)
+    mean = torch.tensor([-1.3, -0.2, 0.4, 2.5])
+    log_p = torch.stack([D.discretized_gaussian_log_prob(torch.full((4,), float(c)), mean, std, levels)
+                         for c in grid], 1)                                           # (4 means, 5 levels)
+    assert torch.allclose(log_p.exp().sum(1), torch.ones(4), atol=1e-6)
+    half = 1 / (levels - 1)
+    for i, m in enumerate(mean.tolist()):
+        for j, c in enumerate(grid.tolist()):
+            lo = -mpmath.inf if j == 0 else (c - half - m) / std
+            hi = mpmath.inf if j == levels - 1 else (c + half - m) / std
+            expected = float(mpmath.log(mpmath.ncdf(hi) - mpmath.ncdf(lo)))
+            assert log_p[i, j].item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # far in a tail: the top bin from a mean 43.75 std below it, about -962 nats, still finite and exact
+    far = D.discretized_gaussian_log_prob(torch.tensor([1.0]), torch.tensor([-1.0]), 0.04, levels).item()
+    expected = float(mpmath.log(mpmath.ncdf(-(0.75 + 1) / 0.04)))
+    assert far == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="std must be positive"):
+        D.discretized_gaussian_log_prob(torch.zeros(1), torch.zeros(1), 0.0, levels)
+
+
+def test_elbo_terms_match_a_monte_carlo_of_the_joint_densities():
+    """-ELBO = E_q[log q(x_{1:T} | x_0) - log p(x_{0:T})], with the forward chain sampled step by step and every
+    density a torch.distributions.Normal; the reverse mean in Ho et al.'s eq. 11 form."""
+    from torch.distributions import Normal
+
+    betas = [0.02, 0.2, 0.6]
+    model = _tiny_image_model(betas)
+    x = torch.tensor([[[[0.25, 1.0]]]])                    # levels 1 and 4 of 0..4
+    n = 40000
+    with torch.no_grad():
+        terms = model.elbo_terms(x.expand(n, -1, -1, -1).contiguous(), generator=torch.Generator().manual_seed(1))
+    ours, ours_se = terms.sum(1).mean().item(), terms.sum(1).std().item() / math.sqrt(n)
+
+    g = torch.Generator().manual_seed(2)
+    b = torch.tensor(betas, dtype=torch.float64)
+    a = 1 - b
+    abar = torch.cumprod(a, 0)
+    x0 = (2 * x - 1).double().expand(n, -1, -1, -1)
+    chain, log_q = [], 0.0
+    prev = x0
+    for t in range(3):                                     # x at code index t from the one before: q(x_t | x_{t-1})
+        step = Normal(a[t].sqrt() * prev, b[t].sqrt())
+        cur = a[t].sqrt() * prev + b[t].sqrt() * torch.randn(prev.shape, generator=g, dtype=torch.float64)
+        log_q = log_q + step.log_prob(cur).flatten(1).sum(1)
+        chain.append(cur)
+        prev = cur
+    log_p = Normal(0.0, 1.0).log_prob(chain[2]).flatten(1).sum(1)
+    with torch.no_grad():
+        for t in (2, 1):
+            tt = torch.full((n,), t, dtype=torch.long)
+            eps = model.eps(chain[t].float(), tt).double()
+            mean = (chain[t] - b[t] / (1 - abar[t]).sqrt() * eps) / a[t].sqrt()
+            var = b[t] * (1 - abar[t - 1]) / (1 - abar[t])
+            log_p = log_p + Normal(mean, var.sqrt()).log_prob(chain[t - 1]).flatten(1).sum(1)
+        eps0 = model.eps(chain[0].float(), torch.zeros(n, dtype=torch.long)).double()
+    x0_hat = (chain[0] - (1 - abar[0]).sqrt() * eps0) / abar[0].sqrt()
+    decoder = Normal(x0_hat, b[0].sqrt())
+    lower = torch.where(x0 < -0.9, torch.full_like(x0, -math.inf), x0 - 0.25)
+    upper = torch.where(x0 > 0.9, torch.full_like(x0, math.inf), x0 + 0.25)
+    log_p = log_p + (decoder.cdf(upper) - decoder.cdf(lower)).log().flatten(1).sum(1)
+    theirs = log_q - log_p
+    theirs_mean, theirs_se = theirs.mean().item(), theirs.std().item() / math.sqrt(n)
+    assert abs(ours - theirs_mean) < 4 * math.hypot(ours_se, theirs_se) + 1e-3
+
+
+def test_the_bound_lies_above_the_exact_nll_by_numerical_integration():
+    """T = 2, one pixel: P(x0) = int int N(x_1; 0, 1) N(x_0'; mean(x_1), var) P(x0 | x_0') dx_0' dx_1 on a grid.
+    The model's probabilities of the levels sum to 1, and the bound is never below -log P."""
+    from torch.distributions import Normal
+
+    model = _tiny_image_model([0.05, 0.5], pixels=1, levels=3, seed=3)
+    sched = model.schedule
+    u = torch.linspace(-7, 7, 1401, dtype=torch.float64)          # x at index 1
+    v = torch.linspace(-4, 4, 1601, dtype=torch.float64)          # x at index 0
+    du, dv = (u[1] - u[0]).item(), (v[1] - v[0]).item()
+    with torch.no_grad():
+        x0_hat1 = sched.predict_x0(u.float()[:, None, None, None], torch.ones(len(u), dtype=torch.long),
+                                   model.eps(u.float()[:, None, None, None], torch.ones(len(u), dtype=torch.long)))
+        mean, var = sched.posterior_mean_variance(x0_hat1, u.float()[:, None, None, None],
+                                                  torch.ones(len(u), dtype=torch.long))
+        x0_hat0 = sched.predict_x0(v.float()[:, None, None, None], torch.zeros(len(v), dtype=torch.long),
+                                   model.eps(v.float()[:, None, None, None], torch.zeros(len(v), dtype=torch.long)))
+    density = (Normal(0.0, 1.0).log_prob(u)[:, None]
+               + Normal(mean.double().flatten()[:, None], var.double().flatten()[:, None].sqrt()).log_prob(v[None])).exp()
+    total = 0.0
+    for level in range(3):
+        x0 = torch.full((len(v),), level / 2.0)
+        decoder = D.discretized_gaussian_log_prob(2 * x0 - 1, x0_hat0.flatten(), math.sqrt(0.05), 3).double().exp()
+        p_level = (density * decoder[None]).sum().item() * du * dv
+        total += p_level
+        images = torch.full((4000, 1, 1, 1), level / 2.0)
+        bound = model.nll(images, generator=torch.Generator().manual_seed(level))
+        se = bound.std().item() / math.sqrt(len(bound))
+        assert bound.mean().item() >= -math.log(p_level) - 4 * se
+    assert total == pytest.approx(1.0, abs=2e-3)
+
+
+def test_elbo_checks_its_input():
+    model = _tiny_image_model([0.05, 0.5])
+    with pytest.raises(ValueError, match="grid of 5 levels"):
+        model.elbo_terms(torch.full((2, 1, 1, 2), 0.3))
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
+        model.nll(torch.zeros(2, 1, 1, 2), draws=0)
+    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+        D.ImageDiffusion(D.MLPDenoiser(2, 8, 1), D.NoiseSchedule.cosine(10), (1, 1, 2), levels=1)
+    terms = model.elbo_terms(torch.zeros(3, 1, 1, 2))
+    assert terms.shape == (3, 3) and (terms[:, 1:] >= 0).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Continuous time and the per-pixel skip
+# ----------------------------------------------------------------------------------------------
+
+def test_cosine_schedule_in_continuous_time_matches_its_indices():
+    sched = D.NoiseSchedule.cosine(200)
+    t = torch.arange(199)
+    abar = sched.abar_at((t + 1) / 200)
+    assert torch.allclose(abar.float(), sched.alphas_cumprod[:199], rtol=1e-5, atol=1e-7)
+    tau = torch.tensor([0.001, 0.3, 0.77, 0.99], dtype=torch.float64)
+    assert torch.allclose(sched.tau_of_abar(sched.abar_at(tau)), tau, atol=1e-9)
+    with pytest.raises(ValueError, match="cosine"):
+        D.NoiseSchedule.linear(100).abar_at(torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        sched.abar_at(torch.tensor([1.5]))
+
+
+def test_pixel_denoiser_is_bayes_rule_for_independent_categorical_pixels():
+    """E[eps | x_t] and its std, against enumeration of each pixel's levels with torch.distributions."""
+    from torch.distributions import Normal
+
+    torch.manual_seed(0)
+    model = D.ImageDiffusion(D.MLPDenoiser(3, 8, 1), D.NoiseSchedule.cosine(10), (1, 1, 3), levels=5, skip="pixels")
+    log_pi = torch.randn(3, 5).log_softmax(1)
+    model.pixel_logp.copy_(log_pi)
+    xt = torch.randn(4, 1, 1, 3)
+    abar = torch.tensor([0.9, 0.5, 0.1, 0.999])
+    eps, std = model.pixel_denoiser(xt, abar)
+    levels = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    for b in range(4):
+        a, s = abar[b].double().sqrt(), (1 - abar[b].double()).sqrt()
+        for d in range(3):
+            x = xt[b, 0, 0, d].double()
+            post = (log_pi[d].double() + Normal(a * levels, s).log_prob(x)).softmax(0)
+            eps_k = (x - a * levels) / s                      # the noise each level implies
+            mean = (post * eps_k).sum()
+            assert eps[b, d].item() == pytest.approx(mean.item(), abs=1e-4)
+            assert std[b, d].item() == pytest.approx((post * (eps_k - mean) ** 2).sum().sqrt().item(), abs=1e-4)
+
+
+def test_fit_pixels_is_the_smoothed_per_pixel_categorical():
+    model = D.ImageDiffusion(D.MLPDenoiser(2, 8, 1), D.NoiseSchedule.cosine(10), (1, 1, 2), levels=3, skip="pixels")
+    x = torch.tensor([[[[0.0, 1.0]]], [[[0.0, 0.5]]], [[[0.5, 1.0]]]])
+    model.fit_pixels(x, smoothing=0.1)
+    expected = torch.tensor([[2.1, 1.1, 0.1], [0.1, 1.1, 2.1]]) / 3.3
+    assert torch.allclose(model.pixel_logp.exp(), expected, atol=1e-6)
+
+
+def _tiny_continuous_model(seed=0):
+    torch.manual_seed(seed)
+    model = D.ImageDiffusion(D.MLPDenoiser(2, 16, 1), D.NoiseSchedule.cosine(50), (1, 1, 2), levels=5,
+                             skip="pixels", continuous=True)
+    with torch.no_grad():  # a network that is not zero, so the bound depends on it
+        model.net.out.weight.normal_(0, 0.3)
+    model.pixel_logp.copy_(torch.tensor([[0.1, 0.2, 0.4, 0.2, 0.1], [0.4, 0.1, 0.1, 0.1, 0.3]]).log())
+    return model.eval()
+
+
+def test_continuous_bound_is_the_limit_of_the_discrete_bounds():
+    model = _tiny_continuous_model()
+    x = torch.tensor([[[[0.25, 1.0]]], [[[0.5, 0.0]]], [[[1.0, 0.75]]]]).repeat(200, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    bounds = {T: model.nll(x, steps=T, generator=g).mean().item() for T in (25, 400, 3200)}
+    limit = model.continuous_nll(x, draws=128, generator=g).mean().item()
+    # more steps, a tighter bound, approaching the continuous-time one
+    assert bounds[25] > bounds[400] > limit - 0.05
+    assert abs(bounds[3200] - limit) < 0.1 * abs(bounds[25] - limit) + 0.05
+
+
+def test_with_steps_shares_the_network_and_checks_its_model():
+    model = _tiny_continuous_model()
+    other = model.with_steps(80)
+    assert other.schedule.T == 80 and model.schedule.T == 50 and other.net is model.net
+    assert other.sample(3).shape == (3, 1, 1, 2)
+    discrete = D.ImageDiffusion(D.MLPDenoiser(2, 8, 1), D.NoiseSchedule.cosine(10), (1, 1, 2), levels=5)
+    with pytest.raises(ValueError, match="continuous"):
+        discrete.with_steps(20)
+    with pytest.raises(ValueError, match="continuous"):
+        discrete.continuous_nll(torch.zeros(2, 1, 1, 2))
+
+
+def test_continuous_training_draws_time_as_asked_and_bad_settings_are_refused():
+    model = _tiny_continuous_model()
+    tau = model.sample_time(20000)
+    assert 0 < tau.min() and tau.max() <= 1 and abs(tau.mean().item() - 0.5) < 0.01
+    log_snr = torch.log(model.schedule.abar_at(tau) / (1 - model.schedule.abar_at(tau)))
+    model.time_sampling = "likelihood"
+    tau_l = model.sample_time(20000)
+    log_snr_l = torch.log(model.schedule.abar_at(tau_l) / (1 - model.schedule.abar_at(tau_l)))
+    # half the draws uniform in log-SNR over [-10, 13]: a quarter of all draws above log-SNR 7.25, against few
+    share = (log_snr_l > 7.25).double().mean().item()
+    assert abs(share - (0.125 + 0.5 * (log_snr > 7.25).double().mean().item())) < 0.015
+    loss = model.loss(torch.full((8, 1, 1, 2), 0.5))
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    net, sched = D.MLPDenoiser(64, 8, 1), D.NoiseSchedule.cosine(10)
+    with pytest.raises(ValueError, match="ImageDiffusion"):
+        D.Diffusion(net, sched, (64,), skip="pixels")
+    with pytest.raises(ValueError, match="skip must be one of"):
+        D.Diffusion(net, sched, (64,), skip="linear")
+    with pytest.raises(ValueError, match="cosine"):
+        D.Diffusion(net, D.NoiseSchedule.linear(100), (64,), continuous=True)
+    with pytest.raises(ValueError, match="continuous=True"):
+        D.Diffusion(net, sched, (64,), time_sampling="likelihood")
+
+
+def test_the_denoisers_stay_finite_at_the_tiniest_noise():
+    """A continuous-time draw can land where abar rounds to 1 in float32; sqrt(1 - abar) must not become 0."""
+    model = _tiny_continuous_model()
+    xt = torch.full((3, 1, 1, 2), 0.5)
+    for abar in (torch.ones(3), torch.full((3,), 1 - 1e-9, dtype=torch.float64)):
+        assert torch.isfinite(model.eps_at(xt, abar, torch.full((3,), 1e-7))).all()
