@@ -48,10 +48,14 @@ gencourse.setup(seed=SEED)
 # | 03 variational autoencoders | ELBO, reparameterization, IWAE | 01, 02 | test NLL (ELBO and IWAE), sample quality |
 # | 04 GANs | the minimax game, saturation, mode collapse, WGAN-GP | 01, 02 | modes covered, sample quality, sampling cost |
 # | 05 normalizing flows | change of variables, coupling layers, dequantization | 01; Jacobians, determinants | exact test NLL bound, sample quality |
-# | 06 diffusion | forward noising, noise prediction, DDPM, DDIM, guidance | 03 (the ELBO) | sample quality vs steps, sampling cost |
+# | 06 diffusion | forward noising, noise prediction and its bound, DDPM, DDIM, guidance | 03 (the ELBO) | the bound in nats, sample quality vs steps, sampling cost |
 # | 07 autoregressive models | the chain rule, masked and causal models | 01, 02 | exact test NLL, sampling cost |
 # | 08 flow matching | probability paths, conditional flow matching, ODE sampling | 05, 06 | few-step sample quality, likelihood |
 # | 09 comparing generative models | every family on the same data and metrics, with seeds | 03-08 | one table of every figure |
+#
+# One notation runs through the course; where the literature has two (diffusion's $t = 0$ is data, flow matching's
+# is noise; two scales for guidance), the lesson names both. The notation sheet collects them:
+# [`docs/notation.md`](../docs/notation.md).
 #
 # The **parameters** cell near the top of every lesson holds what you may change: the number of epochs,
 # the dataset, the device. The defaults are small so the lesson runs in minutes on a CPU; on a GPU or

@@ -14,7 +14,7 @@
 # - (optional sections) measure why a high likelihood is neither good samples nor a reliable detector of
 #   unusual inputs, and why flows are not the models of text.
 #
-# *About 46 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download. On a GPU, `GENCOURSE_DEVICE=auto` trains the digits
+# *About 45 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download. On a GPU, `GENCOURSE_DEVICE=auto` trains the digits
 # flows there; raise `GENCOURSE_EPOCHS` with it.*
 
 # %% tags=["parameters"]

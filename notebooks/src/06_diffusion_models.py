@@ -5,15 +5,18 @@
 # - write the forward (noising) process in closed form, $q(x_t \mid x_0)$, and say what it does to an image
 #   and what it does not do;
 # - compare noise schedules by their signal-to-noise ratio;
-# - derive the noise-prediction loss from the variational bound, and say why it is not "maximum likelihood
-#   for each step";
-# - train a diffusion model on 2D points and on digits, and sample it with DDPM's ancestral sampler;
+# - derive the noise-prediction loss from the variational bound, and say what in it is maximum likelihood
+#   and what is not;
+# - train a diffusion model on 2D points and on digits, with a network that corrects a known denoiser
+#   (preconditioning, measured by an ablation), and sample it with DDPM's ancestral sampler;
+# - evaluate the variational bound in nats per image, see where its nats go, and tighten it with more steps
+#   and in continuous time;
 # - read the noise predictor as a scaled score, and draw the score field it has learned;
 # - sample in a few tens of steps with DDIM, and measure what fewer steps cost;
 # - steer samples with classifier-free guidance, and measure what guidance trades away;
 # - compare the sampling cost of diffusion with that of a one-pass generator.
 #
-# **Running time:** about 34 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
+# **Running time:** about 61 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
@@ -40,7 +43,7 @@ import torch
 from torch import nn
 
 import gencourse
-from gencourse import check, data, diffusion, metrics, viz
+from gencourse import check, data, diffusion, metrics, recipes, viz
 from gencourse.diffusion import NoiseSchedule
 
 gencourse.setup(seed=SEED)
@@ -95,7 +98,6 @@ def to_pixels(x):
 # %%
 schedule = NoiseSchedule.cosine(T)
 print(schedule)
-gencourse.show(NoiseSchedule.q_sample)
 
 # %% [markdown]
 # Here is one test digit pushed through the chain step by step (top) and drawn in one go from the closed form
@@ -179,6 +181,12 @@ def q_sample(schedule, x0, t, noise):
 
 # %%
 check.diffusion_q_sample(q_sample)
+
+# %% [markdown]
+# The course's version, used from here on:
+
+# %%
+gencourse.show(NoiseSchedule.q_sample)
 
 # %% [markdown]
 # ## 2. Noise schedules
@@ -284,19 +292,40 @@ verdict(err < 1e-3, "posterior mean and variance = Bayes' rule at every step (ma
 # Then they drop the weights: $L_\text{simple} = \mathbb E_{t, x_0, \epsilon}\,\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon,\ t)\|^2$,
 # with $t$ uniform. Training is a **regression of the noise**.
 #
-# This answers a common claim, "each diffusion step is trained by maximum likelihood". It is not: the bound is
-# a bound, not the likelihood, and the loss we minimize is not even the bound, but the bound with its terms
-# reweighted. Here are the weights $\lambda_t$ ($\sigma_t^2 = \tilde\beta_t$) that $L_\text{simple}$ replaces by 1:
+# What is and is not maximum likelihood here? A common claim says "each diffusion step is trained by maximum
+# likelihood". Half of it is right: up to a constant, each $L_{t-1}$ is the expected negative log-likelihood of the
+# Gaussian step $p_\theta(x_{t-1} \mid x_t)$ on pairs $(x_{t-1}, x_t)$ drawn from the forward process, so each step
+# is fitted by maximum likelihood, which for a Gaussian of fixed variance is a regression (Nakkiran et al. 2024
+# describe DDPM exactly so: regress $\mathbb E[x_{t-1} \mid x_t]$ at every step). What is not maximum likelihood is
+# the model of the images, $p_\theta(x_0)$: the sum of the terms is only a bound on its negative log-likelihood,
+# and $L_\text{simple}$ is not even the bound but the bound with its terms reweighted. In the signal-to-noise
+# ratio the weight has a readable form, $\lambda_t = \tfrac12\big(\mathrm{SNR}(t-1)/\mathrm{SNR}(t) - 1\big)$
+# (Kingma et al. 2021): the bound weighs a step by how much signal it restores, relative to what is there.
+# These are the weights that $L_\text{simple}$ replaces by 1:
 
 # %%
-lam = (schedule.betas**2 / (2 * schedule.posterior_variance() * schedule.alphas * (1 - schedule.alphas_cumprod)))[1:]
+snr = schedule.snr().double()
+lam = 0.5 * (snr[:-1] / snr[1:] - 1)  # steps t = 2..T (indices 1..T-1)
+lam_ho = (schedule.betas**2 / (2 * schedule.posterior_variance() * schedule.alphas * (1 - schedule.alphas_cumprod)))[1:]
 fig, ax = plt.subplots(figsize=(4.5, 2.6))
 ax.semilogy(frac[1:], lam)
 ax.set(xlabel="t / T", ylabel=r"weight $\lambda_t$ in the bound")
 plt.show()
-print(f"the bound's weights span a factor of {(lam.max() / lam.min()).item():.0f}; L_simple gives every step weight 1")
+print(f"weights: {lam[0]:.2f} at the smallest noise (t = 2), {lam.min():.3f} at their lowest (mid-chain), "
+      f"{lam[-2]:.2f} just before the last step, {lam[-1]:.0f} at the last step; L_simple gives every step weight 1")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(torch.allclose(lam.float(), lam_ho.float(), rtol=1e-3),
+        "the SNR form of the weights equals Ho et al.'s beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)) at every step")
 
 # %% [markdown]
+# The weights rise towards both ends of the chain, from about 0.02 in the middle to about 0.7 at the smallest noise
+# and 1.5 just before the last step: at both ends a step changes the SNR by a large factor. The spike at the very
+# last step comes from the cap $\beta_t \le 0.999$, which takes the SNR from small to nearly zero in one step (a
+# large ratio, on a term whose error is tiny: there $x_t$ is the noise itself). Section 7 evaluates the bound and
+# shows what the small-noise end costs a model trained with $L_\text{simple}$.
+#
 # **Exercise 2.** Write the training loss `noise_prediction_loss(eps_model, schedule, x0, t, noise)`:
 # noise the data with `q_sample`, ask `eps_model(x_t, t)` for the noise, and return the mean squared error
 # over the batch and every dimension (one number).
@@ -317,16 +346,21 @@ check.diffusion_training_loss(noise_prediction_loss)
 # ## 4. A diffusion model of 2D points
 #
 # **The network.** $\epsilon_\theta(x_t, t)$ is a small MLP. It gets the step as a sinusoidal **time embedding**
-# (as in transformers) added to every layer, so one network serves all $T$ noise levels. One more idea makes
-# small networks work much better: the network learns a *correction* to the best linear predictor.
-# If the data were Gaussian, $\mathcal N(\mu, \Sigma)$, the best noise predictor would be linear in $x_t$,
-# $\mathbb E[\epsilon\mid x_t] = \sqrt{1-\bar\alpha_t}\,C_t^{-1}(x_t - \sqrt{\bar\alpha_t}\mu)$ with
-# $C_t = \bar\alpha_t\Sigma + (1-\bar\alpha_t)I$. We fit $\mu, \Sigma$ to the training data and let the network add
-# what a Gaussian cannot know. At high noise the linear part is already right (there $x_t$ *is* the noise), so
-# the network's effort goes to where the data's shape matters.
+# (as in transformers) added to every layer, so one network serves all $T$ noise levels.
+#
+# **Preconditioning.** The course's networks do not predict the noise from scratch: they learn a *correction* to a
+# denoiser we can write down, scaled by the error that denoiser leaves,
+# $\epsilon_\theta(x_t) = \epsilon_\text{base}(x_t) + s_\text{base}(x_t)\, F_\theta(x_t, t)$. This is the idea of
+# EDM's preconditioning (Karras et al. 2022, whose $c_\text{skip}$ and $c_\text{out}$ do the same for the
+# data-prediction form): the network's output stays of order one at every noise level, and where the known
+# denoiser is already right the network cannot spoil it. Here the known denoiser is exact for Gaussian data
+# $\mathcal N(\mu, \Sigma)$: $\mathbb E[\epsilon\mid x_t] = \sqrt{1-\bar\alpha_t}\,C_t^{-1}(x_t - \sqrt{\bar\alpha_t}\mu)$ with
+# $C_t = \bar\alpha_t\Sigma + (1-\bar\alpha_t)I$, with $\mu, \Sigma$ fitted to the training data; $s_\text{base}^2$ is
+# the variance it leaves. At high noise it is already right (there $x_t$ *is* the noise), so the network's
+# effort goes where the data's shape matters. It is an ablation away (`skip="none"`), measured below.
 
 # %%
-gencourse.show(diffusion.Diffusion.eps)
+gencourse.show(diffusion.Diffusion.eps_at)
 
 # %% [markdown]
 # We train on the swiss roll with $T = 100$ steps, minimizing $L_\text{simple}$ with Adam whose learning rate
@@ -343,9 +377,12 @@ plt.show()
 # $x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z$, $z \sim \mathcal N(0, I)$, with $\sigma_t^2 = \tilde\beta_t$ and no
 # noise at the last step.
 #
-# **Exercise 3.** Write one reverse step `ddpm_reverse_step(schedule, eps, xt, t, noise)` for an int index `t`:
-# the mean $\frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon\big)$ plus
-# $\sqrt{\tilde\beta_t}\cdot$`noise` when `t > 0` (at index 0, $\bar\alpha_{t-1} = 1$ and the step returns the mean).
+# **Exercise 3 (derive it).** Write one reverse step `ddpm_reverse_step(schedule, eps, xt, t, noise)` for an int
+# index `t`. Its mean is the posterior mean $\tilde\mu_t(x_t, x_0)$ of section 3 with $x_0$ replaced by its estimate
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$: substitute, and simplify until only $x_t$
+# and $\epsilon$ are left (the coefficients of $x_t$ combine into $1/\sqrt{\alpha_t}$). Then add
+# $\sqrt{\tilde\beta_t}\cdot$`noise` when `t > 0`; at index 0, $\bar\alpha_{t-1} = 1$, so $\tilde\beta_0 = 0$ and the
+# step returns the mean. (Writing the mean directly from $\tilde\mu_t$ and $\hat x_0$, unsimplified, passes too.)
 
 # %%
 def ddpm_reverse_step(schedule, eps, xt, t, noise):
@@ -399,6 +436,78 @@ print(f"median distance held-out -> samples: {covered:.3f}   (real points: {cove
 # NBVAL_CHECK_OUTPUT
 verdict(on_roll <= 1.5 * on_roll_real, "samples lie on the roll (distance to data <= 1.5 x real points')")
 verdict(covered <= 1.5 * covered_real, "samples cover the roll (distance from held-out points <= 1.5 x real points')")
+
+# %% [markdown]
+# **The ablation.** The same network, budget and seed without the Gaussian part (`skip="none"`): the bare MLP
+# predicts the noise by itself.
+
+# %%
+bare2d, _ = diffusion.train_toy2d("swissroll", epochs=EPOCHS_2D, seed=SEED, skip="none", device=device)
+with torch.no_grad():
+    bare_points, _ = diffusion.sample_ancestral(lambda x, t: bare2d.eps(x, t), bare2d.schedule,
+                                                torch.randn(N_2D, 2, generator=torch.Generator().manual_seed(SEED)).to(device))
+bare_points = bare_points.cpu()
+bare_on_roll = torch.cdist(bare_points, fresh).min(1).values.median().item()
+bare_covered = torch.cdist(held, bare_points).min(1).values.median().item()
+print(f"{'':<28}{'sample -> data':>16}{'held-out -> samples':>22}")
+for name, a, b in (("with the Gaussian skip", on_roll, covered), ("bare network (no skip)", bare_on_roll, bare_covered),
+                   ("real points", on_roll_real, covered_real)):
+    print(f"{name:<28}{a:>16.3f}{b:>22.3f}")
+fig, axes = plt.subplots(1, 2, figsize=(6, 2.8))
+viz.scatter2d(points, ax=axes[0], s=1, title="with the Gaussian skip")
+viz.scatter2d(bare_points, ax=axes[1], s=1, title="bare network")
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(bare_on_roll > 1.25 * on_roll, "without the skip, at the same budget, samples lie farther from the roll "
+        "(distance to data > 1.25 x with the skip)")
+
+# %% [markdown]
+# At this budget (30 epochs, under two seconds) the bare network leaves its samples about one and a half times
+# farther from the roll (1.4 to 1.6 times on seeds 0-2): it has to learn what the Gaussian part gives for free.
+# Whether the gap closes with more training we did not measure.
+
+# %% [markdown]
+# **Exercise 4 (build and train).** Build and train your own noise predictor for 2D points, without the course's
+# preconditioning: `train_eps_model(points, schedule)` takes the data `points: (N, 2)` and a schedule, and returns a
+# function `eps_model(xt, t)` with `xt: (B, 2)` and `t` a LongTensor `(B,)` of indices, giving the noise estimate
+# `(B, 2)`. Use an MLP whose input is $x_t$ together with the time $t/T$ (3 numbers), two hidden layers of 128 units
+# with SiLU, and 2 outputs; train it with your `noise_prediction_loss` and Adam (learning rate $3\cdot 10^{-3}$) for
+# 1500 steps on random batches of 256 points, each with a random index and fresh noise. It takes a few seconds.
+# The check trains it on 2000 moons points with a cosine schedule of $T = 50$ steps, samples 2000 points with the
+# course's ancestral sampler, and compares them with the data by this section's two distances.
+
+# %%
+def train_eps_model(points, schedule):
+    """A noise predictor eps(x_t, t) for 2D points: an MLP on (x_t, t / T), trained with L_simple."""
+    ### BEGIN SOLUTION
+    net = nn.Sequential(nn.Linear(3, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU(), nn.Linear(128, 2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+
+    def eps_model(xt, t):
+        return net(torch.cat([xt, t.float()[:, None] / schedule.T], dim=1))
+
+    for _ in range(1500):
+        x0 = points[torch.randint(len(points), (256,))]
+        t = torch.randint(0, schedule.T, (len(x0),))
+        loss = noise_prediction_loss(eps_model, schedule, x0, t, torch.randn_like(x0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return eps_model
+    ### END SOLUTION
+
+
+# %%
+check.train_eps_model(train_eps_model)
+
+# %% [markdown]
+# The course's model trains the same regression through `Diffusion.loss`, with the time embedding and the
+# preconditioning of this section (`diffusion.train_toy2d`, used above):
+
+# %%
+gencourse.show(diffusion.Diffusion.loss)
 
 # %% [markdown]
 # ## 5. The score view
@@ -455,11 +564,23 @@ verdict(cosine >= 0.9, "the learned score points where the exact score points (m
 # %% [markdown]
 # ## 6. Digits
 #
-# The same recipe on 8×8 digits, scaled to $[-1, 1]$, with $T = 200$ cosine steps. The network is an MLP over the
-# 64 pixels with a time embedding. It also takes a **class label**, for the guidance of section 8: during
+# The same recipe on 8×8 digits, scaled to $[-1, 1]$, sampled with $T = 200$ cosine steps. The network is an MLP
+# over the 64 pixels with a time embedding. It also takes a **class label**, for the guidance of section 9: during
 # training each label is replaced by a "no label" token with probability 0.5 (label dropout), so one network
 # learns both $\epsilon_\theta(x_t, t, y)$ and the unconditional $\epsilon_\theta(x_t, t)$. The headline samples
 # below use the **unconditional** network (the "no label" token), with no guidance: true samples of the model.
+#
+# Two choices differ from the 2D model; section 7 measures what the first one does for the likelihood. The known denoiser the network corrects is
+# the exact one for **independent pixels on the 17 levels**: each pixel's posterior over its levels given $x_t$,
+# with the level frequencies of lesson 01's per-pixel baseline (`fit_pixels`). At small noise it snaps each pixel
+# to its nearest level, which a regression rarely learns. And the network is trained in **continuous time**: each
+# example draws a time $\tau$ uniform in $(0, 1]$ on the cosine schedule instead of one of 200 indices, so the same
+# network can run with any number of steps (section 7 uses that).
+
+# %%
+gencourse.show(diffusion.ImageDiffusion.pixel_denoiser)
+
+# %% [markdown]
 # `train_digits` is the recipe. It trains for a fixed number of epochs while the learning rate anneals to zero,
 # and keeps the final weights, where `fit` would keep those of the best validation epoch: the validation loss
 # barely moves over the last part of training (see the curve), so it cannot tell those epochs apart, while the
@@ -531,7 +652,142 @@ print(f"off-diagonal share of the denoiser's Jacobian: {off_diagonal:.2f} (forwa
 verdict(off_diagonal > 0.3, "the learned reverse process combines pixels (off-diagonal share > 0.3)")
 
 # %% [markdown]
-# ## 7. DDIM: the same model, far fewer steps
+# ## 7. The likelihood, evaluated
+#
+# "Diffusion models have no likelihood" is a common claim; section 3's bound says otherwise, and it can be
+# computed. For each test digit we draw $x_t$ at every step and add up the terms: the prior term $L_T$, the KL
+# terms $L_{t-1}$ (squared distances between posterior means, now with the network's $\hat x_0$), and the decoder
+# $-\log p_\theta(x_0 \mid x_1)$. The decoder must give probabilities to the 17 levels: a Gaussian around $\hat x_0$
+# with the first step's standard deviation $\sqrt{\beta_1}$, integrated over each level's bin (the outer bins
+# reaching to infinity; Ho et al. 2020, eq. 13). The sum bounds the negative log-likelihood in nats per image on
+# the discrete scale of lesson 01, so it stands beside the same baselines: uniform 181.3, independent pixels 106.3.
+
+# %%
+gencourse.show(diffusion.ImageDiffusion.elbo_terms)
+
+# %%
+g = torch.Generator().manual_seed(SEED)
+terms = model.elbo_terms(test.images.to(device), generator=g).cpu()
+bound_200 = terms.sum(1).mean().item()
+print(f"bound of the {T}-step model: {bound_200:.1f} nats per test digit "
+      f"(decoder {terms[:, 0].mean():.2f}, prior term {terms[:, -1].mean():.4f}, the {T - 1} KL terms the rest)")
+print("baselines: uniform 181.3, independent pixels 106.3 (lesson 01)")
+per_step = terms[:, 1:T].mean(0)
+fig, ax = plt.subplots(figsize=(5.5, 2.6))
+ax.plot(torch.arange(2, T + 1), per_step.cumsum(0))
+ax.set(xscale="log", xlabel="step t (log scale)", ylabel="nats, summed up to t",
+       title=f"where the bound's nats go ({T}-step model)")
+plt.show()
+small = per_step[:T // 10].sum().item()
+print(f"the first {T // 10} of {T} steps (the least noise) hold {small:.0f} nats, {small / bound_200:.0%} of the bound")
+
+# %% [markdown]
+# The 200-step model loses to independent pixels, and the figure says where: the steps nearest the data hold most
+# of the bound. There the noise is small next to the gap between two levels ($2/16$ on this scale), and each step's
+# term is large unless $\hat x_0$ lands on the right level almost exactly. With few steps near the data each one has
+# to restore a lot of signal, and its Gaussian guess pays for any uncertainty about the level.
+#
+# **More steps.** The network was trained in continuous time, so it runs with any number of steps; each number of
+# steps is a model of its own, with a bound of its own. Kingma et al. (2021) show that between two fixed noise
+# levels, more steps give a tighter bound; here the added steps also move the first step closer to the data
+# (log-SNR 8.3 at 200 steps, 10.1 at 1000), so a tighter bound is not guaranteed: we measure it. The limit is the
+# bound of the continuous-time model, $\tfrac12\int \mathbb E\,\lVert\epsilon - \epsilon_\theta(x_\ell)\rVert^2\, d\ell$ over
+# the log-SNR $\ell$ from $-10$ to $13$, plus the decoder at $\ell = 13$ (nearer the data than the first step of a
+# 4000-step model, at 11.5) and the prior term at $\ell = -10$ (already negligible there), which we estimate with 64
+# values of $\ell$ per image.
+
+# %%
+g = torch.Generator().manual_seed(SEED)
+bounds = {steps: model.nll(test.images.to(device), steps=steps, generator=g).mean().item() for steps in (T, 5 * T)}
+limit = model.continuous_nll(test.images.to(device), draws=64, generator=g).cpu()
+limit_val = model.continuous_nll(data.load("digits", "val").images.to(device), draws=64, generator=g).mean().item()
+print(f"{'steps':>12}{'test bound (nats)':>20}")
+for steps, b in bounds.items():
+    print(f"{steps:>12}{b:>20.1f}")
+print(f"{'continuous':>12}{limit.mean().item():>20.1f} ± {1.96 * limit.std().item() / len(limit) ** 0.5:.1f}   "
+      f"(validation {limit_val:.1f}; validation is harder for every model, lesson 09: per-pixel 110.5 vs 106.3)")
+gencourse.headline("diffusion digits: test NLL bound (continuous time)", limit.mean().item(), "{:.1f}")
+
+# %% [markdown]
+# **What the network adds, and what the Gaussian skip would have cost.** Two ablations. Switch the network off
+# (its output layer set to zero) and the model is the per-pixel denoiser alone: its continuous-time bound should
+# land on independent pixels' 106.3, since it is the exact denoiser of that model. And train the same recipe with
+# the Gaussian skip of section 4 instead (here for 100 epochs, a third of the budget, to save time).
+
+# %%
+import copy
+
+off = copy.deepcopy(model)
+with torch.no_grad():
+    off.net.out.weight.zero_()
+    off.net.out.bias.zero_()
+g = torch.Generator().manual_seed(SEED)
+pixels_only = off.continuous_nll(test.images.to(device), draws=64, generator=g).mean().item()
+gauss_model, _ = diffusion.train_digits(epochs=EPOCHS // 3, seed=SEED, quick=QUICK, skip="gaussian", device=device,
+                                        verbose=False)
+gauss_bounds = {steps: gauss_model.nll(test.images.to(device), steps=steps, generator=g).mean().item()
+                for steps in (T, 5 * T)}
+print(f"per-pixel denoiser alone (network off), continuous time: {pixels_only:.1f} nats (independent pixels: 106.3)")
+print(f"Gaussian skip, {EPOCHS // 3} epochs: {gauss_bounds[T]:.1f} nats with {T} steps, "
+      f"{gauss_bounds[5 * T]:.1f} with {5 * T}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(bounds[T] > bounds[5 * T] > limit.mean().item(), f"more steps, a tighter bound: {T} > {5 * T} steps > continuous time")
+verdict(limit.mean().item() < 106.3 < bounds[T],
+        f"the continuous-time bound beats independent pixels (106.3); the {T}-step model's bound loses to them")
+verdict(small > 0.5 * bound_200, f"the first {T // 10} steps hold more than half of the {T}-step bound")
+verdict(abs(pixels_only - 106.3) < 3, "with the network off, the bound is independent pixels' (within 3 nats of 106.3)")
+verdict(gauss_bounds[5 * T] > gauss_bounds[T] > 150,
+        "with the Gaussian skip the bound is far worse, and grows with more steps")
+
+# %% [markdown]
+# The network takes the bound from independent pixels' 106 nats to about 93: that is what it learned about how
+# pixels go together. As bounds, the continuous-time figure is below RealNVP's (lesson 05, about 98) and above the
+# VAE's and the PixelCNN's (lessons 03 and 07); the capstone puts them side by side. It is the bound of a model we
+# do not sample from: our samples come from the 200-step model, whose own bound is worse than independent pixels.
+#
+# With the Gaussian skip (at a third of the budget) the bound is far worse and *grows* with the steps: its steps
+# near the data pay, and the added steps lie nearer still. $L_\text{simple}$ does not aim at the likelihood, and
+# where the model is not told about the data's levels, its bound shows it. (We did not measure that model's
+# samples.)
+#
+# **Training for the likelihood.** $L_\text{simple}$ draws the time uniformly. The bound weighs the noise levels
+# differently: written in the log-SNR $\lambda$, it is an unweighted noise error with $\lambda$ drawn uniformly
+# (Kingma et al. 2021). The recipe `diffusion_likelihood` draws half of its training times that way and is
+# otherwise the same (network, epochs, seed). `make recipes` trained it; we load the checkpoint of this seed and
+# sample it like the model above.
+
+# %%
+weighted, weighted_meta = recipes.load("diffusion_likelihood", seed=SEED, with_meta=True)
+weighted = weighted.to(device)
+g = torch.Generator().manual_seed(SEED)
+q_weighted = metrics.sample_quality(weighted.sample(N_SAMPLES, generator=g).cpu())
+bound_weighted = weighted_meta["likelihood"]["nll_test"]
+print(f"{'training times':<34}{'test bound':>11}{'recognized':>14}{'frechet':>13}{'recall':>14}")
+for name, b, q in (("uniform in time (L_simple)", limit.mean().item(), q_ancestral),
+                   ("half uniform in log-SNR", bound_weighted, q_weighted)):
+    print(f"{name:<34}{b:>11.1f}{with_interval(q, 'recognized'):>14}{with_interval(q, 'frechet', 1):>13}"
+          f"{with_interval(q, 'recall'):>14}")
+print(f"(continuous-time bounds, nats per test digit; samples: {N_SAMPLES}, {T} ancestral steps each)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(bound_weighted < limit.mean().item() - 1, "weighting the noise levels like the bound lowers the bound "
+        "by more than a nat")
+verdict(q_weighted["recognized"] < q_ancestral["recognized"] and q_weighted["frechet"] > q_ancestral["frechet"],
+        "and its samples are worse: fewer recognized, a larger Frechet distance (point estimates)")
+
+# %% [markdown]
+# A better likelihood (about two and a half nats on every seed) and somewhat worse samples from the same network
+# and budget: recognized less often on every seed (beyond noise on two seeds of three) and a larger Fréchet
+# distance (point estimates), while recall moves either way. The two aims pull the training towards different
+# noise levels. The bound cares most about the small noise near the data, where pixels find their
+# levels; what makes a sample look like a digit is decided at middle and large noise, which the weighted training
+# visits less. This is why image models trained for samples use $L_\text{simple}$ or weightings further from the
+# bound, and models trained for likelihood (VDM) use the bound's own.
+#
+# ## 8. DDIM: the same model, far fewer steps
 #
 # Ancestral sampling takes all $T$ steps, one network evaluation each. Song, Meng and Ermon (2021) noticed that
 # the training loss only involves the marginals $q(x_t \mid x_0)$, and many processes share them, including
@@ -545,7 +801,8 @@ verdict(off_diagonal > 0.3, "the learned reverse process combines pixels (off-di
 # always gives the same image. $t' < 0$ means the clean sample ($\bar\alpha = 1$). No retraining: the network
 # is the one we have.
 #
-# **Exercise 4.** Write `ddim_update(schedule, eps, xt, t, t_prev, eta, noise)`.
+# **Exercise 5.** Write `ddim_update(schedule, eps, xt, t, t_prev, eta, noise)` for int indices `t` and `t_prev`
+# (`t_prev < 0`: the clean sample). Careful: in Python `alphas_cumprod[-1]` is the *last* entry, the noisiest one.
 
 # %%
 def ddim_update(schedule, eps, xt, t, t_prev, eta, noise):
@@ -601,12 +858,15 @@ plt.show()
 
 # %% [markdown]
 # Read the table for three things, each difference against its intervals. A few tens of DDIM steps keep most of
-# the quality of 200 ancestral steps at a fraction of the time. With $\eta = 0$, more steps stop helping after
-# about 20: the rows from 20 to 200 steps agree within their intervals, and none is better than ancestral
-# sampling. At 20 steps, adding the noise back ($\eta = 1$) is at least as good as 200 ancestral steps.
+# the quality of 200 ancestral steps at a fraction of the time (recognized at least 0.9 times ancestral's; on some
+# seeds the loss is beyond noise, and the Fréchet distance is worse). With $\eta = 0$, more steps stop helping
+# after about 20: the rows from 20 to 200 steps agree within their intervals, and none is better than ancestral
+# sampling; with the same 200 steps the deterministic sampler is even worse than ancestral beyond noise on at
+# least one figure. At 20 steps, adding the noise back ($\eta = 1$) is not measurably worse than 200 ancestral
+# steps, and $\eta = 0$ is never better than $\eta = 1$.
 #
-# That last point is the opposite of the DDIM paper's finding on CIFAR-10, where the deterministic sampler was far
-# better than $\eta = 1$ at 10 to 100 steps; here $\eta = 0$ beats $\eta = 1$ on no figure. A likely reason: a
+# That is the opposite of the DDIM paper's finding on CIFAR-10, where the deterministic sampler was far better
+# than $\eta = 1$ at 10 to 100 steps. A likely reason: a
 # deterministic path carries every error of the network to the end, while fresh noise lets later steps wash part
 # of it out (Karras et al. 2022, section 4, make this argument for stochastic samplers), and our small network,
 # trained in under a minute on 1000 digits, errs more than the paper's. Which $\eta$ is best depends on the
@@ -617,8 +877,8 @@ plt.show()
 q20 = ddim_rows[(20, 0.0)][0]
 keys = ("recognized", "frechet", "recall")
 gencourse.headline("diffusion digits: recognized, DDIM 20 steps", q20["recognized"], "{:.3f}")
-verdict(q20["recognized"] >= 0.95 * q_ancestral["recognized"],
-        f"DDIM with 20 steps: recognized >= 0.95 x ancestral with {T} steps")
+verdict(q20["recognized"] >= 0.9 * q_ancestral["recognized"],
+        f"DDIM with 20 steps: recognized >= 0.9 x ancestral with {T} steps")
 verdict(not any(metrics.differs(q20, ddim_rows[(T, 0.0)][0], k) for k in keys),
         f"eta = 0: {T} steps are within noise of 20 steps (recognized, frechet, recall)")
 verdict(not any(metrics.beats(ddim_rows[(S, 0.0)][0], q_ancestral, k) for S in steps_0 for k in keys),
@@ -627,9 +887,11 @@ q20_noisy = ddim_rows[(20, 1.0)][0]
 verdict(not any(metrics.beats(q_ancestral, q20_noisy, k) for k in keys),
         f"eta = 1 with 20 steps is at least as good as ancestral with {T} steps (worse on no figure beyond noise)")
 verdict(not any(metrics.beats(q20, q20_noisy, k) for k in keys), "at 20 steps eta = 0 beats eta = 1 on no figure")
+verdict(any(metrics.beats(q_ancestral, ddim_rows[(T, 0.0)][0], k) for k in keys),
+        f"with the same {T} steps, eta = 0 is worse than ancestral sampling beyond noise on at least one figure")
 
 # %% [markdown]
-# ## 8. Classifier-free guidance
+# ## 9. Classifier-free guidance
 #
 # Our network knows both $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t)$. In score terms, the
 # conditional score is $\nabla\log p(x\mid y) = \nabla\log p(x) + \nabla\log p(y\mid x)$. Guidance
@@ -637,22 +899,18 @@ verdict(not any(metrics.beats(q20, q20_noisy, k) for k in keys), "at 20 steps et
 #
 # $$\tilde\epsilon = \epsilon_\theta(x_t, t) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big),$$
 #
-# i.e. the score of $p(x)\,p(y \mid x)^w$: $w = 0$ ignores the label, $w = 1$ samples $p(x \mid y)$, and
-# $w > 1$ pushes towards images that are *unmistakably* class $y$. No separate classifier is needed; each
-# step costs two network evaluations.
+# the score of $p_t(x)\,p_t(y \mid x)^w$ at each noise level $t$: $w = 0$ ignores the label, $w = 1$ samples
+# $p(x \mid y)$, and $w > 1$ pushes towards images that are *unmistakably* class $y$. No separate classifier is
+# needed; each step costs two network evaluations. Two cautions. The tilt holds for each noised marginal $p_t$,
+# not for the samples: a guided sampler does not draw from $p_0(x)\,p_0(y \mid x)^w$ (Bradley & Nakkiran 2024;
+# Chidambaram et al. 2024). And the literature uses two scales: Ho & Salimans write
+# $(1 + w')\,\epsilon_\theta(x_t, t, y) - w'\,\epsilon_\theta(x_t, t)$, so their $w' = w - 1$, and their $w' = 0$ is our
+# $w = 1$, plain conditional sampling (`docs/notation.md`).
 #
-# **Exercise 5.** Write the guidance mix `guided_eps(eps_uncond, eps_cond, scale)`.
+# The course's guidance mix, one line:
 
 # %%
-def guided_eps(eps_uncond, eps_cond, scale):
-    """The classifier-free guided noise estimate."""
-    ### BEGIN SOLUTION
-    return eps_uncond + scale * (eps_cond - eps_uncond)
-    ### END SOLUTION
-
-
-# %%
-check.classifier_free_guidance(guided_eps)
+gencourse.show(diffusion.guidance_mix)
 
 # %% [markdown]
 # These figures are **guided**, not the model's true samples: they are kept apart from the headline figures.
@@ -694,25 +952,26 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-verdict(metrics.beats(sweep[1.0], sweep[0.0], "recognized"),
-        "the label alone (w = 1, conditional sampling) raises recognized above w = 0 (intervals separate)")
-verdict(min(sweep[1.0]["asked_class"], sweep[3.0]["asked_class"]) >= 0.9,
-        "at w = 1 and w = 3 at least 90% of samples show the asked class")
-verdict(all(abs(sweep[w]["recognized"] - sweep[1.0]["recognized"]) <= 0.02 for w in (2.0, 3.0)),
-        "guidance beyond the label adds little: recognized at w = 2 and 3 within 0.02 of w = 1")
-verdict(metrics.beats(sweep[2.0], sweep[5.0], "recognized") and metrics.beats(sweep[1.0], sweep[5.0], "recall"),
-        "a large scale costs: at w = 5 recognized below w = 2 and recall below w = 1 (intervals separate)")
+verdict(sweep[1.0]["asked_class"] >= 0.85, "the label alone (w = 1, conditional sampling): at least 85% of samples "
+        "show the asked class")
+verdict(all(metrics.beats(sweep[w], sweep[1.0], "recognized") for w in (2.0, 3.0)),
+        "guidance (w = 2 and 3) raises recognized above w = 1 (intervals separate)")
+verdict(min(sweep[2.0]["asked_class"], sweep[3.0]["asked_class"]) >= 0.98,
+        "at w = 2 and 3 at least 98% of samples show the asked class")
+verdict(sweep[5.0]["recognized"] < sweep[3.0]["recognized"] and sweep[5.0]["recall"] < min(sweep[w]["recall"] for w in (1.0, 2.0, 3.0)),
+        "a large scale costs: at w = 5 recognized falls below w = 3, and recall is the lowest of w = 1..5 (point estimates)")
 verdict(all(q['classes_covered'] == 10 for q in sweep.values()), "balanced labels cover all 10 classes at every w")
 
 # %% [markdown]
-# Read the sweep in two steps. The label does most of the work: $w = 1$ is plain conditional sampling,
-# $p(x \mid y)$, not guidance yet, and it already gives clear digits of the asked class. Guidance proper, a scale
-# above 1, adds little here: recognized is near 1 already, and $w = 2$ or $3$ moves it by a hundredth or two. A
-# large scale costs: at $w = 5$ fewer samples are recognized than at $w = 2$, and they cover less of the real
-# digits (recall) than at $w = 1$.
+# Read the sweep in two steps. $w = 1$ is plain conditional sampling, $p(x \mid y)$, not guidance yet: about nine
+# samples in ten show the asked class, and recognition is not much above the unconditional $w = 0$ (within noise
+# of it on one training seed of three). Guidance proper does the rest: at $w = 2$ or $3$ nearly every sample is a
+# clear digit of the asked class, well above $w = 1$. Up to $w = 2$ guidance costs nothing we can measure: recall
+# holds and the Fréchet distance is at its lowest. At $w = 5$ recognition and recall fall (point estimates, on every
+# seed; beyond noise on some), the trade of fidelity for variety that a large scale brings.
 # Guided samples are not the model's distribution, which is why headline figures never use them.
 #
-# ## 9. What sampling costs
+# ## 10. What sampling costs
 #
 # A common claim: "diffusion models are cheap to sample, unlike the iterative sampling of GANs". It is the
 # other way round. A GAN's generator (lesson 04) maps noise to an image in **one** network evaluation;
@@ -764,14 +1023,15 @@ plt.show()
 print(f"network evaluations per sample: one-pass generator 1, DDIM 20, ancestral {T}")
 one = cost["one-pass generator (like lesson 04's GAN)"][1]
 verdict(ms_ancestral > 20 * one, "ancestral diffusion sampling is more than 20x slower than one pass")
-verdict(cost['diffusion, DDIM 20 steps'][1] > 2 * one, "even DDIM with 20 steps is slower than one pass")
+verdict(cost['diffusion, DDIM 20 steps'][1] > 10 * one, "even DDIM with 20 steps is more than 10x slower than one pass")
 
 # %%
 print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 
 # %% [markdown]
-# DDIM narrows the gap from hundreds of evaluations to tens, but a one-pass generator remains an order of
-# magnitude cheaper. Samplers that need fewer steps (lesson 08's flow matching, a few ODE steps) narrow it further;
+# DDIM narrows the gap from hundreds of evaluations to tens, but a one-pass generator remains more than ten times
+# cheaper (the table above). Each diffusion step also costs more than one pass of the similar-sized MLP: the sampler
+# computes the per-pixel denoiser and the update besides the network, which this comparison does not separate. Samplers that need fewer steps (lesson 08's flow matching, a few ODE steps) narrow it further;
 # distillation and consistency models, which train a network to jump from noise to data in one or two steps, are
 # the ways to close it.
 #
@@ -781,16 +1041,27 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 #   independent noise to every pixel: it does not blur or spread pixels into each other; the learned reverse
 #   process is what combines pixels.
 # - The schedule is best read through the SNR; for small images the cosine schedule wastes fewer steps on pure noise.
-# - Training regresses the noise, $L_\text{simple}$: a reweighted variational bound, not maximum likelihood per step.
+# - Training regresses the noise, $L_\text{simple}$: each step is a Gaussian fitted by maximum likelihood (a
+#   regression), but $L_\text{simple}$ reweights the bound's terms, so the model of the images, $p_\theta(x_0)$, is not
+#   trained by maximum likelihood.
 # - The noise predictor is a scaled score, $s_\theta = -\epsilon_\theta/\sqrt{1-\bar\alpha_t}$.
-# - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps, at most
-#   a small cost in quality (measured above). A one-pass generator is still far cheaper to sample.
-# - Conditioning on the label buys clean, on-class samples; classifier-free guidance turns the label's pull up
-#   further, and a large scale costs quality and coverage of the real digits (recall). Guided figures are
-#   labelled and kept out of the headline.
+# - Diffusion has a likelihood bound, and it can be computed: on the test digits the continuous-time bound of the
+#   digits model beats independent pixels (about 93 against 106 nats), while the 200-step model we sample from
+#   loses to them; its nats sit in the steps nearest the data, where the levels of the pixels must be learned
+#   (here built in, by the per-pixel denoiser the network corrects).
+# - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps, at a cost
+#   of up to about 0.05 in recognized and a worse Fréchet distance (measured above). A one-pass generator is
+#   still far cheaper to sample.
+# - Conditioning on the label gives samples mostly of the asked class; classifier-free guidance ($w$ = 2 or 3)
+#   makes nearly all of them clear digits of that class, and a large scale costs recognition and coverage of the
+#   real digits (recall). Guided figures are labelled and kept out of the headline.
+# - Training for the likelihood (the bound's weighting of the noise levels) lowers the bound and worsens the
+#   samples: the two aims pull the same network towards different noise levels.
 #
 # **Next:** lesson 07 returns to exact likelihoods with autoregressive models; lesson 08 (flow matching) learns a
-# velocity field instead of noise and samples in a handful of steps. To read further: Ho, Jain & Abbeel (2020),
+# velocity field instead of noise and samples in a handful of steps; [`docs/notation.md`](../docs/notation.md) puts the two notations
+# side by side. To read further: Ho, Jain & Abbeel (2020),
 # *Denoising Diffusion Probabilistic Models*; Nichol & Dhariwal (2021), *Improved DDPM*; Song, Meng & Ermon (2021),
 # *DDIM*; Song et al. (2021), *Score-Based Generative Modeling through SDEs*; Ho & Salimans (2021),
-# *Classifier-Free Diffusion Guidance*.
+# *Classifier-Free Diffusion Guidance*; Kingma, Salimans, Poole & Ho (2021), *Variational Diffusion Models*; Karras
+# et al. (2022), *Elucidating the Design Space of Diffusion-Based Generative Models* (EDM).
