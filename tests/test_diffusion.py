@@ -626,3 +626,59 @@ def test_the_denoisers_stay_finite_at_the_tiniest_noise():
     xt = torch.full((3, 1, 1, 2), 0.5)
     for abar in (torch.ones(3), torch.full((3,), 1 - 1e-9, dtype=torch.float64)):
         assert torch.isfinite(model.eps_at(xt, abar, torch.full((3,), 1e-7))).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# The probability-flow ODE's likelihood
+# ----------------------------------------------------------------------------------------------
+
+def test_pf_ode_density_of_the_exact_gaussian_denoiser_is_the_noised_gaussian():
+    """An untrained network outputs 0, so with the Gaussian skip eps_theta is the exact denoiser of N(mu, Sigma);
+    the ODE's marginal at tau is then N(alpha mu, alpha^2 Sigma + sigma^2 I), from torch.distributions."""
+    from torch.distributions import MultivariateNormal
+
+    torch.manual_seed(0)
+    data = torch.randn(4000, 2) @ torch.tensor([[1.0, 0.0], [0.6, 0.5]]) + torch.tensor([0.5, -1.0])
+    model = D.Diffusion(D.MLPDenoiser(2, 16, 1), D.NoiseSchedule.cosine(100), (2,), continuous=True).fit_gaussian(data)
+    mu, cov = model.gauss_mean.double(), (model.gauss_basis * model.gauss_var) @ model.gauss_basis.T
+    tau = 0.3
+    abar = model.schedule.abar_at(torch.tensor([tau]))[0]
+    z = torch.randn(6, 2, generator=torch.Generator().manual_seed(1)) * 1.5
+    exact = MultivariateNormal(abar.sqrt() * mu, abar * cov.double() + (1 - abar) * torch.eye(2, dtype=torch.float64))
+    got = model.pf_ode_log_prob(z, tau, steps=64, divergence="exact")
+    assert torch.allclose(got.double(), exact.log_prob(z.double()), atol=0.02)
+
+
+def test_pf_ode_density_of_independent_pixels_is_their_noised_mixture():
+    """With the network off, the per-pixel skip is the exact denoiser of independent categorical pixels, whose
+    noised marginal is a product of 1-D Gaussian mixtures, written out here."""
+    model = _tiny_continuous_model()
+    with torch.no_grad():
+        model.net.out.weight.zero_()
+    tau = 0.05
+    abar = model.schedule.abar_at(torch.tensor([tau]))[0]
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    z = torch.tensor([[[[0.3, -0.9]]], [[[1.1, 0.0]]], [[[-0.5, 0.6]]]])
+    levels = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    comp = (model.pixel_logp.double()[None] - (z.flatten(1).double()[:, :, None] - a * levels) ** 2 / (2 * s**2)
+            - torch.log(s) - 0.5 * math.log(2 * math.pi))
+    exact = torch.logsumexp(comp, -1).sum(1)
+    got = model.pf_ode_log_prob(z, tau, steps=96, divergence="exact")
+    assert torch.allclose(got.double(), exact, atol=0.05)
+
+
+def test_pf_ode_bound_of_independent_pixels_lies_just_above_their_exact_nll():
+    model = _tiny_continuous_model()
+    with torch.no_grad():
+        model.net.out.weight.zero_()
+    x = torch.tensor([[[[0.25, 1.0]]]]).repeat(300, 1, 1, 1)
+    k = (x.flatten(1) * 4).round().long()
+    exact_nll = -model.pixel_logp.gather(1, k[:1].T).sum().item()
+    bound = model.pf_ode_nll(x, log_snr=6.0, steps=32, divergence="exact", generator=torch.Generator().manual_seed(0))
+    se = bound.std().item() / math.sqrt(len(bound))
+    assert exact_nll - 4 * se - 0.02 <= bound.mean().item() <= exact_nll + 0.3
+    with pytest.raises(ValueError, match="continuous"):
+        D.ImageDiffusion(D.MLPDenoiser(2, 8, 1), D.NoiseSchedule.cosine(10), (1, 1, 2), levels=5).pf_ode_log_prob(
+            torch.zeros(2, 1, 1, 2), 0.5)
+    with pytest.raises(ValueError, match="tau must lie"):
+        model.pf_ode_log_prob(torch.zeros(2, 1, 1, 2), 1.0)
