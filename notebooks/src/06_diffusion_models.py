@@ -298,8 +298,8 @@ verdict(err < 1e-3, "posterior mean and variance = Bayes' rule at every step (ma
 # is fitted by maximum likelihood, which for a Gaussian of fixed variance is a regression (Nakkiran et al. 2024
 # describe DDPM exactly so: regress $\mathbb E[x_{t-1} \mid x_t]$ at every step). What is not maximum likelihood is
 # the model of the images, $p_\theta(x_0)$: the sum of the terms is only a bound on its negative log-likelihood,
-# and $L_\text{simple}$ is not even the bound but the bound with its terms reweighted. In the signal-to-noise
-# ratio the weight has a readable form, $\lambda_t = \tfrac12\big(\mathrm{SNR}(t-1)/\mathrm{SNR}(t) - 1\big)$
+# and $L_\text{simple}$ is not even the bound but the bound with its terms reweighted. With $\sigma_t^2 = \tilde\beta_t$
+# (our choice, section 4), the weight has a readable form in the signal-to-noise ratio, $\lambda_t = \tfrac12\big(\mathrm{SNR}(t-1)/\mathrm{SNR}(t) - 1\big)$
 # (Kingma et al. 2021): the bound weighs a step by how much signal it restores, relative to what is there.
 # These are the weights that $L_\text{simple}$ replaces by 1:
 
@@ -350,14 +350,16 @@ check.diffusion_training_loss(noise_prediction_loss)
 #
 # **Preconditioning.** The course's networks do not predict the noise from scratch: they learn a *correction* to a
 # denoiser we can write down, scaled by the error that denoiser leaves,
-# $\epsilon_\theta(x_t) = \epsilon_\text{base}(x_t) + s_\text{base}(x_t)\, F_\theta(x_t, t)$. This is the idea of
-# EDM's preconditioning (Karras et al. 2022, whose $c_\text{skip}$ and $c_\text{out}$ do the same for the
-# data-prediction form): the network's output stays of order one at every noise level, and where the known
-# denoiser is already right the network cannot spoil it. Here the known denoiser is exact for Gaussian data
-# $\mathcal N(\mu, \Sigma)$: $\mathbb E[\epsilon\mid x_t] = \sqrt{1-\bar\alpha_t}\,C_t^{-1}(x_t - \sqrt{\bar\alpha_t}\mu)$ with
-# $C_t = \bar\alpha_t\Sigma + (1-\bar\alpha_t)I$, with $\mu, \Sigma$ fitted to the training data; $s_\text{base}^2$ is
-# the variance it leaves. At high noise it is already right (there $x_t$ *is* the noise), so the network's
-# effort goes where the data's shape matters. It is an ablation away (`skip="none"`), measured below.
+# $\epsilon_\theta(x_t, t) = \epsilon_\text{base}(x_t, t) + s_\text{base}(x_t, t)\, F_\theta(x_t, t)$. This is the idea
+# of EDM's preconditioning (Karras et al. 2022, whose $c_\text{skip}$ and $c_\text{out}$ do the same for the
+# data-prediction form). Here the known denoiser is exact for Gaussian data $\mathcal N(\mu, \Sigma)$:
+# $\mathbb E[\epsilon\mid x_t] = \sqrt{1-\bar\alpha_t}\,C_t^{-1}(x_t - \sqrt{\bar\alpha_t}\mu)$ with
+# $C_t = \bar\alpha_t\Sigma + (1-\bar\alpha_t)I$, with $\mu, \Sigma$ fitted to the training data, and $s_\text{base}^2$ is
+# the variance it leaves, the diagonal of $I - (1-\bar\alpha_t)C_t^{-1}$. Two things follow. The network's target,
+# $(\epsilon - \epsilon_\text{base})/s_\text{base}$, has unit variance for Gaussian data, at every noise level. And at high
+# noise, where $\epsilon_\text{base}$ is already right (there $x_t$ *is* the noise), $s_\text{base} \to 0$ multiplies the
+# network's output by nearly zero, so its effort goes where the data's shape matters. The code calls
+# $\epsilon_\text{base}$ the skip (`skip="gaussian"`); `skip="none"` removes it, and we measure the difference below.
 
 # %%
 gencourse.show(diffusion.Diffusion.eps_at)
@@ -380,9 +382,10 @@ plt.show()
 # **Exercise 3 (derive it).** Write one reverse step `ddpm_reverse_step(schedule, eps, xt, t, noise)` for an int
 # index `t`. Its mean is the posterior mean $\tilde\mu_t(x_t, x_0)$ of section 3 with $x_0$ replaced by its estimate
 # $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$: substitute, and simplify until only $x_t$
-# and $\epsilon$ are left (the coefficients of $x_t$ combine into $1/\sqrt{\alpha_t}$). Then add
-# $\sqrt{\tilde\beta_t}\cdot$`noise` when `t > 0`; at index 0, $\bar\alpha_{t-1} = 1$, so $\tilde\beta_0 = 0$ and the
-# step returns the mean. (Writing the mean directly from $\tilde\mu_t$ and $\hat x_0$, unsimplified, passes too.)
+# and $\epsilon$ are left (the coefficients of $x_t$ combine into $1/\sqrt{\alpha_t}$; section 3 stated the result,
+# derive it). Then add $\sqrt{\tilde\beta_t}\cdot$`noise` when `t > 0`. At code index 0 (paper step 1) the step before
+# is the data itself, so its variance is 0 and the step returns the mean; for `t > 0`, $\bar\alpha_{t-1}$ is
+# `alphas_cumprod[t-1]`. (Writing the mean directly from $\tilde\mu_t$ and $\hat x_0$, unsimplified, passes too.)
 
 # %%
 def ddpm_reverse_step(schedule, eps, xt, t, noise):
@@ -474,9 +477,10 @@ verdict(bare_on_roll > 1.25 * on_roll, "without the skip, at the same budget, sa
 # function `eps_model(xt, t)` with `xt: (B, 2)` and `t` a LongTensor `(B,)` of indices, giving the noise estimate
 # `(B, 2)`. Use an MLP whose input is $x_t$ together with the time $t/T$ (3 numbers), two hidden layers of 128 units
 # with SiLU, and 2 outputs; train it with your `noise_prediction_loss` and Adam (learning rate $3\cdot 10^{-3}$) for
-# 1500 steps on random batches of 256 points, each with a random index and fresh noise. It takes a few seconds.
-# The check trains it on 2000 moons points with a cosine schedule of $T = 50$ steps, samples 2000 points with the
-# course's ancestral sampler, and compares them with the data by this section's two distances.
+# 1500 steps on random batches of 256 points, each point with a step index uniform in $0..T-1$ and fresh noise. It
+# takes a few seconds. The check trains it on 2000 moons points with a cosine schedule of $T = 50$ steps, samples
+# 2000 points with the course's ancestral sampler, and compares them with the data by this section's two distances:
+# it passes when both medians are within 1.75 times those of real held-out points.
 
 # %%
 def train_eps_model(points, schedule):
@@ -683,18 +687,21 @@ print(f"the first {T // 10} of {T} steps (the least noise) hold {small:.0f} nats
 
 # %% [markdown]
 # The 200-step model loses to independent pixels, and the figure says where: the steps nearest the data hold most
-# of the bound. There the noise is small next to the gap between two levels ($2/16$ on this scale), and each step's
-# term is large unless $\hat x_0$ lands on the right level almost exactly. With few steps near the data each one has
-# to restore a lot of signal, and its Gaussian guess pays for any uncertainty about the level.
+# of the bound. Each term is $\lambda_t\,\mathbb E\lVert\epsilon - \hat\epsilon\rVert^2$, and near the data $\lambda_t$ is
+# large (0.74 at $t = 2$ in section 3's plot): one step multiplies the SNR by about 2.5. There the noise is small
+# next to the gap between two levels ($2/16$ on this scale), and any doubt about a pixel's level is paid at that
+# rate. More steps make each ratio smaller.
 #
 # **More steps.** The network was trained in continuous time, so it runs with any number of steps; each number of
 # steps is a model of its own, with a bound of its own. Kingma et al. (2021) show that between two fixed noise
-# levels, more steps give a tighter bound; here the added steps also move the first step closer to the data
-# (log-SNR 8.3 at 200 steps, 10.1 at 1000), so a tighter bound is not guaranteed: we measure it. The limit is the
-# bound of the continuous-time model, $\tfrac12\int \mathbb E\,\lVert\epsilon - \epsilon_\theta(x_\ell)\rVert^2\, d\ell$ over
-# the log-SNR $\ell$ from $-10$ to $13$, plus the decoder at $\ell = 13$ (nearer the data than the first step of a
-# 4000-step model, at 11.5) and the prior term at $\ell = -10$ (already negligible there), which we estimate with 64
-# values of $\ell$ per image.
+# levels, more steps give a tighter bound. Write $\ell = \ln \mathrm{SNR}$ (the natural log; section 2 plotted
+# $\log_{10}$). Here the added steps also move the first step closer to the data ($\ell$ = 8.3 at 200 steps, 10.1
+# at 1000), so a tighter bound is not guaranteed: we measure it. When steps are small,
+# $\lambda_t = \tfrac12(e^{\ell_{t-1} - \ell_t} - 1) \approx \tfrac12(\ell_{t-1} - \ell_t)$, and the sum of the KL terms
+# becomes an integral, $\tfrac12\int \mathbb E\,\lVert\epsilon - \epsilon_\theta(x_\ell)\rVert^2\, d\ell$: the bound of the
+# continuous-time model. We fix its ends at $\ell = -10$ and $\ell = 13$ (nearer the data than the first step of a
+# 4000-step model, at 11.5), add the decoder at 13 and the prior term at $-10$ (negligible there), and estimate the
+# integral from 64 values of $\ell$ per image.
 
 # %%
 g = torch.Generator().manual_seed(SEED)
@@ -711,7 +718,8 @@ gencourse.headline("diffusion digits: test NLL bound (continuous time)", limit.m
 # %% [markdown]
 # **What the network adds, and what the Gaussian skip would have cost.** Two ablations. Switch the network off
 # (its output layer set to zero) and the model is the per-pixel denoiser alone: its continuous-time bound should
-# land on independent pixels' 106.3, since it is the exact denoiser of that model. And train the same recipe with
+# land on independent pixels' 106.3, since it is the exact denoiser of that model (with the exact denoiser the
+# continuous-time bound is tight, apart from its end terms). And train the same recipe with
 # the Gaussian skip of section 4 instead (here for 100 epochs, a third of the budget, to save time).
 
 # %%
@@ -747,15 +755,16 @@ verdict(gauss_bounds[5 * T] > gauss_bounds[T] > 150,
 # VAE's and the PixelCNN's (lessons 03 and 07); the capstone puts them side by side. It is the bound of a model we
 # do not sample from: our samples come from the 200-step model, whose own bound is worse than independent pixels.
 #
-# With the Gaussian skip (at a third of the budget) the bound is far worse and *grows* with the steps: its steps
-# near the data pay, and the added steps lie nearer still. $L_\text{simple}$ does not aim at the likelihood, and
+# With the Gaussian skip (at a third of the budget) the bound is far worse, worse even than the uniform model's
+# 181.3 (a bound can be very loose), and it *grows* with the steps: its steps near the data pay, and the added steps
+# lie nearer still. Part of the gap may be the smaller budget; we did not separate the two. $L_\text{simple}$ does not aim at the likelihood, and
 # where the model is not told about the data's levels, its bound shows it. (We did not measure that model's
 # samples.)
 #
 # **Training for the likelihood.** $L_\text{simple}$ draws the time uniformly. The bound weighs the noise levels
-# differently: written in the log-SNR $\lambda$, it is an unweighted noise error with $\lambda$ drawn uniformly
-# (Kingma et al. 2021). The recipe `diffusion_likelihood` draws half of its training times that way and is
-# otherwise the same (network, epochs, seed). `make recipes` trained it; we load the checkpoint of this seed and
+# differently: written in $\ell$, it is an unweighted noise error with $\ell$ drawn uniformly (Kingma et al. 2021).
+# The recipe `diffusion_likelihood` draws half of its training times uniform in $\ell$ on $[-10, 13]$ and half
+# uniform in $\tau$, and is otherwise the same (network, epochs, seed). `make recipes` trained it; we load the checkpoint of this seed and
 # sample it like the model above.
 
 # %%
@@ -782,9 +791,9 @@ verdict(q_weighted["recognized"] < q_ancestral["recognized"] and q_weighted["fre
 # A better likelihood (about two and a half nats on every seed) and somewhat worse samples from the same network
 # and budget: recognized less often on every seed (beyond noise on two seeds of three) and a larger Fréchet
 # distance (point estimates), while recall moves either way. The two aims pull the training towards different
-# noise levels. The bound cares most about the small noise near the data, where pixels find their
-# levels; what makes a sample look like a digit is decided at middle and large noise, which the weighted training
-# visits less. This is why image models trained for samples use $L_\text{simple}$ or weightings further from the
+# noise levels. The bound cares most about the ends of the chain, the small noise near the data where pixels
+# find their levels among them; what makes a sample look like a digit is decided at middle noise, which the
+# weighted training visits less (about half of its draws have $|\ell| < 3$, against 72% for uniform $\tau$). This is why image models trained for samples use $L_\text{simple}$ or weightings further from the
 # bound, and models trained for likelihood (VDM) use the bound's own.
 #
 # ## 8. DDIM: the same model, far fewer steps
