@@ -769,8 +769,11 @@ class ImageDiffusion(Diffusion):
     def fit_pixels(self, x: torch.Tensor, smoothing: float = 0.1) -> "ImageDiffusion":
         """Fit independent categoricals over the levels, one per pixel, to images ``x (N, *shape)`` in ``[0, 1]``
         with add-``smoothing`` counts (lesson 01's per-pixel baseline), for the ``"pixels"`` skip."""
-        k = (self._check_data(x) * (self.levels - 1)).round().long().flatten(1).cpu()        # (N, D)
-        counts = torch.zeros(k.shape[1], self.levels).scatter_add_(1, k.T, torch.ones(k.T.shape))
+        from gencourse.basics import level_counts
+        from gencourse.data import to_levels
+
+        k = to_levels(self._check_data(x), self.levels).flatten(1).cpu()                      # (N, D)
+        counts = level_counts(k, self.levels).float()                                        # (D, L)
         self.pixel_logp.copy_(torch.log((counts + smoothing) / (counts + smoothing).sum(1, keepdim=True)))
         return self
 
@@ -846,6 +849,15 @@ class ImageDiffusion(Diffusion):
         self.train(was_training)
         return total
 
+    @torch.no_grad()
+    def _decoder_log_prob(self, x0: torch.Tensor, z: torch.Tensor, abar: torch.Tensor, labels) -> torch.Tensor:
+        """``log p(x_0 | z)`` per image ``(B,)`` float64 for ``z`` at noise level ``abar`` (a float64 scalar): the
+        discrete decoder around the network's ``x0_hat`` with std ``sqrt((1 - abar) / abar)``."""
+        a, s = abar.sqrt().item(), (1 - abar).sqrt().item()
+        eps = self.eps_at(z, abar.float().expand(len(z)), self.schedule.tau_of_abar(abar).float().expand(len(z)), labels)
+        x0_hat = (z - s * eps) / a
+        return discretized_gaussian_log_prob(x0, x0_hat, s / a, self.levels).double().flatten(1).sum(1)
+
     def pf_ode_nll(self, x: torch.Tensor, *, log_snr: float = 8.0, steps: int = 64, divergence: str = "hutchinson",
                    probes: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
         """A bound on ``-log P(x)`` in nats per image ``(B,)`` through the probability-flow ODE's density:
@@ -856,8 +868,16 @@ class ImageDiffusion(Diffusion):
         the variational bound whose prior over ``z`` is the ODE's marginal (:meth:`pf_ode_log_prob`) and whose
         decoder is the discrete one of :meth:`continuous_nll` (std ``sigma / alpha``). The ODE's density is itself
         estimated (steps, trace probes), so the figure is an estimate of a bound; show it against ``steps``."""
-        return _pf_ode_nll(self, x, log_snr=log_snr, steps=steps, divergence=divergence, probes=probes,
-                           generator=generator)
+        x0 = self.encode(self._check_data(x))
+        abar = torch.sigmoid(torch.tensor(log_snr, dtype=torch.float64))
+        s = (1 - abar).sqrt().item()
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        z = abar.sqrt().item() * x0 + s * noise
+        log_q = (-0.5 * noise.double() ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+        log_p = self.pf_ode_log_prob(z, float(self.schedule.tau_of_abar(abar)), steps=steps, divergence=divergence,
+                                     probes=probes, generator=generator)
+        log_dec = self._decoder_log_prob(x0, z, abar, self._labels(None, len(z), z.device))
+        return (log_q - log_p.double() - log_dec).float()
 
     @torch.no_grad()
     def continuous_nll(self, x: torch.Tensor, *, draws: int = 64, y=None, log_snr_range=(-10.0, 13.0),
@@ -892,13 +912,8 @@ class ImageDiffusion(Diffusion):
             eps = self.eps_at(xt, abar.float(), self.schedule.tau_of_abar(abar).float(), labels)
             total += 0.5 * (hi - lo) * (eps - noise).double().pow(2).flatten(1).sum(1) / draws
         a_hi = torch.sigmoid(torch.tensor(hi, dtype=torch.float64))
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        tau_hi = self.schedule.tau_of_abar(a_hi).float().expand(n)
-        xt = a_hi.sqrt().item() * x0 + (1 - a_hi).sqrt().item() * noise
-        eps = self.eps_at(xt, a_hi.float().expand(n), tau_hi, labels)
-        x0_hat = (xt - (1 - a_hi).sqrt().item() * eps) / a_hi.sqrt().item()
-        std = ((1 - a_hi) / a_hi).sqrt().item()
-        total -= discretized_gaussian_log_prob(x0, x0_hat, std, self.levels).double().flatten(1).sum(1)
+        z = a_hi.sqrt().item() * x0 + (1 - a_hi).sqrt().item() * torch.randn(x0.shape, generator=generator).to(device)
+        total -= self._decoder_log_prob(x0, z, a_hi, labels)
         a_lo = torch.sigmoid(torch.tensor(lo, dtype=torch.float64)).item()
         total += (0.5 * (a_lo * x0.double() ** 2 + (1 - a_lo) - 1 - math.log(1 - a_lo))).flatten(1).sum(1)
         self.train(was_training)
@@ -911,26 +926,6 @@ class ImageDiffusion(Diffusion):
 
     def decode(self, x):
         return ((x + 1) / 2).clamp(0, 1)
-
-
-def _pf_ode_nll(model, x: torch.Tensor, *, log_snr: float, steps: int, divergence: str, probes: int,
-                generator: torch.Generator | None) -> torch.Tensor:
-    """See :meth:`ImageDiffusion.pf_ode_nll`."""
-    x = model._check_data(x)
-    x0 = model.encode(x)
-    abar = torch.sigmoid(torch.tensor(log_snr, dtype=torch.float64))
-    tau = float(model.schedule.tau_of_abar(abar))
-    a, s = abar.sqrt().item(), (1 - abar).sqrt().item()
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    z = a * x0 + s * noise
-    log_q = (-0.5 * noise.double() ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
-    log_p = model.pf_ode_log_prob(z, tau, steps=steps, divergence=divergence, probes=probes, generator=generator)
-    with torch.no_grad():
-        labels = model._labels(None, len(z), z.device)
-        eps = model.eps_at(z, abar.float().expand(len(z)), torch.full((len(z),), tau), labels)
-        x0_hat = (z - s * eps) / a
-        log_dec = discretized_gaussian_log_prob(x0, x0_hat, s / a, model.levels).double().flatten(1).sum(1)
-    return (log_q - log_p.double() - log_dec).float()
 
 
 def discretized_gaussian_log_prob(x0: torch.Tensor, mean: torch.Tensor, std: float, levels: int) -> torch.Tensor:
