@@ -2,7 +2,7 @@
 
     model = ImageDiffusion(MLPDenoiser(64, num_classes=10), NoiseSchedule.cosine(200), (1, 8, 8), num_classes=10)
     model.fit_gaussian(train.images)                           # the linear part of eps_theta (Diffusion.eps)
-    history = train_annealed(model, train, epochs=200, lr=2e-3)   # noise-prediction regression
+    history = train_annealed(model, train, epochs=200, lr=2e-3)   # noise-prediction regression (gencourse.train)
     images = model.sample(1000)                                # ancestral (DDPM), unguided, in [0, 1]
     images = model.sample(1000, steps=20)                      # DDIM with 20 network evaluations
     images = model.sample(100, y=3, guidance=3.0, steps=20)    # classifier-free guidance towards "3"
@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from gencourse.nets import Conditioning, MLPDenoiser, SmallUNet, timestep_embedding  # noqa: F401 (the denoisers)
+from gencourse.train import CosineAdam, fixed_batches, train_annealed  # noqa: F401 (the training loop)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,124 +346,6 @@ def ddim_invert(eps_fn, schedule: NoiseSchedule, x0: torch.Tensor, steps: int) -
         else:
             x = ddim_step(schedule, eps, x, t, t_next, 0.0)
     return x
-
-
-# ----------------------------------------------------------------------------------------------
-# Denoisers: eps_theta(x, time, y) with a time embedding (and an optional class label)
-# ----------------------------------------------------------------------------------------------
-
-def timestep_embedding(time: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding (Vaswani et al.) of ``time (B,)`` in ``[0, 1]``, read as ``1000 * time``: ``(B, dim)``.
-
-    ``emb = [cos(1000 time w_k), sin(1000 time w_k)]`` with ``w_k = max_period^(-k / (dim/2))``.
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=time.device) / half)
-    args = 1000.0 * time.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
-class Conditioning(nn.Module):
-    """Time (and class) embedding: ``MLP(sinusoidal(time)) + embed(y)``; label ``num_classes`` is "no label"."""
-
-    def __init__(self, dim: int, num_classes: int | None = None):
-        super().__init__()
-        self.dim = dim
-        self.time_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.num_classes = num_classes
-        self.label = nn.Embedding(num_classes + 1, dim) if num_classes else None
-
-    def forward(self, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.time_mlp(timestep_embedding(time, self.dim))
-        if self.label is not None:
-            if y is None:
-                y = torch.full((len(time),), self.num_classes, dtype=torch.long, device=time.device)
-            c = c + self.label(y)
-        return c
-
-
-class MLPDenoiser(nn.Module):
-    """``eps_theta(x, time, y)`` for vectors: ``x (B, dim)`` (or ``(B, C, H, W)``, flattened) -> same shape.
-
-    ``h = W_in x + c(time, y)``, then ``depth`` residual blocks ``h += W2 SiLU(W1 SiLU(h) + c)``, then
-    ``W_out SiLU(h)``. ``time (B,)`` in ``[0, 1]``; ``y (B,)`` labels, ``num_classes`` = no label.
-    """
-
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, num_classes: int | None = None,
-                 emb_dim: int = 64):
-        super().__init__()
-        if dim <= 0 or hidden <= 0 or depth < 0:
-            raise ValueError(f"need dim > 0, hidden > 0, depth >= 0; got {dim}, {hidden}, {depth}")
-        self.dim, self.hidden, self.num_classes = dim, hidden, num_classes
-        self.cond = Conditioning(emb_dim, num_classes)
-        self.inp = nn.Linear(dim, hidden)
-        self.cond_in = nn.Linear(emb_dim, hidden)
-        self.blocks = nn.ModuleList(_MLPBlock(hidden, emb_dim) for _ in range(depth))
-        self.out = nn.Linear(hidden, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.cond(time, y)
-        h = self.inp(x.flatten(1)) + self.cond_in(c)
-        for block in self.blocks:
-            h = block(h, c)
-        return self.out(F.silu(h)).view_as(x)
-
-
-class _MLPBlock(nn.Module):
-    def __init__(self, hidden: int, emb_dim: int):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
-        self.emb = nn.Linear(emb_dim, hidden)
-
-    def forward(self, h, c):
-        return h + self.fc2(F.silu(self.fc1(F.silu(h)) + self.emb(c)))
-
-
-class SmallUNet(nn.Module):
-    """A small U-Net ``eps_theta(x, time, y)`` for images ``(B, C, S, S)`` with ``S`` divisible by 4 (28x28, 8x8).
-
-    Two resolutions down (``S -> S/2 -> S/4``) and back up with skip connections; every block adds the
-    time/class embedding per channel. ``time (B,)`` in ``[0, 1]``.
-    """
-
-    def __init__(self, channels: int = 1, base: int = 32, num_classes: int | None = None, emb_dim: int = 64):
-        super().__init__()
-        self.num_classes = num_classes
-        self.cond = Conditioning(emb_dim, num_classes)
-        c1, c2, c3 = base, 2 * base, 2 * base
-        self.inp = nn.Conv2d(channels, c1, 3, padding=1)
-        self.down1, self.down2 = _ConvBlock(c1, c1, emb_dim), _ConvBlock(c2, c2, emb_dim)
-        self.pool1, self.pool2 = nn.Conv2d(c1, c2, 3, 2, 1), nn.Conv2d(c2, c3, 3, 2, 1)
-        self.mid = _ConvBlock(c3, c3, emb_dim)
-        self.up2, self.up1 = nn.ConvTranspose2d(c3, c2, 2, 2), nn.ConvTranspose2d(c2, c1, 2, 2)
-        self.dec2, self.dec1 = _ConvBlock(2 * c2, c2, emb_dim), _ConvBlock(2 * c1, c1, emb_dim)
-        self.out = nn.Conv2d(c1, channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.cond(time, y)
-        h1 = self.down1(self.inp(x), c)                     # (B, c1, S, S)
-        h2 = self.down2(self.pool1(h1), c)                  # (B, c2, S/2, S/2)
-        h = self.mid(self.pool2(h2), c)                     # (B, c3, S/4, S/4)
-        h = self.dec2(torch.cat([self.up2(h), h2], 1), c)
-        h = self.dec1(torch.cat([self.up1(h), h1], 1), c)
-        return self.out(F.silu(h))
-
-
-class _ConvBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(cin, cout, 3, padding=1), nn.Conv2d(cout, cout, 3, padding=1)
-        self.norm1, self.norm2 = nn.GroupNorm(8, cin), nn.GroupNorm(8, cout)
-        self.emb = nn.Linear(emb_dim, cout)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, h, c):
-        r = self.conv1(F.silu(self.norm1(h))) + self.emb(c)[:, :, None, None]
-        return self.skip(h) + self.conv2(F.silu(self.norm2(r)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -953,39 +837,11 @@ def discretized_gaussian_log_prob(x0: torch.Tensor, mean: torch.Tensor, std: flo
 # Training recipes
 # ----------------------------------------------------------------------------------------------
 
-class CosineAdam(torch.optim.Adam):
-    """Adam whose learning rate warms up linearly over the first ``warmup`` share of ``total_steps`` and then
-    decays to 0 along a half cosine. It schedules itself on every ``step()``, so it plugs into ``fit``."""
-
-    def __init__(self, params, lr: float, total_steps: int, warmup: float = 0.05):
-        if total_steps <= 0 or not 0 <= warmup < 1:
-            raise ValueError(f"need total_steps > 0 and 0 <= warmup < 1, got {total_steps}, {warmup}")
-        params = list(params)
-        try:  # the fused kernel is several times faster on small models (CPU support since torch 2.4)
-            super().__init__(params, lr=lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            super().__init__(params, lr=lr)
-        self.peak, self.total, self.warmup, self.count = lr, total_steps, warmup, 0
-
-    def step(self, closure=None):
-        frac = min(self.count / self.total, 1.0)
-        if frac < self.warmup:
-            lr = self.peak * (frac + 1 / self.total) / self.warmup
-        else:
-            lr = self.peak * 0.5 * (1 + math.cos(math.pi * (frac - self.warmup) / (1 - self.warmup)))
-        for group in self.param_groups:
-            group["lr"] = lr
-        self.count += 1
-        return super().step(closure)
-
-
 def fixed_noise_batches(model: Diffusion, x: torch.Tensor, y: torch.Tensor | None = None, *, seed: int = 0,
                         batch_size: int = 512):
     """Validation data with its ``t``, noise (and dropped labels) drawn once, so the validation loss is the
     same function of the weights at every epoch: a DataLoader of ``(x, y, t, noise)`` (``(x, t, noise)``
-    without labels) for ``fit``'s ``val_data`` with ``loss_fn = lambda b: model.loss(*b)``."""
-    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
-
+    without labels) for ``val_data`` of :func:`~gencourse.train.train_annealed` or ``fit``."""
     g = torch.Generator().manual_seed(seed)
     t = torch.randint(0, model.schedule.T, (len(x),), generator=g)
     noise = torch.randn(x.shape, generator=g)
@@ -993,56 +849,7 @@ def fixed_noise_batches(model: Diffusion, x: torch.Tensor, y: torch.Tensor | Non
         y = y.clone()
         if model.num_classes is not None and model.p_uncond > 0:
             y[torch.rand(len(y), generator=g) < model.p_uncond] = model.num_classes
-    rows = TensorDataset(*(v for v in (x, y, t, noise) if v is not None))
-    # one index list per batch: the dataset slices whole batches instead of stacking rows one by one
-    return DataLoader(rows, batch_size=None, sampler=BatchSampler(SequentialSampler(rows), batch_size, False))
-
-
-def train_annealed(model: Diffusion, train_data, val_data=None, *, epochs: int, lr: float, batch_size: int = 128,
-                   seed: int | None = None, desc: str = "diffusion", verbose: bool = True):
-    """Minimize :meth:`Diffusion.batch_loss` with :class:`CosineAdam` for a fixed number of epochs and keep the
-    final, annealed weights; returns a :class:`gencourse.train.History` with the per-epoch train and validation
-    losses (every example weighted equally).
-
-    Why not ``fit``: ``fit`` restores the weights of the best validation epoch. A diffusion model's validation
-    loss flattens early, so that epoch lands mid-way, at a high learning rate, and its samples are worse than
-    those of the final weights. The pieces (batches, NaN guard, progress bar, evaluation) are ``fit``'s own.
-    """
-    from gencourse.train import History, batch_size_of, batches, check_finite, evaluate, progress
-
-    if epochs <= 0:
-        raise ValueError(f"epochs must be positive, got {epochs}")
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    steps = epochs * math.ceil(len(train_data) / batch_size)
-    optimizer = CosineAdam(model.parameters(), lr, steps)
-    history, start = History(), time.perf_counter()
-    bar = progress(range(1, epochs + 1), desc=desc)
-    for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
-        for step, batch in enumerate(batches(train_data, batch_size, shuffle=True, generator=generator), 1):
-            batch = batch.to(device) if isinstance(batch, torch.Tensor) else [b.to(device) for b in batch]
-            loss = model.batch_loss(batch)
-            check_finite(loss, epoch=epoch, step=step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * batch_size_of(batch)
-            count += batch_size_of(batch)
-        history.train_loss.append(total / count)
-        if val_data is not None:
-            history.val_loss.append(evaluate(model, model.batch_loss, val_data, device=device))
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.4g}")
-    bar.close()
-    model.eval()
-    history.seconds = time.perf_counter() - start
-    if verbose:
-        val = (f"; final val loss {history.val_loss[-1]:.4g} (min {min(history.val_loss):.4g})"
-               if history.val_loss else "")
-        print(f"{desc}: {epochs} epochs in {history.seconds:.1f} s; final train loss {history.train_loss[-1]:.4g}{val}"
-              " (final, annealed weights kept)")
-    return history
+    return fixed_batches(*(v for v in (x, y, t, noise) if v is not None), batch_size=batch_size)
 
 
 DIGITS_T = 200

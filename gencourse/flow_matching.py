@@ -28,9 +28,10 @@ import time
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from gencourse import data as _data
+from gencourse.nets import LocalConvNet, MLPDenoiser, VelocityNet  # noqa: F401 (the networks, shared with lesson 06)
+from gencourse.train import fixed_batches, train_annealed
 
 # ----------------------------------------------------------------------------------------------
 # Probability paths
@@ -138,73 +139,6 @@ def cfm_loss(velocity_fn, x1: torch.Tensor, path="linear", *, generator: torch.G
     t = torch.rand(len(x1), generator=generator, dtype=x1.dtype).to(x1.device)
     xt, ut = path.sample(x0, x1, t), path.target_velocity(x0, x1, t)
     return (velocity_fn(xt, t) - ut).pow(2).flatten(1).sum(1).mean()
-
-
-# ----------------------------------------------------------------------------------------------
-# The velocity network
-# ----------------------------------------------------------------------------------------------
-
-
-def time_embedding(t: torch.Tensor, dim: int = 32, max_period: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal features of ``t (B,)`` in [0, 1] -> ``(B, dim)``: ``[cos(w_k t), sin(w_k t)]`` with
-    ``w_k = 100 max_period^{-k / (dim/2)}`` (the transformer's positional code on 100 t)."""
-    half = dim // 2
-    freqs = 100.0 * torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
-    angles = t[:, None] * freqs[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-
-
-class VelocityNet(nn.Module):
-    """``v_theta(x, t)``: an MLP on the flattened ``x (B, ...)`` and a time embedding, output like ``x``.
-
-    Each hidden layer gets the (projected) time features added: ``h <- SiLU(W h + b + E_l(emb(t)))``.
-    """
-
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, time_dim: int = 32):
-        super().__init__()
-        if dim <= 0 or hidden <= 0 or depth <= 0:
-            raise ValueError("dim, hidden and depth must be positive integers")
-        self.dim, self.time_dim = dim, time_dim
-        self.inp = nn.Linear(dim, hidden)
-        self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU())
-        self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
-        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
-        self.out = nn.Linear(hidden, dim)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        emb = self.time(time_embedding(t.expand(len(x)) if t.dim() == 0 else t, self.time_dim))
-        h = self.act(self.inp(x.flatten(1)) + emb)
-        for layer, proj in zip(self.layers, self.time_proj):
-            h = h + self.act(layer(h) + proj(emb))
-        return self.out(h).view(shape)
-
-
-class LocalConvNet(nn.Module):
-    """A local correction for small images ``x (B, C, H, W)``: ``depth + 1`` 3x3 convolutions (receptive field
-    ``2 depth + 3`` pixels), each shifted per channel by time features, ``h <- h + SiLU(conv(h) + E(emb(t)))``,
-    then a 1x1 convolution initialized to zero (so an untrained net adds nothing)."""
-
-    def __init__(self, channels: int = 1, width: int = 16, depth: int = 2, time_dim: int = 64):
-        super().__init__()
-        if channels <= 0 or width <= 0 or depth < 0:
-            raise ValueError(f"need channels > 0, width > 0, depth >= 0; got {channels}, {width}, {depth}")
-        self.time_dim = time_dim
-        self.time = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU())
-        self.inp = nn.Conv2d(channels, width, 3, padding=1)
-        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(depth))
-        self.shifts = nn.ModuleList(nn.Linear(time_dim, width) for _ in range(depth + 1))
-        self.out = nn.Conv2d(width, channels, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time(time_embedding(t.expand(len(x)) if t.dim() == 0 else t, self.time_dim))
-        h = F.silu(self.inp(x) + self.shifts[0](emb)[:, :, None, None])
-        for conv, shift in zip(self.convs, self.shifts[1:]):
-            h = h + F.silu(conv(h) + shift(emb)[:, :, None, None])
-        return self.out(h)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,7 +322,7 @@ class DigitsFlowMatching(nn.Module):
     the ``t = 1`` end of a linear path from ``N(0, I)``. The velocity is
     ``v_theta(z, t, c) = v*(z, t) + s_t(z) * F(z, t, c)`` (eq. 6): :func:`gaussian_velocity` for
     ``N(mu, Sigma)`` fitted to the training ``z`` (:meth:`fit_gaussian`, kept in buffers), and an MLP ``F``
-    (lesson 06's :class:`~gencourse.diffusion.MLPDenoiser`) scaled by :func:`gaussian_velocity_std`.
+    (:class:`~gencourse.nets.MLPDenoiser`, shared with lesson 06) scaled by :func:`gaussian_velocity_std`.
     ``c`` is a class label, replaced by "no label" with probability ``p_uncond`` in training; sampling is
     unconditional unless labels are passed.
 
@@ -403,8 +337,6 @@ class DigitsFlowMatching(nn.Module):
                  local_width: int = 16, local_depth: int = 1, num_classes: int | None = None, p_uncond: float = 0.5,
                  skip: bool = True):
         super().__init__()
-        from gencourse.diffusion import MLPDenoiser
-
         if not 0 <= p_uncond <= 1:
             raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
         self.shape, self.levels = tuple(shape), levels
@@ -534,16 +466,12 @@ def _fixed_validation(model: DigitsFlowMatching, dataset, seed: int):
     """The validation split with its draws fixed once (``t``, noise ``x0``, dequantization ``u`` and dropped
     labels), so the validation loss is the same function of the weights at every epoch: a DataLoader of batches
     ``(x, y, t, x0, u)``."""
-    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
-
     g = torch.Generator().manual_seed(seed)
     x, y = dataset.images, dataset.labels.clone()
     t, x0, u = torch.rand(len(x), generator=g), torch.randn(x.shape, generator=g), torch.rand(x.shape, generator=g)
     if model.num_classes is not None:
         y[torch.rand(len(y), generator=g) < model.p_uncond] = model.num_classes
-    rows = TensorDataset(x, y, t, x0, u)
-    # one index list per batch: the dataset slices whole batches instead of stacking rows one by one
-    return DataLoader(rows, batch_size=None, sampler=BatchSampler(SequentialSampler(rows), 512, False))
+    return fixed_batches(x, y, t, x0, u)
 
 
 def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: float = 3e-3, batch_size: int = 256,
@@ -552,10 +480,9 @@ def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: f
 
     The Gaussian part is fitted first (:meth:`DigitsFlowMatching.fit_gaussian`); then the CFM loss with label
     dropout, Adam with a warm-up and cosine decay to 0 for a fixed number of epochs, the final weights kept
-    (lesson 06's :func:`~gencourse.diffusion.train_annealed`); the validation loss (draws fixed once) is
+    (:func:`~gencourse.train.train_annealed`, as in lesson 06); the validation loss (draws fixed once) is
     recorded every epoch. Returns ``(model, history)`` (losses per image). About 15 s of one CPU core with the
     defaults. ``quick=True``: 3 epochs, only to check that it runs."""
-    from gencourse.diffusion import train_annealed
     from gencourse.train import seed_everything
 
     if quick:

@@ -160,3 +160,55 @@ def test_limit_threads_caps_torch_at_the_quota(monkeypatch):
         assert train.limit_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------
+# Annealed training (diffusion, flow matching)
+# ----------------------------------------------------------------------------------------------
+
+def test_cosine_adam_warms_up_then_decays_to_zero():
+    from gencourse.train import CosineAdam
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = CosineAdam([p], lr=1.0, total_steps=100, warmup=0.1)
+    lrs = []
+    for _ in range(100):
+        p.grad = torch.ones(1)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    with pytest.raises(ValueError, match="total_steps"):
+        CosineAdam([p], lr=1.0, total_steps=0)
+
+
+def test_fixed_batches_are_whole_slices_in_order():
+    from gencourse.train import fixed_batches
+
+    a, b = torch.arange(10), torch.arange(10) * 2
+    out = list(fixed_batches(a, b, batch_size=4))
+    assert [len(x) for x, _ in out] == [4, 4, 2]
+    assert torch.equal(torch.cat([x for x, _ in out]), a) and torch.equal(torch.cat([y for _, y in out]), b)
+
+
+def test_train_annealed_keeps_the_final_weights_and_snapshots():
+    from gencourse.train import train_annealed
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    x = torch.randn(64, 2)
+    target = x @ torch.tensor([[1.0], [-2.0]])
+    loss_fn = lambda batch: (model(batch[0]) - batch[1]).pow(2).mean()  # noqa: E731
+    data = torch.utils.data.TensorDataset(x, target)
+    history = train_annealed(model, data, data, epochs=20, lr=0.1, batch_size=16, seed=0, loss_fn=loss_fn,
+                             snapshot_epochs=(1, 20), verbose=False)
+    assert len(history.train_loss) == len(history.val_loss) == 20
+    assert history.val_loss[-1] < 0.1 * history.val_loss[0]
+    assert sorted(history.snapshots) == [1, 20]
+    assert torch.equal(history.snapshots[20]["weight"], model.weight.detach())
+    assert not torch.equal(history.snapshots[1]["weight"], model.weight.detach())
+    with pytest.raises(ValueError, match="snapshot_epochs"):
+        train_annealed(model, data, epochs=2, lr=0.1, loss_fn=loss_fn, snapshot_epochs=(3,))
+    with pytest.raises(ValueError, match="epochs"):
+        train_annealed(model, data, epochs=0, lr=0.1, loss_fn=loss_fn)
