@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gencourse.parameterization import convert, from_x0_eps
 from gencourse.nets import Conditioning, MLPDenoiser, SmallUNet, timestep_embedding  # noqa: F401 (the denoisers)
 from gencourse.train import CosineAdam, fixed_batches, train_annealed  # noqa: F401 (the training loop)
 
@@ -36,6 +37,7 @@ from gencourse.train import CosineAdam, fixed_batches, train_annealed  # noqa: F
 
 SKIPS = ("gaussian", "pixels", "none")
 TIME_SAMPLING = ("uniform", "likelihood")
+PREDICTIONS = ("eps", "x0", "v")
 
 
 class NoiseSchedule:
@@ -195,18 +197,19 @@ def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: int,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, *, clip: float | None = None) -> torch.Tensor:
     """One ancestral step ``x_t -> x_{t-1}`` of ``p(x_{t-1} | x_t) = N(mu, beta~_t I)`` (Ho et al. alg. 2).
 
     ``mu`` is the posterior mean of ``q(x_{t-1} | x_t, x0_hat)`` at the predicted clean sample
     ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``, which is
     ``(x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)``. The variance is the posterior's ``beta~_t``
     (0 at ``t = 0``, which returns the mean). ``eps, xt: (B, ...)``; ``t``: an int; ``noise`` like ``xt``
-    (drawn when None).
+    (drawn when None). ``clip``: clamp ``x0_hat`` to ``[-clip, clip]`` first (Ho et al.'s sampler clips to the
+    data range, ``clip=1``); None leaves it as predicted.
     """
     t = _check_step(schedule, t)
     tt = torch.full((len(xt),), t, dtype=torch.long)
-    x0_hat = schedule.predict_x0(xt, tt, eps)
+    x0_hat = _clipped(schedule.predict_x0(xt, tt, eps), clip)
     mean, variance = schedule.posterior_mean_variance(x0_hat, xt, tt)
     if t == 0:
         return mean
@@ -215,7 +218,7 @@ def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: i
 
 
 def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, eta: float = 0.0,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, *, clip: float | None = None) -> torch.Tensor:
     """The DDIM update from index ``t`` to ``t_prev`` (Song et al. 2021, eq. 12):
 
     ``x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma noise`` with
@@ -223,7 +226,8 @@ def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: i
     ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``.
     ``t_prev < 0`` means the clean sample (``abar_prev = 1``). ``eta = 0`` is deterministic; ``eta = 1`` with
     ``t_prev = t - 1`` is the ancestral step. With ``eta = 0``, ``t_prev > t`` runs the update forward
-    (DDIM inversion). ``eps, xt: (B, ...)``; ``noise`` like ``xt`` (drawn when needed and None).
+    (DDIM inversion). ``eps, xt: (B, ...)``; ``noise`` like ``xt`` (drawn when needed and None). ``clip``: clamp
+    ``x0_hat`` to ``[-clip, clip]`` and use the noise it implies, ``(x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)``.
     """
     t = _check_step(schedule, t)
     if not isinstance(t_prev, int) or t_prev >= schedule.T or t_prev == t:
@@ -235,11 +239,22 @@ def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, xt: torch.Tensor, t: i
     abar_t = float(schedule.alphas_cumprod[t])
     abar_prev = 1.0 if t_prev < 0 else float(schedule.alphas_cumprod[t_prev])
     x0_hat = (xt - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
+    if clip is not None:
+        x0_hat = _clipped(x0_hat, clip)
+        eps = (xt - math.sqrt(abar_t) * x0_hat) / math.sqrt(1 - abar_t)
     sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar_t)) * math.sqrt(max(1 - abar_t / abar_prev, 0.0))
     x_prev = math.sqrt(abar_prev) * x0_hat + math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps
     if sigma > 0:
         x_prev = x_prev + sigma * (torch.randn_like(xt) if noise is None else noise)
     return x_prev
+
+
+def _clipped(x0_hat: torch.Tensor, clip: float | None) -> torch.Tensor:
+    if clip is None:
+        return x0_hat
+    if not clip > 0:
+        raise ValueError(f"clip must be a positive number (1 = the data range [-1, 1]) or None, got {clip!r}")
+    return x0_hat.clamp(-clip, clip)
 
 
 def class_labels(y, n: int, num_classes: int | None, device) -> torch.Tensor | None:
@@ -292,19 +307,19 @@ def _check_step(schedule, t) -> int:
 
 @torch.no_grad()
 def sample_ancestral(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, *,
-                     generator: torch.Generator | None = None, keep=()) -> tuple:
+                     generator: torch.Generator | None = None, keep=(), clip: float | None = None) -> tuple:
     """DDPM's ancestral sampler: ``x_T -> x_{T-1} -> ... -> x_0`` with :func:`ddpm_step`, ``T`` network evaluations.
 
     ``eps_fn(x (B, ...), t LongTensor (B,)) -> (B, ...)``; ``x_T (B, ...)`` the starting noise.
     Returns ``(x_0, snapshots)`` with ``snapshots[t]`` = the state at each index in ``keep`` (after the
-    update to index ``t``; index ``T`` is the starting noise).
+    update to index ``t``; index ``T`` is the starting noise). ``clip``: see :func:`ddpm_step`.
     """
     x, T = x_T, schedule.T
     snapshots = {T: x.clone()} if T in keep else {}
     for t in range(T - 1, -1, -1):
         eps = eps_fn(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if t > 0 else None
-        x = ddpm_step(schedule, eps, x, t, noise)
+        x = ddpm_step(schedule, eps, x, t, noise, clip=clip)
         if t - 1 in keep or (t == 0 and 0 in keep):
             snapshots[max(t - 1, 0)] = x.clone()
     return x, snapshots
@@ -312,10 +327,11 @@ def sample_ancestral(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, *,
 
 @torch.no_grad()
 def sample_ddim(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, *, eta: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
     """DDIM sampling over the subsequence :func:`ddim_timesteps` ``(T, steps)``: ``steps`` network evaluations.
 
-    ``x_T (B, ...)`` the starting noise; ``eta`` from 0 (deterministic) to 1 (DDPM-like noise).
+    ``x_T (B, ...)`` the starting noise; ``eta`` from 0 (deterministic) to 1 (DDPM-like noise); ``clip``: see
+    :func:`ddim_step`.
     """
     taus = ddim_timesteps(schedule.T, steps)
     x = x_T
@@ -323,7 +339,7 @@ def sample_ddim(eps_fn, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, 
         t, t_prev = taus[i], taus[i - 1] if i > 0 else -1
         eps = eps_fn(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if eta > 0 else None
-        x = ddim_step(schedule, eps, x, t, t_prev, eta, noise)
+        x = ddim_step(schedule, eps, x, t, t_prev, eta, noise, clip=clip)
     return x
 
 
@@ -384,6 +400,11 @@ class Diffusion(nn.Module):
     density of ``tau`` in training, ``"uniform"`` (Ho et al.'s ``L_simple``) or ``"likelihood"`` (half the draws
     uniform in log-SNR, which weights the noise levels as the variational bound does; Kingma et al. 2021).
 
+    ``prediction``: what the bare network (``skip="none"``) outputs, ``"eps"``, ``"x0"`` or ``"v"``
+    (:mod:`gencourse.parameterization`); it is trained by the unweighted squared error on that target, and
+    :meth:`eps_at` converts its output to the noise the samplers use. A skip corrects a noise estimate, so it
+    needs ``"eps"``.
+
     Its likelihood is a variational bound (``likelihood = "bound"``), evaluated by :meth:`ImageDiffusion.elbo_terms`
     on images of discrete levels.
     """
@@ -391,7 +412,8 @@ class Diffusion(nn.Module):
     likelihood = "bound"
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, shape: tuple, *, num_classes: int | None = None,
-                 p_uncond: float = 0.1, skip="gaussian", continuous: bool = False, time_sampling: str = "uniform"):
+                 p_uncond: float = 0.1, skip="gaussian", continuous: bool = False, time_sampling: str = "uniform",
+                 prediction: str = "eps"):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
@@ -408,9 +430,13 @@ class Diffusion(nn.Module):
             raise ValueError(f"time_sampling must be one of {', '.join(TIME_SAMPLING)}, got {time_sampling!r}")
         if time_sampling != "uniform" and not continuous:
             raise ValueError("time_sampling other than 'uniform' needs continuous=True")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+        if prediction != "eps" and skip != "none":
+            raise ValueError(f"prediction={prediction!r} needs skip='none': a skip corrects a noise estimate")
         self.net, self.schedule, self.shape = net, schedule, tuple(shape)
         self.num_classes, self.p_uncond, self.skip = num_classes, p_uncond, skip
-        self.continuous, self.time_sampling = continuous, time_sampling
+        self.continuous, self.time_sampling, self.prediction = continuous, time_sampling, prediction
         dim = math.prod(self.shape)
         self.register_buffer("gauss_mean", torch.zeros(dim))
         self.register_buffer("gauss_var", torch.ones(dim))
@@ -446,6 +472,9 @@ class Diffusion(nn.Module):
         Where ``abar -> 0`` both are exact (``x_t`` is the noise itself).
         """
         out = self.net(xt, time.to(xt.device, xt.dtype), labels)
+        if self.prediction != "eps":  # x0 or v: the noise it implies at x_t
+            abar = abar.to(xt.device, xt.dtype)
+            return convert(out, self.prediction, "eps", xt, abar.sqrt(), (1 - abar).sqrt())
         if self.skip == "none":
             return out
         # in float64 and kept below 1, so that sqrt(1 - abar) never rounds to 0 in float32 at the tiniest noise
@@ -505,6 +534,8 @@ class Diffusion(nn.Module):
             if self.training and self.p_uncond > 0:
                 drop = torch.rand(len(y), device=y.device) < self.p_uncond
                 y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        if self.prediction != "eps":
+            return self._prediction_loss(x0, y, t, noise)
         if not self.continuous or t is not None:
             return noise_prediction_loss(lambda xt, tt: self.eps(xt, tt, y), self.schedule, x0, t, noise)
         tau = self.sample_time(len(x0))
@@ -513,6 +544,22 @@ class Diffusion(nn.Module):
         xt = _per_example(abar.sqrt(), x0) * x0 + _per_example((1 - abar).sqrt(), x0) * noise
         labels = self._labels(None, len(x0), x0.device) if y is None else y
         return F.mse_loss(self.eps_at(xt, abar.float(), tau.float(), labels), noise)
+
+    def _prediction_loss(self, x0, y, t, noise) -> torch.Tensor:
+        """The unweighted squared error of an x0- or v-network on its own target,
+        ``E ||target(x0, eps) - F(x_t, tau)||^2`` (:func:`gencourse.parameterization.from_x0_eps`)."""
+        if t is None and self.continuous:
+            tau = self.sample_time(len(x0))
+            abar = self.schedule.abar_at(tau).to(x0.device, x0.dtype)
+        else:
+            t = torch.randint(0, self.schedule.T, (len(x0),), device=x0.device) if t is None else t
+            abar, tau = self.schedule.alphas_cumprod[t.cpu()].to(x0.device), (t.float() + 1) / self.schedule.T
+        noise = torch.randn_like(x0) if noise is None else noise
+        alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+        xt = _per_example(alpha, x0) * x0 + _per_example(sigma, x0) * noise
+        target = from_x0_eps(self.prediction, x0, noise, alpha, sigma)
+        labels = self._labels(None, len(x0), x0.device) if y is None else y
+        return F.mse_loss(self.net(xt, tau.to(x0.device, x0.dtype), labels), target)
 
     def sample_time(self, n: int) -> torch.Tensor:
         """``n`` training times ``tau`` (float64): uniform on ``(0, 1]``; with ``time_sampling="likelihood"`` half
@@ -539,8 +586,6 @@ class Diffusion(nn.Module):
         continuous-time model, with ``alpha = sqrt(abar(tau))``, ``sigma = sqrt(1 - abar(tau))`` and the network's
         ``(x0_hat, eps_hat)`` at ``x``: the velocity (:mod:`gencourse.parameterization`) that carries the noised
         data's marginals from ``tau`` towards noise. ``x (B, *shape)``, ``tau (B,)`` in ``(0, 1]``."""
-        from gencourse.parameterization import convert
-
         s, tau = self.schedule.cosine_s, tau.to(torch.float64)
         theta = (tau + s) / (1 + s) * math.pi / 2
         alpha = (torch.cos(theta) / math.cos(s / (1 + s) * math.pi / 2)).clamp(min=0)
@@ -596,14 +641,15 @@ class Diffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, *, steps: int | None = None, eta: float = 0.0, y=None, guidance: float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, clip: float | None = None) -> torch.Tensor:
         """``n`` samples ``(n, *shape)`` in data space.
 
         ``steps=None``: ancestral DDPM sampling, ``T`` network evaluations per sample (the headline sampler).
         ``steps=S``: DDIM over ``S`` of the ``T`` steps (:func:`ddim_timesteps`) with noise level ``eta``.
         ``y`` (an int or ``(n,)`` labels) with ``guidance`` = the guidance scale (0 = unconditional,
         1 = conditional, the default with ``y``; > 1 = guided, each step then costs 2 evaluations).
-        Without ``y`` the samples are unconditional.
+        Without ``y`` the samples are unconditional. ``clip``: clamp each step's ``x0_hat`` to ``[-clip, clip]``
+        (model space; images live in ``[-1, 1]``), see :func:`ddpm_step`.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -613,9 +659,9 @@ class Diffusion(nn.Module):
         eps_fn = self._eps_fn(n, y, guidance, device)
         x_T = torch.randn((n, *self.shape), generator=generator).to(device)
         if steps is None:
-            x, _ = sample_ancestral(eps_fn, self.schedule, x_T, generator=generator)
+            x, _ = sample_ancestral(eps_fn, self.schedule, x_T, generator=generator, clip=clip)
         else:
-            x = sample_ddim(eps_fn, self.schedule, x_T, steps, eta=eta, generator=generator)
+            x = sample_ddim(eps_fn, self.schedule, x_T, steps, eta=eta, generator=generator, clip=clip)
         self.train(was_training)
         return self.decode(x)
 
@@ -894,12 +940,12 @@ def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = Fa
 
 def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs: int = 30, hidden: int = 128,
                 depth: int = 2, lr: float = 3e-3, batch_size: int = 512, seed: int = 0, quick: bool = False,
-                skip: str = "gaussian", device=None, verbose: bool = True):
+                skip: str = "gaussian", prediction: str = "eps", device=None, verbose: bool = True):
     """A diffusion model of a 2D toy (:func:`gencourse.data.toy2d`): ``(model, history)``.
 
     ``n`` training points (and ``n // 4`` validation points drawn with another seed), an :class:`MLPDenoiser`
-    with ``T`` steps of the cosine schedule correcting the Gaussian denoiser (``skip="none"``: the bare network),
-    trained like :func:`train_digits`.
+    with ``T`` steps of the cosine schedule correcting the Gaussian denoiser (``skip="none"``: the bare network,
+    which may predict ``prediction`` = "eps", "x0" or "v"), trained like :func:`train_digits`.
     """
     from gencourse.data import toy2d
     from gencourse.train import seed_everything
@@ -908,9 +954,11 @@ def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs:
         epochs = min(epochs, 3)
     seed_everything(seed)
     train, val = toy2d(name, n, seed=seed), toy2d(name, max(n // 4, 10), seed=seed + 1)
-    model = Diffusion(MLPDenoiser(2, hidden, depth), NoiseSchedule.cosine(T), (2,), skip=skip).fit_gaussian(train)
+    model = Diffusion(MLPDenoiser(2, hidden, depth), NoiseSchedule.cosine(T), (2,), skip=skip,
+                      prediction=prediction).fit_gaussian(train)
     model.to(device or "cpu")
+    desc = f"diffusion ({name}, skip {model.skip}" + (f", {prediction}-prediction)" if prediction != "eps" else ")")
     history = train_annealed(model, train, fixed_noise_batches(model, val, seed=seed), epochs=epochs, lr=lr,
-                             batch_size=batch_size, seed=seed, desc=f"diffusion ({name}, skip {model.skip})",
+                             batch_size=batch_size, seed=seed, desc=desc,
                              verbose=verbose)
     return model, history

@@ -37,6 +37,8 @@ DEQUANTIZATION_DRAWS = 1  # uniform dequantization draws per image, for every co
 FM_NLL_STEPS, FM_NLL_PROBES = 128, 2  # flow matching's likelihood: Heun steps of the ODE, Hutchinson probes
 FM_CONVERGENCE_STEPS = (8, 16, 32, 64, 128, 256)  # its discretization table (the figure must move < 0.5 nat on doubling)
 CONVERGED_NATS = 0.5
+DIFFUSION_ODE_STEPS = (64, 128, 256)  # probability-flow ODE steps: the table, the last one reported
+DIFFUSION_ODE_PROBES = 2
 DIFFUSION_NLL_DRAWS = 64  # log-SNR values per image for diffusion's continuous-time bound (stratified)
 DIFFUSION_STEPS_TABLE = (200, 1000, 4000)  # the discrete-time bounds that approach it
 
@@ -76,6 +78,9 @@ class Recipe:
     nll_steps: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None
     convergence_steps: tuple = ()
     reported_steps: int | None = None
+    ode_nll: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None
+    ode_steps: tuple = ()
+    ode_estimator: str = ""
     intro_dgm: float | None = None
     intro_dgm_note: str = ""
 
@@ -166,6 +171,11 @@ def _diffusion():
         sampler=f"ancestral DDPM, {diffusion.DIGITS_T} steps, unguided",
         nll=lambda m, x: m.continuous_nll(x, draws=DIFFUSION_NLL_DRAWS),
         nll_steps=lambda m, x, steps: m.nll(x, steps=steps), convergence_steps=DIFFUSION_STEPS_TABLE,
+        ode_nll=lambda m, x, steps: m.pf_ode_nll(x, steps=steps, probes=DIFFUSION_ODE_PROBES),
+        ode_steps=DIFFUSION_ODE_STEPS,
+        ode_estimator=f"the same network's probability-flow ODE as the prior of a one-step bound at log-SNR 8 (one "
+                      f"noise draw per image, the discrete decoder), Heun steps finer near the data, Hutchinson "
+                      f"trace estimate with {DIFFUSION_ODE_PROBES} probes: an estimate of a bound",
         estimator=f"variational bound of the continuous-time model (the limit of the T-step bounds), "
                   f"{DIFFUSION_NLL_DRAWS} stratified log-SNR values per image, a discrete decoder on the 17 levels "
                   f"(no dequantization); the {diffusion.DIGITS_T}-step sampler's own bound is higher",
@@ -181,9 +191,23 @@ def _diffusion_likelihood():
 
     from gencourse import diffusion
 
-    return replace(_diffusion(), name="diffusion (likelihood-weighted)",
+    return replace(_diffusion(), name="diffusion (likelihood-weighted)", ode_nll=None,
                    build=lambda: diffusion.digits_model(time_sampling="likelihood"),
                    train=lambda **kw: diffusion.train_digits(time_sampling="likelihood", **kw))
+
+
+def _diffusion_long():
+    """Lesson 06's memorization study: the digits recipe trained for :data:`LONG_EPOCHS` epochs instead of
+    ``DIGITS_EPOCHS``, otherwise the same (network, schedule, seed); not a capstone row."""
+    from dataclasses import replace
+
+    from gencourse import diffusion
+
+    return replace(_diffusion(), name=f"diffusion ({LONG_EPOCHS} epochs)", ode_nll=None,
+                   train=lambda **kw: diffusion.train_digits(epochs=LONG_EPOCHS, **kw))
+
+
+LONG_EPOCHS = 1000
 
 
 def _autoregressive():
@@ -223,7 +247,7 @@ def _flow_matching():
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
-EXTRA = {"diffusion_likelihood": _diffusion_likelihood}  # variants a lesson compares with its headline recipe
+EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long}  # variants a lesson compares with its headline recipe
 ALL = NAMES + tuple(EXTRA)
 
 
@@ -334,7 +358,8 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
     ``convergence=True`` (estimators with ``nll_steps``): also ``"convergence": {"steps": [...], "nll_test":
     [...]}``, the test figure at the recipe's ``convergence_steps`` with the same draws, and ``"converged"``:
     whether doubling the recipe's ``reported_steps`` moves it by less than :data:`CONVERGED_NATS` (None where
-    the reported figure is the limit of the table, not one of its rows).
+    the reported figure is the limit of the table, not one of its rows); and, where the recipe has an ODE
+    estimate (``ode_nll``), ``"pf_ode"``: its figures (:func:`_ode_figures`).
     """
     from gencourse.data import load as load_data
     from gencourse.metrics import bits_per_dim
@@ -363,7 +388,29 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
         if r.reported_steps is not None:
             i = r.convergence_steps.index(r.reported_steps)
             out["converged"] = i + 1 < len(table) and abs(table[i + 1] - table[i]) < CONVERGED_NATS
+    if convergence and r.ode_nll is not None:
+        out["pf_ode"] = _ode_figures(r, model, seed, device)
     out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _ode_figures(r: Recipe, model: nn.Module, seed: int, device) -> dict:
+    """A second likelihood estimate through the model's ODE (diffusion's probability flow): the test figure at
+    each of ``r.ode_steps`` (the same draws), then test and validation at the last, with intervals."""
+    from gencourse.data import load as load_data
+    from gencourse.train import seed_everything
+
+    x = {split: load_data("digits", split).images.to(device) for split in ("test", "val")}
+    out = {"estimator": r.ode_estimator, "steps": list(r.ode_steps), "nll_test_by_steps": [], "interval": {}}
+    for steps in r.ode_steps:
+        seed_everything(seed)
+        values = r.ode_nll(model, x["test"], steps).detach().cpu()
+        out["nll_test_by_steps"].append(values.mean().item())
+    out["nll_test"], out["interval"]["nll_test"] = _mean_interval(values)
+    seed_everything(seed)
+    out["nll_val"], out["interval"]["nll_val"] = _mean_interval(r.ode_nll(model, x["val"], r.ode_steps[-1]).detach().cpu())
+    table = out["nll_test_by_steps"]
+    out["converged"] = len(table) > 1 and abs(table[-1] - table[-2]) < CONVERGED_NATS
     return out
 
 

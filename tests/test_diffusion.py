@@ -670,3 +670,37 @@ def test_pf_ode_bound_of_independent_pixels_lies_just_above_their_exact_nll():
             torch.zeros(2, 1, 1, 2), 0.5)
     with pytest.raises(ValueError, match="tau must lie"):
         model.pf_ode_log_prob(torch.zeros(2, 1, 1, 2), 1.0)
+
+
+def test_clipping_the_predicted_clean_sample():
+    """clip=1 clamps x0_hat to [-1, 1]: the DDPM mean and the DDIM update follow from the clamped estimate
+    (written here from the posterior's coefficients, not the code's own helpers); a huge clip changes nothing."""
+    torch.manual_seed(0)
+    sched = D.NoiseSchedule.cosine(20)
+    xt, eps, noise = 3 * torch.randn(6, 4), torch.randn(6, 4), torch.randn(6, 4)
+    t, t_prev = 12, 5
+    abar, abar_prev = sched.alphas_cumprod[t].double(), sched.alphas_cumprod[t - 1].double()
+    beta, alpha = sched.betas[t].double(), sched.alphas[t].double()
+    x0c = ((xt.double() - (1 - abar).sqrt() * eps.double()) / abar.sqrt()).clamp(-1, 1)
+    mean = abar_prev.sqrt() * beta / (1 - abar) * x0c + alpha.sqrt() * (1 - abar_prev) / (1 - abar) * xt.double()
+    var = beta * (1 - abar_prev) / (1 - abar)
+    got = D.ddpm_step(sched, eps, xt, t, noise, clip=1.0)
+    assert torch.allclose(got.double(), mean + var.sqrt() * noise.double(), atol=1e-5)
+    ab_p = sched.alphas_cumprod[t_prev].double()
+    eps_c = (xt.double() - abar.sqrt() * x0c) / (1 - abar).sqrt()
+    want = ab_p.sqrt() * x0c + (1 - ab_p).sqrt() * eps_c
+    assert torch.allclose(D.ddim_step(sched, eps, xt, t, t_prev, clip=1.0).double(), want, atol=1e-5)
+    assert (x0c.abs() < (xt.double() - (1 - abar).sqrt() * eps.double()).abs() / abar.sqrt()).any()  # it did clip
+    for step in (lambda c: D.ddpm_step(sched, eps, xt, t, noise, clip=c),
+                 lambda c: D.ddim_step(sched, eps, xt, t, t_prev, clip=c)):
+        assert torch.allclose(step(None), step(1e9), atol=1e-5)
+    with pytest.raises(ValueError, match="clip"):
+        D.ddpm_step(sched, eps, xt, t, noise, clip=0.0)
+
+
+def test_sampling_with_clip_runs_and_stays_in_range():
+    torch.manual_seed(0)
+    model = D.ImageDiffusion(D.MLPDenoiser(64, 16, 1), D.NoiseSchedule.cosine(10), (1, 8, 8))
+    for steps in (None, 5):
+        x = model.sample(4, steps=steps, clip=1.0, generator=torch.Generator().manual_seed(0))
+        assert x.shape == (4, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
