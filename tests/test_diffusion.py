@@ -704,3 +704,40 @@ def test_sampling_with_clip_runs_and_stays_in_range():
     for steps in (None, 5):
         x = model.sample(4, steps=steps, clip=1.0, generator=torch.Generator().manual_seed(0))
         assert x.shape == (4, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+
+
+class _Constant(torch.nn.Module):
+    """A 'network' that returns a fixed tensor, to test what the model does with its output."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, time, y=None):
+        return self.value.expand_as(x) + 0 * self.dummy
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_x0_and_v_networks_are_read_and_trained_on_their_own_target(prediction):
+    torch.manual_seed(0)
+    sched = D.NoiseSchedule.cosine(10)
+    out = torch.randn(5, 3)
+    model = D.Diffusion(_Constant(out), sched, (3,), skip="none", prediction=prediction)
+    xt, t = torch.randn(5, 3), torch.tensor([0, 2, 4, 6, 9])
+    abar = sched.alphas_cumprod[t][:, None]
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    # the noise the prediction implies, from x_t = a x0 + s eps (and v = a eps - s x0, a^2 + s^2 = 1)
+    want = (xt - a * out) / s if prediction == "x0" else s * xt + a * out
+    assert torch.allclose(model.eps(xt, t), want, atol=1e-5)
+    x0, noise = torch.randn(5, 3), torch.randn(5, 3)
+    target = x0 if prediction == "x0" else a * noise - s * x0
+    assert torch.allclose(model.loss(x0, t=t, noise=noise), ((out - target) ** 2).mean(), atol=1e-6)
+
+
+def test_prediction_is_checked():
+    net, sched = D.MLPDenoiser(2, 8, 1), D.NoiseSchedule.cosine(10)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        D.Diffusion(net, sched, (2,), skip="none", prediction="score")
+    with pytest.raises(ValueError, match="needs skip='none'"):
+        D.Diffusion(net, sched, (2,), skip="gaussian", prediction="v")
