@@ -236,6 +236,43 @@ def read_idx(path) -> torch.Tensor:
 # Discrete scale: dequantization and the discrete likelihood bound
 # ----------------------------------------------------------------------------------------------
 
+def write_idx(path, array) -> Path:
+    """Write an array of unsigned bytes (images ``(N, 28, 28)`` or labels ``(N,)``) as an IDX file, the inverse of
+    :func:`read_idx` (uncompressed, as torchvision keeps them under ``raw/``)."""
+    import struct
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError("IDX files here hold unsigned bytes: values must lie in 0..255")
+        array = array.astype(np.uint8)
+    path = Path(path)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.tobytes())
+    return path
+
+
+def install_mnist_standin(source, root=None, *, train_size: int = 9000, seed: int = 0) -> Path:
+    """Lay out a stand-in for MNIST where torchvision looks for it (``<root>/MNIST/raw``), made from the official
+    *test* files in ``source`` (``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``), for machines without
+    the internet: the 10,000 digits, shuffled with ``seed`` (the file is ordered by writer group), become a
+    "training" file of ``train_size`` digits and a "test" file of the rest. :func:`load` then splits the training
+    file 5 : 1 into train and val (7,500 / 1,500 with the defaults). Not the real split: figures on it are labelled
+    as the stand-in's. Returns the root to pass to :func:`load` (or to set as ``$GENCOURSE_DATA``)."""
+    source, root = Path(source), data_root(root)
+    images, labels = (read_idx(source / f"t10k-{kind}.gz") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    if not 0 < train_size < len(images):
+        raise ValueError(f"train_size must lie in 1..{len(images) - 1}, got {train_size}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    images, labels = images[order].numpy(), labels[order].numpy()
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, sl in (("train", slice(None, train_size)), ("t10k", slice(train_size, None))):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[sl])
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[sl])
+    return root
+
+
 def to_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Images on the grid ``k / (levels - 1)`` -> integer levels ``k`` (int64, same shape)."""
     _check_levels(levels)

@@ -938,6 +938,54 @@ def train_digits(*, epochs: int = DIGITS_EPOCHS, seed: int = 0, quick: bool = Fa
     return model, history
 
 
+MNIST_EPOCHS = 20
+
+
+def image_model(dataset: str = "digits", *, T: int = DIGITS_T, base: int = 32, **kwargs) -> ImageDiffusion:
+    """The lesson's model for ``dataset``: :func:`digits_model` for ``"digits"``; for the 28x28 datasets
+    (``"mnist"``, ``"fashion-mnist"``) the same design on 256 levels with a class-conditional :class:`SmallUNet`
+    (``base`` channels) in place of the MLP: pixel skip, continuous time, cosine schedule, label dropout 0.5."""
+    from gencourse.data import LEVELS
+
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if dataset == "digits":
+        return digits_model(T=T, **kwargs)
+    kwargs = {"p_uncond": 0.5, "skip": "pixels", "continuous": True, **kwargs}
+    return ImageDiffusion(SmallUNet(1, base, num_classes=10), NoiseSchedule.cosine(T), (1, 28, 28),
+                          levels=LEVELS[dataset], num_classes=10, **kwargs)
+
+
+def train_images(dataset: str = "digits", *, epochs: int | None = None, seed: int = 0, quick: bool = False,
+                 lr: float | None = None, batch_size: int = 128, subset: int | None = None, device=None,
+                 verbose: bool = True, **model_kwargs):
+    """Train :func:`image_model` on ``dataset``'s train split; returns ``(model, history)``.
+
+    ``"digits"`` is :func:`train_digits` (the recipe). The 28x28 datasets train the U-Net the same way (annealed,
+    final weights, fixed-noise validation on at most 1000 validation images, or ``subset``), for ``MNIST_EPOCHS`` epochs at a
+    learning rate of ``1e-3`` by default; ``subset``: use only the first ``subset`` training images (a short CPU run).
+    """
+    from gencourse.data import ImageDataset, load
+    from gencourse.train import seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs or DIGITS_EPOCHS, seed=seed, quick=quick, lr=lr or 2e-3,
+                            batch_size=batch_size, device=device, verbose=verbose, **model_kwargs)
+    epochs = min(epochs or MNIST_EPOCHS, 3) if quick else (epochs or MNIST_EPOCHS)
+    seed_everything(seed)
+    train, val = load(dataset, "train"), load(dataset, "val")
+    images, labels = train.images[:subset], train.labels[:subset]
+    model = image_model(dataset, **model_kwargs).fit_pixels(images).to(device or "cpu")
+    if model.skip == "gaussian":
+        model.fit_gaussian(images)
+    data = ImageDataset(images, labels, name=dataset, split="train")
+    n_val = min(1000, subset or 1000)
+    history = train_annealed(model, data, fixed_noise_batches(model, val.images[:n_val], val.labels[:n_val], seed=seed),
+                             epochs=epochs, lr=lr or 1e-3, batch_size=batch_size, seed=seed,
+                             desc=f"diffusion ({dataset})", verbose=verbose)
+    return model, history
+
+
 def train_toy2d(name: str = "swissroll", *, n: int = 4000, T: int = 100, epochs: int = 30, hidden: int = 128,
                 depth: int = 2, lr: float = 3e-3, batch_size: int = 512, seed: int = 0, quick: bool = False,
                 skip: str = "gaussian", prediction: str = "eps", device=None, verbose: bool = True):

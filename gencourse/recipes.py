@@ -207,7 +207,29 @@ def _diffusion_long():
                    train=lambda **kw: diffusion.train_digits(epochs=LONG_EPOCHS, **kw))
 
 
-LONG_EPOCHS = 1000
+def _diffusion_short():
+    """Lesson 06's memorization study, the short end: the digits recipe trained for :data:`SHORT_EPOCHS` epochs."""
+    from dataclasses import replace
+
+    from gencourse import diffusion
+
+    return replace(_diffusion(), name=f"diffusion ({SHORT_EPOCHS} epochs)", ode_nll=None,
+                   train=lambda **kw: diffusion.train_digits(epochs=SHORT_EPOCHS, **kw))
+
+
+def _diffusion_gaussian():
+    """Lesson 06's ablation of the preconditioning: the digits recipe with the Gaussian skip in place of the
+    per-pixel one, otherwise the same (network, epochs, seed)."""
+    from dataclasses import replace
+
+    from gencourse import diffusion
+
+    return replace(_diffusion(), name="diffusion (Gaussian skip)", ode_nll=None,
+                   build=lambda: diffusion.digits_model(skip="gaussian"),
+                   train=lambda **kw: diffusion.train_digits(skip="gaussian", **kw))
+
+
+LONG_EPOCHS, SHORT_EPOCHS = 1000, 100
 
 
 def _autoregressive():
@@ -247,7 +269,8 @@ def _flow_matching():
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
-EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long}  # variants a lesson compares with its headline recipe
+EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
+         "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian}  # variants a lesson compares with its headline recipe
 ALL = NAMES + tuple(EXTRA)
 
 

@@ -137,3 +137,37 @@ def test_discrete_bound_of_a_known_distribution():
     assert torch.allclose(bound, -probs[k].log(), atol=1e-5)
     # for a smooth density (uniform on [0, 1)) the bound is exactly ln L, the uniform discrete NLL
     assert data.discrete_nll_bound(torch.zeros(3), 64, L).allclose(torch.full((3,), 64 * math.log(L)))
+
+
+def test_write_idx_round_trips_and_refuses_non_bytes(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    data.write_idx(tmp_path / "x-idx3-ubyte", images)
+    assert np.array_equal(data.read_idx(tmp_path / "x-idx3-ubyte").numpy(), images)
+    with pytest.raises(ValueError, match="0..255"):
+        data.write_idx(tmp_path / "bad", np.array([1, 300]))
+
+
+def test_mnist_standin_from_test_files(tmp_path):
+    import gzip
+
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, (30, 28, 28)).astype(np.uint8), np.arange(30) % 10
+    source = tmp_path / "source"
+    source.mkdir()
+    for name, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels)):
+        data.write_idx(source / name, array)
+        (source / f"{name}.gz").write_bytes(gzip.compress((source / name).read_bytes()))
+    root = data.install_mnist_standin(source, tmp_path / "root", train_size=24)
+    train, val, test = (data.load("mnist", s, root=root, download=False) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (20, 4, 6)
+    # every digit lands in exactly one split, shuffled, with its own label
+    seen = torch.cat([train.images, val.images, test.images]).mul(255).round().to(torch.uint8).flatten(1)
+    originals = torch.as_tensor(images).flatten(1)
+    match = (seen[:, None] == originals[None]).all(-1)
+    assert match.sum(1).eq(1).all() and match.sum(0).eq(1).all()
+    assert not torch.equal(match.float().argmax(1), torch.arange(30))
+    got = torch.cat([train.labels, val.labels, test.labels])
+    assert torch.equal(got, torch.as_tensor(labels)[match.float().argmax(1)])
+    with pytest.raises(ValueError, match="train_size"):
+        data.install_mnist_standin(source, tmp_path / "other", train_size=30)

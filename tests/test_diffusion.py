@@ -741,3 +741,14 @@ def test_prediction_is_checked():
         D.Diffusion(net, sched, (2,), skip="none", prediction="score")
     with pytest.raises(ValueError, match="needs skip='none'"):
         D.Diffusion(net, sched, (2,), skip="gaussian", prediction="v")
+
+
+def test_image_model_for_each_dataset():
+    digits, mnist = D.image_model("digits"), D.image_model("mnist", T=20, base=8)
+    assert isinstance(digits.net, D.MLPDenoiser) and digits.shape == (1, 8, 8) and digits.levels == 17
+    assert isinstance(mnist.net, D.SmallUNet) and mnist.shape == (1, 28, 28) and mnist.levels == 256
+    assert mnist.skip == "pixels" and mnist.continuous and mnist.num_classes == 10 and mnist.p_uncond == 0.5
+    x = mnist.sample(2, steps=3, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.image_model("cifar")

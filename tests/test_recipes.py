@@ -42,7 +42,8 @@ def test_checkpoint_carries_the_likelihood_of_the_current_estimator(name, seed):
     figures = meta["likelihood"]
     assert figures["estimator"] == r.estimator and figures["kind"] == r.likelihood, (
         f"the estimator of {name} changed: run `python -m gencourse.recipes --remeasure {name}`")
-    assert 60 < figures["nll_test"] < 181.3 and 60 < figures["nll_val"] < 181.3
+    worst = 181.3 if name in recipes.NAMES else 500.0  # a variant (the Gaussian skip) may lose to the uniform model
+    assert 60 < figures["nll_test"] < worst and 60 < figures["nll_val"] < worst
     lo, hi = figures["interval"]["nll_test"]
     assert lo < figures["nll_test"] < hi
     assert figures["bits_per_dim"] == pytest.approx(figures["nll_test"] / (64 * math.log(2)))
@@ -50,9 +51,15 @@ def test_checkpoint_carries_the_likelihood_of_the_current_estimator(name, seed):
         assert figures["convergence"]["steps"] == list(r.convergence_steps)
         if r.reported_steps is not None:
             assert isinstance(figures["converged"], bool)
-        else:  # the reported figure is the limit the table approaches: more steps, a tighter bound
+        elif name != "diffusion_gaussian":  # (whose bound grows with the steps: lesson 06's finding)
+            # the reported figure is the limit the table approaches: more steps, a tighter bound
             table = figures["convergence"]["nll_test"]
             assert all(a > b for a, b in zip(table, table[1:])) and table[-1] > figures["nll_test"] - 1.0
+    if r.ode_nll is not None:
+        ode = figures["pf_ode"]
+        assert ode["steps"] == list(r.ode_steps) and len(ode["nll_test_by_steps"]) == len(r.ode_steps)
+        assert ode["nll_test"] == pytest.approx(ode["nll_test_by_steps"][-1]) and isinstance(ode["converged"], bool)
+        assert ode["estimator"] == r.ode_estimator and 60 < ode["nll_test"] < worst
 
 
 def test_continuous_models_share_one_dequantization_policy():

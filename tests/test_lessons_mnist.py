@@ -1,0 +1,55 @@
+"""The lessons' MNIST path runs (COURSE.md §2.2), with the smallest settings, on real 28x28 digits.
+
+No internet here: the official MNIST *test* files in ../shared/data/mnist/ are laid out where torchvision looks
+for MNIST (:func:`gencourse.data.install_mnist_standin`: 9,000 shuffled digits as the "training" file, 1,000 as
+the "test" file), under a temporary ``$GENCOURSE_DATA``. The sample-quality classifier for that stand-in is
+trained briefly first (1 epoch) so that the lesson does not train its own. This checks that a lesson runs on
+28x28 data, not what it learns.
+"""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gencourse import authoring, data
+
+MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+LESSONS = ["06_diffusion_models"]  # the lessons with DATASET = "mnist" tested here
+# below the quick settings: a 28x28 network costs a CPU many times the digits' (few steps, samples, test images)
+SMALLER = {"GENCOURSE_T": "24", "GENCOURSE_SAMPLES": "40", "GENCOURSE_SWEEP_SAMPLES": "40", "GENCOURSE_EVAL": "16"}
+
+pytestmark = [pytest.mark.student,
+              pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                                 reason=f"the MNIST test files are not in {MNIST}")]
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    from gencourse.classifier import save_classifier, train_classifier
+
+    root = data.install_mnist_standin(MNIST, tmp_path_factory.mktemp("mnist"))
+    train = data.load("mnist", "train", root=root, download=False)
+    model = train_classifier(train.images, train.labels, levels=256, seed=0, epochs=1)
+    path = root / "classifiers" / "mnist_classifier.pt"
+    save_classifier(model, path, {**model.meta, "dataset": "mnist", "split": "train (stand-in)"})
+    return root
+
+
+def test_standin_layout_loads_like_mnist(standin):
+    sizes = {split: len(data.load("mnist", split, root=standin, download=False)) for split in ("train", "val", "test")}
+    assert sizes == {"train": 7500, "val": 1500, "test": 1000}
+    x = data.load("mnist", "test", root=standin, download=False).images
+    assert x.shape[1:] == (1, 28, 28) and x.min() >= 0 and x.max() <= 1
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lesson_runs_on_mnist(lesson, standin, monkeypatch):
+    nb = nbformat.read(authoring.NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
+    env = {"GENCOURSE_QUICK": "1", "GENCOURSE_DATASET": "mnist", "GENCOURSE_DATA": str(standin),
+           "GENCOURSE_GRADING": "0", "MPLBACKEND": "Agg", **SMALLER}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    authoring.execute(nb, cwd=authoring.NOTEBOOKS, timeout=600)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "mnist: 7500 training images, shape (1, 28, 28), 256 levels" in printed
+    assert "Traceback" not in printed
