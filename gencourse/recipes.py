@@ -325,14 +325,16 @@ def checkpoint_path(name: str, directory=None, *, seed: int = 0) -> Path:
 
 
 def save(name: str, model: nn.Module, seconds: float, directory=None, *, seed: int = 0,
-         cpu_seconds: float | None = None, **extra) -> Path:
+         cpu_seconds: float | None = None, recipe_fingerprint: str | None = None, **extra) -> Path:
     """Write ``model.state_dict()`` and how it was trained (seed, wall-clock and CPU seconds, machine, date,
-    the recipe's fingerprint) to :func:`checkpoint_path`; ``extra``: more plain metadata (e.g. ``likelihood``)."""
+    the recipe's fingerprint) to :func:`checkpoint_path`; ``extra``: more plain metadata (e.g. ``likelihood``).
+    ``recipe_fingerprint``: the :func:`fingerprint` taken when training started (default: now). Take it before
+    training: it reads the source files, which may be edited while a long run trains."""
     from gencourse.bench import machine
     from gencourse.train import save_checkpoint
 
     return save_checkpoint(model, checkpoint_path(name, directory, seed=seed), recipe=name, seed=int(seed),
-                           train_seconds=float(seconds), fingerprint=fingerprint(name),
+                           train_seconds=float(seconds), fingerprint=recipe_fingerprint or fingerprint(name),
                            cpu_seconds=float("nan") if cpu_seconds is None else float(cpu_seconds),
                            threads=torch.get_num_threads(), machine=machine(), date=str(datetime.date.today()),
                            torch=str(torch.__version__), **extra)
@@ -707,12 +709,13 @@ def main(argv=None) -> int:
             if args.remeasure:
                 print(f"{name} seed {seed}: {_remeasure(name, seed, args.directory)}", flush=True)
                 continue
-            cpu = time.process_time()
+            cpu, stamp = time.process_time(), fingerprint(name)  # the source as it is when training starts
             model, seconds = train(name, seed=seed, quick=args.quick, verbose=False)
             cpu = time.process_time() - cpu
             figures = likelihood(name, model, seed=seed, convergence=not args.quick)
             extra = {} if figures is None else {"likelihood": figures}
-            path = save(name, model, seconds, args.directory, seed=seed, cpu_seconds=cpu, **extra)
+            path = save(name, model, seconds, args.directory, seed=seed, cpu_seconds=cpu, recipe_fingerprint=stamp,
+                        **extra)
             print(f"{name} seed {seed}: trained in {seconds:.1f} s ({cpu:.1f} s of CPU) -> {path}", flush=True)
     return 0
 

@@ -20,7 +20,7 @@
 # - steer samples with classifier-free guidance, and measure what guidance trades away;
 # - compare the sampling cost of diffusion with that of a one-pass generator.
 #
-# **Running time:** about 61 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
+# **Running time:** about 77 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
@@ -1072,8 +1072,7 @@ else:
 #
 # The test bound tells the story earlier and louder. It is best at the shortest run, several nats better than the
 # headline's and better than the likelihood-weighted recipe and the ODE figure above, and after 1000 epochs it is
-# worse than independent pixels: the network has fitted the training digits at the cost of held-out ones (the
-# headline's own validation loss ends above its minimum, in the training printout of section 6). Recognized and
+# worse than independent pixels: the network has fitted the training digits at the cost of held-out ones. Recognized and
 # Fréchet reward that overfitting; only memorization and the held-out likelihood flag it. The headline's 300 epochs is a
 # choice made for the samples, above the memorization floor on seeds 0-2; a model chosen for its likelihood would
 # train for about 100 epochs or fewer (we measured only 100, 300 and 1000, each run annealed over its own length).

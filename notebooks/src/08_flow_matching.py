@@ -10,7 +10,7 @@
 # - compute a likelihood by the instantaneous change of variables, exactly in 2D and with Hutchinson's
 #   estimator on digits, on the course's discrete scale.
 #
-# **Running time:** about 33 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
+# **Running time:** about 34 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
 
 # %% tags=["parameters"]
 import os
