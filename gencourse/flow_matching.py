@@ -127,18 +127,102 @@ def get_path(path) -> GaussianPath:
     return PATHS[path]()
 
 
-def cfm_loss(velocity_fn, x1: torch.Tensor, path="linear", *, generator: torch.Generator | None = None) -> torch.Tensor:
+def cfm_loss(velocity_fn, x1: torch.Tensor, path="linear", *, x0: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
     """The conditional flow-matching loss (eq. 3), a scalar: the batch mean of
     ``|| v(x_t, t) - u_t(x_t | x_0, x_1) ||^2`` summed over dimensions, with ``t ~ U[0, 1]``,
     ``x_0 ~ N(0, I)``. ``velocity_fn(x (B, ...), t (B,)) -> (B, ...)``; ``x1: (B, ...)`` data.
+    ``x0``: the noise paired with each ``x1`` (a coupling: :func:`ot_pairs`, or reflow's pairs from
+    :func:`reflow_pairs`); drawn independently when None.
     """
     if not isinstance(x1, torch.Tensor) or x1.dim() < 2:
         raise ValueError(f"x1 must be a data batch of shape (B, ...), got {getattr(x1, 'shape', type(x1))}")
     path = get_path(path)
-    x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype).to(x1.device)
+    if x0 is None:
+        x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype).to(x1.device)
+    elif x0.shape != x1.shape:
+        raise ValueError(f"x0 must have x1's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
     t = torch.rand(len(x1), generator=generator, dtype=x1.dtype).to(x1.device)
     xt, ut = path.sample(x0, x1, t), path.target_velocity(x0, x1, t)
     return (velocity_fn(xt, t) - ut).pow(2).flatten(1).sum(1).mean()
+
+
+def ot_pairs(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Minibatch optimal transport (Tong et al. 2024; Pooladian et al. 2023): the noise ``x0 (B, ...)`` reordered
+    so that ``sum_i ||x0[perm[i]] - x1[i]||^2`` is the smallest over all pairings of the batch (an exact
+    assignment, Hungarian algorithm). Training on these pairs straightens the learned paths."""
+    from scipy.optimize import linear_sum_assignment
+
+    if x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    cost = torch.cdist(x1.flatten(1).double(), x0.flatten(1).double()).pow(2)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    return x0[torch.as_tensor(cols[rows.argsort()], device=x0.device)]
+
+
+@torch.no_grad()
+def reflow_pairs(velocity_fn, x0: torch.Tensor, steps: int, method: str = "heun") -> tuple:
+    """Rectified flow's reflow (Liu et al. 2023): ``(x0, x1_hat)`` with ``x1_hat`` the learned ODE's image of the
+    noise ``x0`` (``steps`` steps of ``method``). A model trained on these pairs (``cfm_loss(..., x0=x0)``) learns
+    straighter paths; generating the pairs costs ``nfe(method, steps)`` evaluations per pair."""
+    if method not in SAMPLERS:
+        raise ValueError(f"method must be one of {', '.join(SAMPLERS)}, got {method!r}")
+    return x0, SAMPLERS[method](velocity_fn, x0, steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# The score, the SDE with the same marginals, and Langevin dynamics
+# ----------------------------------------------------------------------------------------------
+
+
+def score_from_velocity(velocity: torch.Tensor, x: torch.Tensor, t, path="linear") -> torch.Tensor:
+    """``grad log p_t(x)`` implied by the marginal velocity of a Gaussian path at ``x`` (lesson 06's score):
+    the velocity fixes ``(E[x_1 | x], E[x_0 | x])`` and the score is ``-E[x_0 | x] / sigma_t``
+    (:func:`gencourse.parameterization.convert`, with the data ``x_1`` in the role of lesson 06's ``x_0``).
+    ``t``: a number or ``(B,)`` in ``[0, 1)``."""
+    from gencourse.parameterization import convert
+
+    path = get_path(path)
+    t = _check_t(t, x).flatten()
+    return convert(velocity, "velocity", "score", x, path.alpha(t), path.sigma(t), path.d_alpha(t), path.d_sigma(t))
+
+
+@torch.no_grad()
+def sde_sample(velocity_fn, x0: torch.Tensor, steps: int, *, noise: float = 1.0, path="linear",
+               t_end: float = 0.999, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler-Maruyama on ``dx = [v(x, t) + g_t^2 / 2 * s(x, t)] dt + g_t dW`` from ``t = 0`` to ``t_end``, with
+    ``g_t = noise * sigma_t`` and ``s`` = :func:`score_from_velocity`. For any ``g`` its marginals are the ODE's
+    (the Fokker-Planck equation gains ``-div(p g^2/2 grad log p) + g^2/2 Laplacian p = 0``); ``noise = 0`` is
+    Euler on the ODE. Stops at ``t_end < 1``, where the score of the linear path blows up. NFE = ``steps``."""
+    steps = _check_steps(steps)
+    if noise < 0 or not 0 < t_end <= 1:
+        raise ValueError(f"need noise >= 0 and 0 < t_end <= 1, got {noise}, {t_end}")
+    path = get_path(path)
+    x, h = x0, t_end / steps
+    for i in range(steps):
+        t = torch.full((len(x),), i * h, dtype=x.dtype, device=x.device)
+        v = velocity_fn(x, t)
+        g = noise * _check_t(path.sigma(t), x)
+        drift = v + 0.5 * g**2 * score_from_velocity(v, x, t, path) if noise > 0 else v
+        x = x + h * drift
+        if noise > 0:
+            x = x + math.sqrt(h) * g * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return x
+
+
+@torch.no_grad()
+def langevin(score_fn, x: torch.Tensor, steps: int, step_size: float, *,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Unadjusted Langevin dynamics, ``x <- x + eps s(x) + sqrt(2 eps) z`` with ``z ~ N(0, I)``: with the exact
+    score ``s = grad log p`` and a small ``eps`` it samples ``p`` (for ``N(mu, s^2)`` its stationary variance is
+    ``s^2 / (1 - eps / (2 s^2))``). The bridge from a learned score to energy-based models."""
+    steps = _check_steps(steps)
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size!r}")
+    for _ in range(steps):
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = x + step_size * score_fn(x) + math.sqrt(2 * step_size) * z
+    return x
 
 
 # ----------------------------------------------------------------------------------------------

@@ -248,3 +248,85 @@ def test_digits_model_rebuilds_from_defaults_and_state_dict():
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError):
         fm.ode_log_prob(lambda x, t: x, torch.zeros(2, 2), warp=0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Couplings (minibatch OT, reflow), the score, the SDE and Langevin dynamics
+# ----------------------------------------------------------------------------------------------
+
+def _gaussian_2d():
+    mean = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    cov = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=torch.float64)
+    lam, basis = torch.linalg.eigh(cov)
+    return mean, cov, lam, basis
+
+
+def test_ot_pairs_is_the_cheapest_pairing():
+    import itertools
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g) + 1
+    paired = fm.ot_pairs(x0, x1)
+    cost = lambda a: (a - x1).pow(2).sum().item()  # noqa: E731
+    best = min(cost(x0[list(p)]) for p in itertools.permutations(range(6)))
+    assert cost(paired) == pytest.approx(best)
+    assert sorted(paired[:, 0].tolist()) == sorted(x0[:, 0].tolist())  # a reordering of the noise
+    with pytest.raises(ValueError, match="same shape"):
+        fm.ot_pairs(x0, x1[:3])
+
+
+def test_cfm_loss_with_a_coupling():
+    x1 = torch.randn(8, 3)
+    assert fm.cfm_loss(lambda x, t: torch.zeros_like(x), x1, x0=x1.clone()) == 0  # x0 = x1: u = 0 everywhere
+    target = lambda x, t: torch.ones_like(x)  # noqa: E731
+    assert fm.cfm_loss(target, x1, x0=x1 - 1) == pytest.approx(0.0)  # u = x1 - x0 = 1
+    with pytest.raises(ValueError, match="x0 must have"):
+        fm.cfm_loss(target, x1, x0=x1[:2])
+
+
+def test_reflow_pairs_are_the_odes_images():
+    v = lambda x, t: -x  # noqa: E731
+    x0 = torch.randn(5, 2)
+    a, b = fm.reflow_pairs(v, x0, 4, "euler")
+    assert torch.equal(a, x0) and torch.allclose(b, x0 * 0.75**4)
+    with pytest.raises(ValueError, match="method"):
+        fm.reflow_pairs(v, x0, 4, "rk4")
+
+
+def test_score_from_velocity_matches_the_gaussian_marginal():
+    """For N(mu, Sigma) data the linear path's marginal is N(t mu, t^2 Sigma + (1 - t)^2 I): its score by autograd
+    of torch.distributions' log-density equals the score implied by the closed-form velocity."""
+    mean, cov, lam, basis = _gaussian_2d()
+    x = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for t in (0.1, 0.5, 0.9):
+        p = torch.distributions.MultivariateNormal(t * mean, t**2 * cov + (1 - t) ** 2 * torch.eye(2, dtype=torch.float64))
+        xg = x.clone().requires_grad_(True)
+        exact, = torch.autograd.grad(p.log_prob(xg).sum(), xg)
+        v = fm.gaussian_velocity(x, t, mean, lam, basis)
+        assert torch.allclose(fm.score_from_velocity(v, x, t), exact, atol=1e-8)
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_sde_keeps_the_odes_marginals(noise):
+    """Euler-Maruyama with the exact velocity of Gaussian data ends near p_t's mean and covariance at t_end."""
+    mean, cov, lam, basis = _gaussian_2d()
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(20000, 2, dtype=torch.float64, generator=g)
+    t_end = 0.95
+    x = fm.sde_sample(lambda z, t: fm.gaussian_velocity(z, t, mean, lam, basis), x0, 400, noise=noise,
+                      t_end=t_end, generator=g)
+    want_cov = t_end**2 * cov + (1 - t_end) ** 2 * torch.eye(2, dtype=torch.float64)
+    assert torch.allclose(x.mean(0), t_end * mean, atol=0.03)
+    assert torch.allclose(torch.cov(x.T), want_cov, atol=0.03)
+    with pytest.raises(ValueError, match="noise"):
+        fm.sde_sample(lambda z, t: z, x0[:2], 3, noise=-1.0)
+
+
+def test_langevin_reaches_its_stationary_variance():
+    mu, s, eps = 2.0, 0.7, 0.05
+    x = torch.zeros(20000, 1, dtype=torch.float64)
+    x = fm.langevin(lambda z: -(z - mu) / s**2, x, 600, eps, generator=torch.Generator().manual_seed(3))
+    assert x.mean().item() == pytest.approx(mu, abs=0.03)
+    assert x.var().item() == pytest.approx(s**2 / (1 - eps / (2 * s**2)), rel=0.04)
+    with pytest.raises(ValueError, match="step_size"):
+        fm.langevin(lambda z: z, x, 2, 0.0)
