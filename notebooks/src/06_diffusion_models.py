@@ -29,14 +29,14 @@ import os
 QUICK = os.environ.get("GENCOURSE_QUICK", "0") == "1"  # smallest settings: only checks that the lesson runs
 SEED = int(os.environ.get("GENCOURSE_SEED", 0))
 T = int(os.environ.get("GENCOURSE_T", 50 if QUICK else 200))  # diffusion steps of the digits model
-EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 300))  # epochs of the digits model (MNIST: try 20)
+DATASET = os.environ.get("GENCOURSE_DATASET", "digits")  # sections 6-10: "digits", or "mnist" / "fashion-mnist" (a U-Net; a GPU)
+EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 300 if DATASET == "digits" else 20))  # of the image model
 EPOCHS_2D = int(os.environ.get("GENCOURSE_EPOCHS_2D", 2 if QUICK else 30))  # epochs of the 2D model
 N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # digits per measured sample set
 N_SWEEP = int(os.environ.get("GENCOURSE_SWEEP_SAMPLES", 100 if QUICK else 1000))  # digits per guidance scale
 N_2D = int(os.environ.get("GENCOURSE_SAMPLES_2D", 300 if QUICK else 2000))  # sampled 2D points
 N_MC = int(os.environ.get("GENCOURSE_MC", 2000 if QUICK else 20_000))  # Monte Carlo runs of the forward chain
 DEVICE = os.environ.get("GENCOURSE_DEVICE", "auto")  # "auto" trains on a GPU when there is one
-DATASET = os.environ.get("GENCOURSE_DATASET", "digits")  # sections 6-10: "digits", or "mnist" / "fashion-mnist" (a U-Net; a GPU)
 SUBSET = int(os.environ.get("GENCOURSE_SUBSET", 512 if QUICK else 0)) or None  # 28x28 data: the first SUBSET training images
 N_EVAL = int(os.environ.get("GENCOURSE_EVAL", 64 if QUICK else 500))  # 28x28 data: test images for the bounds (digits: all 447)
 
