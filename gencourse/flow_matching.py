@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from gencourse import data as _data
-from gencourse.nets import LocalConvNet, MLPDenoiser, VelocityNet  # noqa: F401 (the networks, shared with lesson 06)
+from gencourse.nets import LocalConvNet, MLPDenoiser  # noqa: F401 (the networks, shared with lesson 06)
 from gencourse.train import fixed_batches, train_annealed
 
 # ----------------------------------------------------------------------------------------------
@@ -261,6 +261,29 @@ def heun_sample(velocity_fn, x0: torch.Tensor, steps: int, *, return_trajectory:
         v = velocity_fn(x, t)
         v_next = velocity_fn(x + h * v, t + h)
         x = x + 0.5 * h * (v + v_next)
+        traj.append(x)
+    return (x, traj) if return_trajectory else x
+
+
+@torch.no_grad()
+def ddim_sample(velocity_fn, x0: torch.Tensor, steps: int, path="vp", *, return_trajectory: bool = False):
+    """DDIM with ``eta = 0`` (Song et al. 2021; lesson 06) on a Gaussian path, in this lesson's time: at ``t`` the
+    velocity gives the pair ``(x1_hat, eps_hat)`` (:func:`gencourse.parameterization.to_x0_eps`, data first) and
+
+        x_{t+h} = alpha_{t+h} x1_hat + sigma_{t+h} eps_hat,
+
+    the point at ``t + h`` on the path through the predicted pair. A first-order solver of the same ODE as
+    :func:`euler_sample`, equal steps, NFE = ``steps``; on the linear path it *is* Euler (``alpha``, ``sigma``
+    linear in ``t``). ``x0: (B, ...)`` noise -> ``x_1 (B, ...)``."""
+    from gencourse.parameterization import to_x0_eps
+
+    steps, path = _check_steps(steps), get_path(path)
+    x, h, traj = x0, 1.0 / steps, [x0]
+    for i in range(steps):
+        t = torch.full((len(x),), i * h, dtype=x.dtype, device=x.device)
+        x1_hat, eps_hat = to_x0_eps("velocity", velocity_fn(x, t), x, path.alpha(t), path.sigma(t),
+                                    path.d_alpha(t), path.d_sigma(t))
+        x = path.sample(eps_hat, x1_hat, t + h)
         traj.append(x)
     return (x, traj) if return_trajectory else x
 
@@ -507,21 +530,35 @@ class DigitsFlowMatching(nn.Module):
         return self.loss(x, y, **dict(zip(("t", "x0", "u"), fixed)))
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 10, method: str = "heun", *, y=None, continuous: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def guided_velocity(self, z: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+        """Classifier-free guidance on velocities: ``v(z, t) + scale (v(z, t | y) - v(z, t))``
+        (:func:`gencourse.diffusion.guidance_mix`, lesson 06's mix; 0 unconditional, 1 conditional)."""
+        from gencourse.diffusion import guidance_mix
+
+        return guidance_mix(self.velocity(z, t, None), self.velocity(z, t, y), scale)
+
+    @torch.no_grad()
+    def sample(self, n: int, steps: int = 10, method: str = "heun", *, y=None, guidance: float | None = None,
+               continuous: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` in ``[0, 1]`` from ``steps`` ODE steps of ``method`` ("euler" | "heun"),
         quantized to ``k / 16`` like the data (``continuous=True``: ``y`` itself). Unconditional unless labels
-        ``y`` (an int or ``(n,)``) are given."""
+        ``y`` (an int or ``(n,)``) are given; ``guidance``: the scale of :meth:`guided_velocity` (needs ``y``)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if method not in SAMPLERS:
             raise ValueError(f"method must be one of {', '.join(SAMPLERS)}, got {method!r}")
+        if guidance is not None and (y is None or self.num_classes is None):
+            raise ValueError("guidance needs labels y and a class-conditional model (num_classes)")
         was_training = self.training
         self.eval()
         device = self.gauss_mean.device
         labels = self._labels(y, n, device)
         z0 = torch.randn((n, *self.shape), generator=generator).to(device)
-        z1 = SAMPLERS[method](lambda z, t: self.velocity(z, t, labels), z0, steps)
+        if guidance is None:
+            field = lambda z, t: self.velocity(z, t, labels)
+        else:
+            field = lambda z, t: self.guided_velocity(z, t, labels, guidance)
+        z1 = SAMPLERS[method](field, z0, steps)
         self.train(was_training)
         y01 = ((z1 + 1) / 2).clamp(0, 1 - 1e-6)
         if continuous:
@@ -584,19 +621,90 @@ def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: f
 # ----------------------------------------------------------------------------------------------
 
 
-def fit_2d(points: torch.Tensor, val_points: torch.Tensor | None = None, *, path="linear", epochs: int = 200,
-           hidden: int = 128, depth: int = 3, lr: float = 3e-3, batch_size: int = 512, seed: int = 0,
+def fit_2d(points: torch.Tensor, val_points: torch.Tensor | None = None, *, path="linear", epochs: int = 80,
+           coupling: str = "independent", pairs: tuple | None = None, init: dict | None = None,
+           hidden: int = 128, depth: int = 3, lr: float = 3e-3, batch_size: int = 256, seed: int = 0,
            verbose: bool = True):
-    """Train a :class:`VelocityNet` on 2D points ``(N, 2)`` with the CFM loss. Returns ``(net, history)``."""
-    from gencourse.train import fit, seed_everything
+    """Train a velocity network (:class:`~gencourse.nets.MLPDenoiser`, lesson 06's denoiser) on 2D points
+    ``(N, 2)`` with the CFM loss (eq. 3), as lesson 06 trains diffusion: Adam with warm-up and cosine decay for a
+    fixed number of epochs, the final weights kept (:func:`~gencourse.train.train_annealed`), the validation loss
+    with its times and noise drawn once. Returns ``(net, history)``; ``net(x, t)`` is the velocity.
+
+    ``coupling``: ``"independent"`` noise for each batch, or ``"ot"``, the noise of each batch paired with the
+    data by :func:`ot_pairs`. ``pairs``: fixed ``(x0, x1)`` pairs to train on instead of ``points`` (reflow, from
+    :func:`reflow_pairs`). ``init``: a ``state_dict`` to start from (fine-tuning a trained model).
+    """
+    from gencourse.train import seed_everything
 
     if not isinstance(points, torch.Tensor) or points.dim() != 2:
         raise ValueError(f"points must be a tensor (N, D), got {getattr(points, 'shape', type(points))}")
-    seed_everything(seed)
-    net = VelocityNet(points.shape[1], hidden, depth)
+    if coupling not in ("independent", "ot"):
+        raise ValueError(f"coupling must be 'independent' or 'ot', got {coupling!r}")
     path = get_path(path)
-    history = fit(net, lambda x: cfm_loss(net, x, path), points, val_data=val_points, epochs=epochs, lr=lr,
-                  batch_size=batch_size, seed=seed, desc=f"flow matching ({path.name} path)", verbose=verbose)
+    seed_everything(seed)
+    net = MLPDenoiser(points.shape[1], hidden, depth)
+    if init is not None:
+        net.load_state_dict(init)
+    g = torch.Generator().manual_seed(seed + 1)
+    val = None
+    if val_points is not None:
+        val = fixed_batches(val_points, torch.rand(len(val_points), generator=g), torch.randn(val_points.shape, generator=g))
+
+    def loss_fn(batch):
+        if isinstance(batch, torch.Tensor):                      # training data: draw the noise (and pair it)
+            x0 = torch.randn_like(batch)
+            return cfm_loss(net, batch, path, x0=ot_pairs(x0, batch) if coupling == "ot" else x0)
+        if len(batch) == 2:                                      # fixed pairs (x1, x0): reflow
+            return cfm_loss(net, batch[0], path, x0=batch[1])
+        x1, t, x0 = batch                                        # validation: every draw fixed
+        return (net(path.sample(x0, x1, t), t) - path.target_velocity(x0, x1, t)).pow(2).sum(1).mean()
+
+    train_data = points if pairs is None else torch.utils.data.TensorDataset(pairs[1], pairs[0])
+    desc = f"flow matching ({path.name} path, {coupling} coupling)" if pairs is None else "reflow"
+    history = train_annealed(net, train_data, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                             loss_fn=loss_fn, desc=desc, verbose=verbose)
+    return net, history
+
+
+def train_on_pairs(model: nn.Module, velocity_fn, pairs: tuple, *, one_step: bool = False, epochs: int = 30,
+                   lr: float = 1e-3, batch_size: int = 256, seed: int = 0, desc: str | None = None,
+                   verbose: bool = True):
+    """Fine-tune ``model`` (whose velocity is ``velocity_fn(x, t)``) on fixed pairs ``(x0, x1)`` of noise and
+    samples, e.g. from :func:`reflow_pairs`; returns the :class:`~gencourse.train.History`.
+
+    ``one_step=False`` (reflow, Liu et al. 2023): the CFM loss (eq. 3) with each ``x1`` paired with its own ``x0``.
+    ``one_step=True`` (plain distillation, Luhman & Luhman 2021): the regression ``|| v(x0, 0) - (x1 - x0) ||^2``,
+    so that one Euler step, ``x0 + v(x0, 0)``, jumps to the teacher's sample.
+    """
+    x0, x1 = pairs
+    if x0.shape != x1.shape:
+        raise ValueError(f"the pairs must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    path = LinearPath()
+
+    def loss_fn(batch):
+        x1b, x0b = batch
+        if one_step:
+            return (velocity_fn(x0b, torch.zeros(len(x0b), device=x0b.device)) - (x1b - x0b)).pow(2).flatten(1).sum(1).mean()
+        return cfm_loss(velocity_fn, x1b, path, x0=x0b)
+
+    desc = desc or ("distillation (one step)" if one_step else "reflow")
+    return train_annealed(model, torch.utils.data.TensorDataset(x1, x0), None, epochs=epochs, lr=lr,
+                          batch_size=batch_size, seed=seed, loss_fn=loss_fn, desc=desc, verbose=verbose)
+
+
+def distill_2d(pairs: tuple, *, epochs: int = 30, init: dict | None = None, hidden: int = 128, depth: int = 3,
+               lr: float = 1e-3, batch_size: int = 256, seed: int = 0, verbose: bool = True):
+    """Plain distillation on 2D pairs ``(x0, x1)``: a fresh :class:`~gencourse.nets.MLPDenoiser` (or one started
+    from ``init``) trained by :func:`train_on_pairs` with ``one_step=True``; one Euler step of it is the distilled
+    map. Returns ``(net, history)``."""
+    from gencourse.train import seed_everything
+
+    seed_everything(seed)
+    net = MLPDenoiser(pairs[0].shape[1], hidden, depth)
+    if init is not None:
+        net.load_state_dict(init)
+    history = train_on_pairs(net, net, pairs, one_step=True, epochs=epochs, lr=lr, batch_size=batch_size,
+                             seed=seed, verbose=verbose)
     return net, history
 
 

@@ -7,8 +7,7 @@ estimate for diffusion, a velocity (or a correction to one) for flow matching. `
 - :class:`Conditioning`: ``MLP(sinusoidal(time)) + embed(y)``, label ``num_classes`` meaning "no label";
 - :class:`MLPDenoiser`: a residual MLP on flattened vectors or images (the course's digits networks);
 - :class:`SmallUNet`: a two-level U-Net for ``(B, C, S, S)`` images (the MNIST path);
-- :class:`VelocityNet`: a plain MLP for 2D points; :class:`LocalConvNet`: a few 3x3 convolutions, a local
-  correction for small images.
+- :class:`LocalConvNet`: a few 3x3 convolutions, a local correction for small images.
 
 The output layers of :class:`MLPDenoiser`, :class:`SmallUNet` and :class:`LocalConvNet` start at zero, so an
 untrained network adds nothing to the known denoiser or velocity it corrects (preconditioning, lessons 06, 08).
@@ -138,33 +137,6 @@ class _ConvBlock(nn.Module):
         return self.skip(h) + self.conv2(F.silu(self.norm2(r)))
 
 
-
-
-class VelocityNet(nn.Module):
-    """``v_theta(x, t)``: an MLP on the flattened ``x (B, ...)`` and a time embedding, output like ``x``.
-
-    Each hidden layer gets the (projected) time features added: ``h <- SiLU(W h + b + E_l(emb(t)))``.
-    """
-
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, time_dim: int = 32):
-        super().__init__()
-        if dim <= 0 or hidden <= 0 or depth <= 0:
-            raise ValueError("dim, hidden and depth must be positive integers")
-        self.dim, self.time_dim = dim, time_dim
-        self.inp = nn.Linear(dim, hidden)
-        self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU())
-        self.time_proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
-        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
-        self.out = nn.Linear(hidden, dim)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        emb = self.time(timestep_embedding(t.expand(len(x)) if t.dim() == 0 else t, self.time_dim, 1000.0, 100.0))
-        h = self.act(self.inp(x.flatten(1)) + emb)
-        for layer, proj in zip(self.layers, self.time_proj):
-            h = h + self.act(layer(h) + proj(emb))
-        return self.out(h).view(shape)
 
 
 class LocalConvNet(nn.Module):

@@ -266,11 +266,25 @@ def _flow_matching():
         intro_dgm=None, intro_dgm_note="105.4, not a valid likelihood")
 
 
+def _flow_matching_conditional():
+    """Lesson 08's guidance: the digits recipe with a class label, dropped half the time in training (one network,
+    conditional and unconditional velocities), otherwise the same (network, epochs, seed); not a capstone row."""
+    from dataclasses import replace
+
+    from gencourse import flow_matching
+
+    return replace(_flow_matching(), name="flow matching (class-conditional)",
+                   build=lambda: flow_matching.DigitsFlowMatching(num_classes=10, p_uncond=0.5),
+                   train=lambda **kw: flow_matching.train_digits(num_classes=10, p_uncond=0.5, **kw),
+                   conditioning="class label, dropped with probability 0.5 in training; sampled unconditionally")
+
+
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
 EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
-         "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian}  # variants a lesson compares with its headline recipe
+         "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian,
+         "flow_matching_conditional": _flow_matching_conditional}  # variants a lesson compares with its headline recipe
 ALL = NAMES + tuple(EXTRA)
 
 

@@ -87,7 +87,8 @@ def test_cfm_gradient_matches_marginal_loss_gradient():
 
 def test_exact_divergence_matches_autograd_jacobian_trace():
     torch.manual_seed(0)
-    net = fm.VelocityNet(3, hidden=16, depth=1)
+    net = fm.MLPDenoiser(3, hidden=16, depth=1)
+    torch.nn.init.normal_(net.out.weight)  # the output layer starts at zero: give it a Jacobian
     x, t = torch.randn(5, 3), torch.rand(5)
     _, div = fm.divergence_exact(net, x, t)
     for i in range(5):
@@ -330,3 +331,56 @@ def test_langevin_reaches_its_stationary_variance():
     assert x.var().item() == pytest.approx(s**2 / (1 - eps / (2 * s**2)), rel=0.04)
     with pytest.raises(ValueError, match="step_size"):
         fm.langevin(lambda z: z, x, 2, 0.0)
+
+
+def _vp_gaussian_velocity(mu, s):
+    """The VP path's marginal velocity for 1-D data N(mu, s^2), by Gaussian conditioning written out:
+    x1_hat = E[x1 | x_t], eps_hat = E[x0 | x_t], v = alpha' x1_hat + sigma' eps_hat."""
+    def v(x, t):
+        a, sg = torch.sin(math.pi * t / 2).view(-1, 1), torch.cos(math.pi * t / 2).view(-1, 1)
+        da, ds = (math.pi / 2) * sg, -(math.pi / 2) * a
+        var = a**2 * s**2 + sg**2
+        x1_hat = mu + a * s**2 / var * (x - a * mu)
+        eps_hat = sg / var * (x - a * mu)
+        return da * x1_hat + ds * eps_hat
+    return v
+
+
+def test_ddim_on_the_linear_path_is_euler():
+    field = lambda x, t: torch.sin(x) * (1 + t.view(-1, 1)) - 0.3 * x
+    x0 = torch.randn(20, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    for steps in (1, 3, 10):
+        torch.testing.assert_close(fm.ddim_sample(field, x0, steps, "linear"), fm.euler_sample(field, x0, steps))
+
+
+def test_ddim_on_the_vp_path_solves_the_probability_flow_ode():
+    """For N(mu, s^2) data the ODE's exact map is x_1 = mu + s x_0 (monotone transport of Gaussians); DDIM with
+    eta = 0 converges to it, first order."""
+    mu, s = 1.5, 0.4
+    v = _vp_gaussian_velocity(mu, s)
+    x0 = torch.randn(500, 1, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    errors = [(fm.ddim_sample(v, x0, steps, "vp") - (mu + s * x0)).abs().max().item() for steps in (10, 40, 160)]
+    assert errors[2] < 0.02 and errors[0] / errors[1] > 3.5 and errors[1] / errors[2] > 3.5  # error ~ 1 / steps
+
+
+def test_fit_2d_couplings_and_pairs_run_and_refuse_bad_input():
+    from gencourse import data
+
+    pts = data.toy2d("8gaussians", 256, seed=0)
+    for kw in ({}, {"coupling": "ot"}, {"pairs": (torch.randn(256, 2), pts)}):
+        net, hist = fm.fit_2d(pts, pts[:64], epochs=1, verbose=False, **kw)
+        assert net(pts[:5], torch.rand(5)).shape == (5, 2) and len(hist.val_loss) == 1
+    again, _ = fm.fit_2d(pts, epochs=1, verbose=False, init=net.state_dict())
+    assert isinstance(again, fm.MLPDenoiser)
+    with pytest.raises(ValueError, match="coupling"):
+        fm.fit_2d(pts, coupling="sinkhorn")
+    with pytest.raises(ValueError, match="points"):
+        fm.fit_2d(pts[0])
+
+
+def test_distillation_learns_a_one_step_map():
+    """Pairs from a known map x1 = 2 x0 + 1: one Euler step of the distilled network reproduces it."""
+    x0 = torch.randn(2048, 2, generator=torch.Generator().manual_seed(1))
+    net, _ = fm.distill_2d((x0, 2 * x0 + 1), epochs=30, lr=3e-3, verbose=False)
+    test = torch.randn(200, 2, generator=torch.Generator().manual_seed(2))
+    assert (fm.euler_sample(net, test, 1) - (2 * test + 1)).abs().mean() < 0.1

@@ -15,7 +15,6 @@ def test_denoisers_keep_the_shape():
     for size in (8, 28):
         net = nets.SmallUNet(1, base=8, num_classes=10)
         assert net(torch.randn(3, 1, size, size), time, y).shape == (3, 1, size, size)
-    assert nets.VelocityNet(3, hidden=8, depth=1)(torch.randn(4, 3), torch.rand(4)).shape == (4, 3)
     assert nets.LocalConvNet(1, width=4, depth=1)(torch.randn(2, 1, 8, 8), torch.rand(2)).shape == (2, 1, 8, 8)
 
 
@@ -57,6 +56,6 @@ def test_bad_sizes_are_refused():
 
 def test_both_families_use_the_shared_networks():
     assert diffusion.MLPDenoiser is nets.MLPDenoiser and diffusion.SmallUNet is nets.SmallUNet
-    assert flow_matching.VelocityNet is nets.VelocityNet and flow_matching.LocalConvNet is nets.LocalConvNet
+    assert flow_matching.MLPDenoiser is nets.MLPDenoiser and flow_matching.LocalConvNet is nets.LocalConvNet
     assert isinstance(flow_matching.DigitsFlowMatching().net, nets.MLPDenoiser)
     assert diffusion.train_annealed is flow_matching.train_annealed
