@@ -291,9 +291,9 @@ def hutchinson_divergence(fn):
     """``fn(velocity_fn, x, t, eps) -> (B,)``: Hutchinson's estimate ``eps^T (dv/dx) eps`` for given probes."""
     return run_check(
         "hutchinson_divergence", fn, _hutchinson_cases(), reference=_reference_hutchinson,
-        hint="one vector-Jacobian product: make x require gradients, evaluate v = velocity_fn(x, t), and ask "
-             "autograd for the gradient of v with grad_outputs = eps; that is eps^T J per example. Multiply it by "
-             "eps and sum over each example's dimensions.",
+        hint="one vector-Jacobian product: make x require gradients, evaluate the velocity there, and ask "
+             "autograd for its gradient with the probes as grad_outputs; that is eps^T J per example. Multiply it "
+             "by eps and sum over each example's dimensions.",
         mistakes=[
             Mistake("eps^T v is not the divergence: the estimator needs the Jacobian dv/dx between the two probes, "
                     "eps^T (dv/dx) eps, obtained with one backward pass.", fn=_hutch_no_jacobian),
