@@ -417,19 +417,53 @@ def gaussian_velocity_divergence(t: torch.Tensor, var: torch.Tensor) -> torch.Te
     return ((t * var - (1 - t)) / ((1 - t) ** 2 + t ** 2 * var)).sum(1)
 
 
+def pixel_velocity(z: torch.Tensor, t, log_probs: torch.Tensor) -> torch.Tensor:
+    """The marginal velocity of the linear path when the pixels are independent and each is uniform within the
+    box of its level (lesson 01's per-pixel categorical model, dequantized like the data):
+    ``x_1,j ~ sum_k pi_jk U[e_k, e_k+1)`` with ``L = log_probs.shape[1]`` boxes ``e_k = 2k / L - 1`` of ``[-1, 1)``.
+
+    Given ``x_t = z``, ``x_1`` has likelihood ``N(z; t x_1, (1 - t)^2)``, i.e. ``N(x_1; z / t, s^2)`` with
+    ``s = (1 - t) / t``, so its posterior is a mixture of truncated normals on the boxes, with weights
+    ``pi_k (Phi(b_k) - Phi(a_k))`` and means ``z / t + s (phi(a_k) - phi(b_k)) / (Phi(b_k) - Phi(a_k))``
+    (``a_k, b_k`` the box's edges standardized). Then ``v = E[x_1 - x_0 | z] = (E[x_1 | z] - z) / (1 - t)``.
+    ``z (B, D)``, ``t``: a number or ``(B,)``, ``log_probs (D, L)`` -> ``(B, D)``. Computed in float64 (the tails
+    of ``Phi`` in log space); ``t`` is clamped to ``[1e-6, 1 - 1e-6]``."""
+    dtype, levels = z.dtype, log_probs.shape[1]
+    t = _check_t(t, z).to(torch.float64).clamp(1e-6, 1 - 1e-6).view(-1, 1, 1)
+    edges = torch.arange(levels + 1, dtype=torch.float64, device=z.device) * 2 / levels - 1
+    s, mu = (1 - t) / t, z.to(torch.float64).unsqueeze(-1) / t
+    e = (edges - mu) / s                                                  # (B, D, L + 1) standardized edges
+    log_cdf, log_sf = torch.special.log_ndtr(e), torch.special.log_ndtr(-e)  # log Phi(e), log Phi(-e)
+    a, b = e[..., :-1], e[..., 1:]
+    # log(Phi(b) - Phi(a)) without cancellation: from the lower tail when b <= 0, the upper when a >= 0
+    lower = log_cdf[..., 1:] + torch.log1p(-torch.exp(log_cdf[..., :-1] - log_cdf[..., 1:]).clamp(max=1 - 1e-16))
+    upper = log_sf[..., :-1] + torch.log1p(-torch.exp(log_sf[..., 1:] - log_sf[..., :-1]).clamp(max=1 - 1e-16))
+    middle = torch.log1p((-torch.exp(log_cdf[..., :-1]) - torch.exp(log_sf[..., 1:])).clamp(min=-1 + 1e-16))
+    log_mass = torch.where(b <= 0, lower, torch.where(a >= 0, upper, middle))
+    log_pdf = -0.5 * e**2 - 0.5 * math.log(2 * math.pi)
+    ratio = torch.exp(log_pdf[..., :-1] - log_mass) - torch.exp(log_pdf[..., 1:] - log_mass)
+    means = torch.minimum(torch.maximum(mu + s * ratio, edges[:-1]), edges[1:])  # each inside its box
+    weights = torch.softmax(log_probs.to(torch.float64) + log_mass, dim=-1)
+    x1_hat = (weights * means).sum(-1)
+    return ((x1_hat - z.to(torch.float64)) / (1 - t.view(-1, 1))).to(dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Digits
 # ----------------------------------------------------------------------------------------------
 
 
 class DigitsFlowMatching(nn.Module):
-    """Flow matching on 8x8 digits with 17 levels: the Gaussian-optimal velocity plus a learned correction.
+    """Flow matching on 8x8 digits with 17 levels: a closed-form velocity plus a learned correction.
 
     Data: ``x = k / 16`` -> dequantized ``y = (k + u) / 17`` in ``[0, 1)`` -> ``z = 2 y - 1`` in ``[-1, 1)``,
     the ``t = 1`` end of a linear path from ``N(0, I)``. The velocity is
-    ``v_theta(z, t, c) = v*(z, t) + s_t(z) * F(z, t, c)`` (eq. 6): :func:`gaussian_velocity` for
-    ``N(mu, Sigma)`` fitted to the training ``z`` (:meth:`fit_gaussian`, kept in buffers), and an MLP ``F``
-    (:class:`~gencourse.nets.MLPDenoiser`, shared with lesson 06) scaled by :func:`gaussian_velocity_std`.
+    ``v_theta(z, t, c) = v_prior(z, t) + s_t(z) * F(z, t, c)`` (eq. 6). ``prior="pixels"`` (the default):
+    :func:`pixel_velocity` of the per-pixel categorical fitted to the training images (:meth:`fit_pixels`, add-0.1
+    smoothing, lesson 01's baseline); ``prior="gaussian"``: :func:`gaussian_velocity` for ``N(mu, Sigma)`` fitted to
+    the training ``z`` (:meth:`fit_gaussian`). Both sit in buffers. ``F`` is an MLP
+    (:class:`~gencourse.nets.MLPDenoiser`, shared with lesson 06) plus a small conv net, scaled by the Gaussian's
+    :func:`gaussian_velocity_std`; it starts at zero, so the untrained model is the prior's flow.
     ``c`` is a class label, replaced by "no label" with probability ``p_uncond`` in training; sampling is
     unconditional unless labels are passed.
 
@@ -442,10 +476,13 @@ class DigitsFlowMatching(nn.Module):
 
     def __init__(self, shape=(1, 8, 8), levels: int = 17, hidden: int = 256, depth: int = 3,
                  local_width: int = 16, local_depth: int = 1, num_classes: int | None = None, p_uncond: float = 0.5,
-                 skip: bool = True):
+                 skip: bool = True, prior: str = "pixels"):
         super().__init__()
         if not 0 <= p_uncond <= 1:
             raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+        if prior not in ("pixels", "gaussian"):
+            raise ValueError(f"prior must be 'pixels' or 'gaussian', got {prior!r}")
+        self.prior = prior
         self.shape, self.levels = tuple(shape), levels
         self.num_dims = math.prod(self.shape)
         self.num_classes, self.p_uncond, self.skip = num_classes, p_uncond, skip
@@ -455,6 +492,7 @@ class DigitsFlowMatching(nn.Module):
         self.register_buffer("gauss_mean", torch.zeros(self.num_dims))
         self.register_buffer("gauss_var", torch.ones(self.num_dims))
         self.register_buffer("gauss_basis", torch.eye(self.num_dims))
+        self.register_buffer("pixel_log_probs", torch.full((self.num_dims, levels), -math.log(levels)))
 
     def _check_images(self, x):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
@@ -484,9 +522,27 @@ class DigitsFlowMatching(nn.Module):
         self.gauss_basis.copy_(basis)
         return self
 
+    @torch.no_grad()
+    def fit_pixels(self, x: torch.Tensor, smoothing: float = 0.1) -> "DigitsFlowMatching":
+        """Fit the per-pixel categorical over the levels to ``x (N, C, H, W)`` = ``k / 16`` (add-``smoothing`` counts,
+        lesson 01's baseline) and store its log-probabilities ``(D, levels)`` for :func:`pixel_velocity`."""
+        self._check_images(x)
+        k = _data.to_levels(x, self.levels).flatten(1).long()
+        counts = torch.zeros(self.num_dims, self.levels, dtype=torch.float64)
+        counts.scatter_add_(1, k.T.cpu(), torch.ones(k.T.shape, dtype=torch.float64))
+        self.pixel_log_probs.copy_(torch.log((counts + smoothing) / (counts + smoothing).sum(1, keepdim=True)))
+        return self
+
     def optimal_velocity(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``v*(z, t)`` of :func:`gaussian_velocity` for the fitted Gaussian, ``(B, C, H, W)``."""
         return gaussian_velocity(z.flatten(1), t, self.gauss_mean, self.gauss_var, self.gauss_basis).view_as(z)
+
+    def prior_velocity(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The closed-form velocity the network corrects: :func:`pixel_velocity` (``prior="pixels"``) or
+        :meth:`optimal_velocity` (``"gaussian"``), ``(B, C, H, W)``."""
+        if self.prior == "pixels":
+            return pixel_velocity(z.flatten(1), t, self.pixel_log_probs).view_as(z)
+        return self.optimal_velocity(z, t)
 
     def velocity(self, z: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``v_theta(z, t, y)`` (eq. 6): ``z (B, C, H, W)``, ``t (B,)``, labels ``y (B,)`` or None -> ``(B, C, H, W)``."""
@@ -497,7 +553,7 @@ class DigitsFlowMatching(nn.Module):
         if not self.skip:
             return out
         std = gaussian_velocity_std(z.flatten(1), t, self.gauss_var, self.gauss_basis).view_as(z)
-        return self.optimal_velocity(z, t) + std * out
+        return self.prior_velocity(z, t) + std * out
 
     def to_z(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         """Dequantize ``x = k/16`` (with ``u ~ U[0, 1)``, or the given ``u``) and map to ``z = 2 y - 1``."""
@@ -599,10 +655,11 @@ def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: f
                  verbose: bool = True, device=None, **model_kwargs):
     """Train a :class:`DigitsFlowMatching` (defaults: the lesson's recipe) on the digits train split.
 
-    The Gaussian part is fitted first (:meth:`DigitsFlowMatching.fit_gaussian`); then the CFM loss with label
+    The closed-form parts are fitted first (:meth:`DigitsFlowMatching.fit_gaussian`, :meth:`~DigitsFlowMatching.fit_pixels`);
+    then the CFM loss with label
     dropout, Adam with a warm-up and cosine decay to 0 for a fixed number of epochs, the final weights kept
     (:func:`~gencourse.train.train_annealed`, as in lesson 06); the validation loss (draws fixed once) is
-    recorded every epoch. Returns ``(model, history)`` (losses per image). About 15 s of one CPU core with the
+    recorded every epoch. Returns ``(model, history)`` (losses per image). About 60 s of one CPU core with the
     defaults. ``quick=True``: 3 epochs, only to check that it runs."""
     from gencourse.train import seed_everything
 
@@ -610,7 +667,7 @@ def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: f
         epochs = min(epochs, 3)
     seed_everything(seed)
     train, val = _data.load("digits", "train"), _data.load("digits", "val")
-    model = DigitsFlowMatching(**model_kwargs).fit_gaussian(train.images).to(device or "cpu")
+    model = DigitsFlowMatching(**model_kwargs).fit_gaussian(train.images).fit_pixels(train.images).to(device or "cpu")
     history = train_annealed(model, train, _fixed_validation(model, val, seed), epochs=epochs, lr=lr,
                              batch_size=batch_size, seed=seed, desc="flow matching (digits)", verbose=verbose)
     return model, history

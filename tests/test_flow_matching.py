@@ -223,7 +223,7 @@ def test_untrained_digits_model_is_the_fitted_gaussian():
     from gencourse import data
     train, test = data.load("digits", "train"), data.load("digits", "test")
     torch.manual_seed(0)
-    model = fm.DigitsFlowMatching().fit_gaussian(train.images)
+    model = fm.DigitsFlowMatching(prior="gaussian").fit_gaussian(train.images)
     z, t = torch.randn(6, 1, 8, 8), torch.rand(6)
     torch.testing.assert_close(model.velocity(z, t), model.optimal_velocity(z, t))
     cov = (model.gauss_basis @ torch.diag(model.gauss_var) @ model.gauss_basis.T).double()
@@ -238,7 +238,8 @@ def test_untrained_digits_model_is_the_fitted_gaussian():
 
 def test_digits_model_rebuilds_from_defaults_and_state_dict():
     from gencourse import data
-    model = fm.DigitsFlowMatching().fit_gaussian(data.load("digits", "train").images)
+    images = data.load("digits", "train").images
+    model = fm.DigitsFlowMatching().fit_gaussian(images).fit_pixels(images)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -384,3 +385,41 @@ def test_distillation_learns_a_one_step_map():
     net, _ = fm.distill_2d((x0, 2 * x0 + 1), epochs=30, lr=3e-3, verbose=False)
     test = torch.randn(200, 2, generator=torch.Generator().manual_seed(2))
     assert (fm.euler_sample(net, test, 1) - (2 * test + 1)).abs().mean() < 0.1
+
+
+def test_pixel_velocity_matches_numerical_integration():
+    """E[x1 - x0 | x_t = z] for one pixel whose x1 is a mixture of uniform boxes, by quadrature over x1 in float64:
+    posterior density ~ prior(x1) N(z; t x1, (1 - t)^2)."""
+    g = torch.Generator().manual_seed(3)
+    levels = 17
+    log_probs = torch.log_softmax(torch.randn(1, levels, generator=g, dtype=torch.float64) * 2, -1)
+    n = 400_000
+    x1 = (torch.arange(n, dtype=torch.float64) + 0.5) / n * 2 - 1            # midpoints of [-1, 1)
+    prior = log_probs[0].exp()[(((x1 + 1) / 2) * levels).long().clamp(max=levels - 1)]
+    for t in (0.05, 0.4, 0.8, 0.97):
+        for z in (-1.3, -0.2, 0.35, 0.9):
+            like = torch.exp(-0.5 * ((z - t * x1) / (1 - t)) ** 2)
+            post = prior * like
+            x1_hat = (post * x1).sum() / post.sum()
+            want = (x1_hat - z) / (1 - t)
+            got = fm.pixel_velocity(torch.tensor([[z]], dtype=torch.float64), t, log_probs)
+            assert abs(got.item() - want.item()) < 1e-4 * (1 + abs(want.item())), (t, z, got.item(), want.item())
+
+
+def test_pixel_velocity_is_finite_at_the_ends_of_the_path():
+    log_probs = torch.log_softmax(torch.randn(64, 17, generator=torch.Generator().manual_seed(0)), -1)
+    z = torch.randn(32, 64, generator=torch.Generator().manual_seed(1)) * 3
+    for t in (0.0, 1e-7, 0.5, 1 - 1e-7, 1.0):
+        assert torch.isfinite(fm.pixel_velocity(z, t, log_probs)).all()
+
+
+def test_untrained_pixel_model_has_the_per_pixel_likelihood():
+    """The untrained default model is the dequantized per-pixel categorical: its ODE likelihood, on the discrete
+    scale, is that model's exact NLL (lesson 01's baseline, gencourse.basics), within the ODE's discretization."""
+    from gencourse import basics, data
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    model = fm.DigitsFlowMatching().fit_gaussian(train.images).fit_pixels(train.images)
+    torch.manual_seed(2)
+    nll = model.nll(test.images[:6], steps=48, divergence="exact")
+    want = basics.train_digits()[0].nll(test.images[:6])
+    torch.testing.assert_close(nll.double(), want.double(), atol=0.6, rtol=0)
