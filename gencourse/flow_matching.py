@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from gencourse import data as _data
-from gencourse.nets import LocalConvNet, MLPDenoiser  # noqa: F401 (the networks, shared with lesson 06)
+from gencourse.nets import LocalConvNet, MLPDenoiser, SmallUNet  # noqa: F401 (the networks, shared with lesson 06)
 from gencourse.train import fixed_batches, train_annealed
 
 # ----------------------------------------------------------------------------------------------
@@ -251,16 +251,22 @@ def euler_sample(velocity_fn, x0: torch.Tensor, steps: int, *, return_trajectory
 
 
 @torch.no_grad()
-def heun_sample(velocity_fn, x0: torch.Tensor, steps: int, *, return_trajectory: bool = False):
+def heun_sample(velocity_fn, x0: torch.Tensor, steps: int, *, final_euler: bool = False,
+                return_trajectory: bool = False):
     """Heun's method (explicit trapezoid, second order) from ``t = 0`` to 1, NFE = ``2 steps``:
-    ``x' = x_t + h v(x_t, t)``, ``x_{t+h} = x_t + h/2 (v(x_t, t) + v(x', t + h))``."""
+    ``x' = x_t + h v(x_t, t)``, ``x_{t+h} = x_t + h/2 (v(x_t, t) + v(x', t + h))``.
+    ``final_euler``: the last step is an Euler step, NFE = ``2 steps - 1`` (as Karras et al. 2022 do), for a
+    velocity that cannot be evaluated at ``t = 1`` (a model of data with bounded support is singular there)."""
     steps = _check_steps(steps)
     x, h, traj = x0, 1.0 / steps, [x0]
     for i in range(steps):
         t = torch.full((len(x),), i * h, dtype=x.dtype, device=x.device)
         v = velocity_fn(x, t)
-        v_next = velocity_fn(x + h * v, t + h)
-        x = x + 0.5 * h * (v + v_next)
+        if final_euler and i == steps - 1:
+            x = x + h * v
+        else:
+            v_next = velocity_fn(x + h * v, t + h)
+            x = x + 0.5 * h * (v + v_next)
         traj.append(x)
     return (x, traj) if return_trajectory else x
 
@@ -291,9 +297,10 @@ def ddim_sample(velocity_fn, x0: torch.Tensor, steps: int, path="vp", *, return_
 SAMPLERS = {"euler": euler_sample, "heun": heun_sample}
 
 
-def nfe(method: str, steps: int) -> int:
-    """Network evaluations per sample of a sampler: Euler ``steps``, Heun ``2 steps``."""
-    return steps * (2 if method == "heun" else 1)
+def nfe(method: str, steps: int, *, final_euler: bool = False) -> int:
+    """Network evaluations per sample of a sampler: Euler ``steps``, Heun ``2 steps`` (``2 steps - 1`` with
+    ``final_euler``)."""
+    return steps * (2 if method == "heun" else 1) - (1 if method == "heun" and final_euler else 0)
 
 
 def straightness(trajectory: list) -> torch.Tensor:
@@ -476,8 +483,10 @@ class DigitsFlowMatching(nn.Module):
 
     def __init__(self, shape=(1, 8, 8), levels: int = 17, hidden: int = 256, depth: int = 3,
                  local_width: int = 16, local_depth: int = 1, num_classes: int | None = None, p_uncond: float = 0.5,
-                 skip: bool = True, prior: str = "pixels"):
+                 skip: bool = True, prior: str = "pixels", network: str = "mlp"):
         super().__init__()
+        if network not in ("mlp", "unet"):
+            raise ValueError(f"network must be 'mlp' or 'unet', got {network!r}")
         if not 0 <= p_uncond <= 1:
             raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
         if prior not in ("pixels", "gaussian"):
@@ -487,8 +496,11 @@ class DigitsFlowMatching(nn.Module):
         self.num_dims = math.prod(self.shape)
         self.num_classes, self.p_uncond, self.skip = num_classes, p_uncond, skip
         self.path = LinearPath()
-        self.net = MLPDenoiser(self.num_dims, hidden, depth, num_classes=num_classes)
-        self.local = LocalConvNet(self.shape[0], local_width, local_depth) if local_width else None
+        if network == "unet":  # 28x28 images: lesson 06's U-Net, no separate local net
+            self.net, self.local = SmallUNet(self.shape[0], 32, num_classes=num_classes), None
+        else:
+            self.net = MLPDenoiser(self.num_dims, hidden, depth, num_classes=num_classes)
+            self.local = LocalConvNet(self.shape[0], local_width, local_depth) if local_width else None
         self.register_buffer("gauss_mean", torch.zeros(self.num_dims))
         self.register_buffer("gauss_var", torch.ones(self.num_dims))
         self.register_buffer("gauss_basis", torch.eye(self.num_dims))
@@ -593,11 +605,16 @@ class DigitsFlowMatching(nn.Module):
 
         return guidance_mix(self.velocity(z, t, None), self.velocity(z, t, y), scale)
 
+    @staticmethod
+    def nfe(method: str, steps: int) -> int:
+        """Network evaluations per sample of :meth:`sample`: Euler ``steps``, Heun ``2 steps - 1``."""
+        return nfe(method, steps, final_euler=True)
+
     @torch.no_grad()
     def sample(self, n: int, steps: int = 10, method: str = "heun", *, y=None, guidance: float | None = None,
                continuous: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images ``(n, C, H, W)`` in ``[0, 1]`` from ``steps`` ODE steps of ``method`` ("euler" | "heun"),
-        quantized to ``k / 16`` like the data (``continuous=True``: ``y`` itself). Unconditional unless labels
+        """``n`` images ``(n, C, H, W)`` in ``[0, 1]`` from ``steps`` ODE steps of ``method`` ("euler" | "heun", whose
+        last step is Euler's: :meth:`nfe`), quantized to ``k / 16`` like the data (``continuous=True``: ``y`` itself). Unconditional unless labels
         ``y`` (an int or ``(n,)``) are given; ``guidance``: the scale of :meth:`guided_velocity` (needs ``y``)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -614,7 +631,10 @@ class DigitsFlowMatching(nn.Module):
             field = lambda z, t: self.velocity(z, t, labels)
         else:
             field = lambda z, t: self.guided_velocity(z, t, labels, guidance)
-        z1 = SAMPLERS[method](field, z0, steps)
+        if method == "heun":  # the velocity is singular at t = 1 off [-1, 1): the last step is Euler's
+            z1 = heun_sample(field, z0, steps, final_euler=True)
+        else:
+            z1 = euler_sample(field, z0, steps)
         self.train(was_training)
         y01 = ((z1 + 1) / 2).clamp(0, 1 - 1e-6)
         if continuous:
@@ -670,6 +690,80 @@ def train_digits(*, epochs: int = 200, seed: int = 0, quick: bool = False, lr: f
     model = DigitsFlowMatching(**model_kwargs).fit_gaussian(train.images).fit_pixels(train.images).to(device or "cpu")
     history = train_annealed(model, train, _fixed_validation(model, val, seed), epochs=epochs, lr=lr,
                              batch_size=batch_size, seed=seed, desc="flow matching (digits)", verbose=verbose)
+    return model, history
+
+
+REFLOW_PAIRS, REFLOW_EPOCHS = 4000, 30
+
+
+def reflow_digits(base: DigitsFlowMatching, *, n_pairs: int = REFLOW_PAIRS, pair_steps: int = 10,
+                  epochs: int = REFLOW_EPOCHS, lr: float = 1e-3, seed: int = 0, quick: bool = False,
+                  verbose: bool = True):
+    """Reflow a trained digits model (Liu et al. 2023): ``n_pairs`` noise draws and their images under the model's
+    unconditional ODE (``pair_steps`` Heun steps, the last Euler's; clamped to the data range ``[-1, 1)``), then a
+    copy of the model fine-tuned on these pairs (:func:`train_on_pairs`). Returns ``(model, history)``; the pairs'
+    cost is ``n_pairs * nfe("heun", pair_steps, final_euler=True)`` network evaluations, in ``history.pair_seconds``."""
+    import copy
+
+    from gencourse.train import seed_everything
+
+    if quick:
+        n_pairs, epochs = min(n_pairs, 256), min(epochs, 2)
+    seed_everything(seed)
+    model = copy.deepcopy(base).eval()
+    start = time.perf_counter()
+    z0 = torch.randn((n_pairs, *model.shape), generator=torch.Generator().manual_seed(seed + 9))
+    z0 = z0.to(model.gauss_mean.device)
+    with torch.no_grad():
+        z1 = heun_sample(lambda z, t: model.velocity(z, t), z0, pair_steps, final_euler=True)
+    z1 = z1.clamp(-1, 1 - 1e-6)
+    pair_seconds = time.perf_counter() - start
+    history = train_on_pairs(model, lambda z, t: model.velocity(z, t), (z0, z1), epochs=epochs, lr=lr, seed=seed,
+                             desc="reflow (digits)", verbose=verbose)
+    history.pair_seconds = pair_seconds
+    model.eval()
+    return model, history
+
+
+MNIST_EPOCHS = 20
+
+
+def image_model(dataset: str = "digits", **kwargs) -> DigitsFlowMatching:
+    """The lesson's model for ``dataset``: the digits recipe's for ``"digits"``; for the 28x28 datasets (``"mnist"``,
+    ``"fashion-mnist"``, 256 levels) a plain velocity network, lesson 06's :class:`~gencourse.nets.SmallUNet`, with no
+    closed-form part (``skip=False``), as most flow-matching image models are built."""
+    from gencourse.data import LEVELS
+
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if dataset == "digits":
+        return DigitsFlowMatching(**kwargs)
+    return DigitsFlowMatching(**{"shape": (1, 28, 28), "levels": LEVELS[dataset], "network": "unet", "skip": False,
+                                 **kwargs})
+
+
+def train_images(dataset: str = "digits", *, epochs: int | None = None, seed: int = 0, quick: bool = False,
+                 lr: float = 1e-3, batch_size: int = 128, subset: int | None = None, device=None,
+                 verbose: bool = True, **model_kwargs):
+    """Train :func:`image_model` on ``dataset``'s train split; returns ``(model, history)``. ``"digits"`` is
+    :func:`train_digits` (the recipe). The 28x28 datasets train the same way (CFM loss, annealed, final weights,
+    fixed-draw validation on at most 1000 validation images) for ``MNIST_EPOCHS`` epochs by default; ``subset``:
+    only the first ``subset`` training images (a short CPU run); ``quick``: at most 3 epochs."""
+    from gencourse.data import ImageDataset, load
+    from gencourse.train import seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs or 200, seed=seed, quick=quick, device=device, verbose=verbose,
+                            **model_kwargs)
+    epochs = min(epochs or MNIST_EPOCHS, 3) if quick else (epochs or MNIST_EPOCHS)
+    seed_everything(seed)
+    train, val = load(dataset, "train"), load(dataset, "val")
+    n_val = min(1000, subset or 1000)
+    val = ImageDataset(val.images[:n_val], val.labels[:n_val], name=dataset, split="val")
+    model = image_model(dataset, **model_kwargs).to(device or "cpu")
+    data = ImageDataset(train.images[:subset], train.labels[:subset], name=dataset, split="train")
+    history = train_annealed(model, data, _fixed_validation(model, val, seed), epochs=epochs, lr=lr,
+                             batch_size=batch_size, seed=seed, desc=f"flow matching ({dataset})", verbose=verbose)
     return model, history
 
 

@@ -244,7 +244,7 @@ def _autoregressive():
         intro_dgm=86.4, intro_dgm_note="exact, causal conv, 5-11 min of training")
 
 
-FM_STEPS, FM_METHOD = 10, "euler"
+FM_STEPS, FM_METHOD = 5, "heun"  # Heun with its last step Euler's: 9 network evaluations
 
 
 def _flow_matching():
@@ -254,7 +254,8 @@ def _flow_matching():
         "flow matching", "08", "flow_matching", "estimate of a bound",
         build=lambda: flow_matching.DigitsFlowMatching(), train=lambda **kw: flow_matching.train_digits(**kw),
         sample=lambda m, n: m.sample(n, steps=FM_STEPS, method=FM_METHOD),
-        nfe=lambda m: FM_STEPS * (2 if FM_METHOD == "heun" else 1), sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps",
+        nfe=lambda m: m.nfe(FM_METHOD, FM_STEPS),
+        sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps (the last Euler's)" if FM_METHOD == "heun" else f"ODE, {FM_STEPS} {FM_METHOD} steps",
         nll=lambda m, x: m.nll(x, steps=FM_NLL_STEPS, divergence="hutchinson", probes=FM_NLL_PROBES),
         nll_steps=lambda m, x, steps: m.nll(x, steps=steps, divergence="hutchinson", probes=FM_NLL_PROBES),
         convergence_steps=FM_CONVERGENCE_STEPS, reported_steps=FM_NLL_STEPS,
@@ -279,12 +280,43 @@ def _flow_matching_conditional():
                    conditioning="class label, dropped with probability 0.5 in training; sampled unconditionally")
 
 
+def _flow_matching_gaussian():
+    """Lesson 08's ablation of the closed form the network corrects: the digits recipe with the Gaussian's velocity
+    in place of the per-pixel model's, otherwise the same (network, epochs, seed); not a capstone row."""
+    from dataclasses import replace
+
+    from gencourse import flow_matching
+
+    return replace(_flow_matching(), name="flow matching (Gaussian prior)",
+                   build=lambda: flow_matching.DigitsFlowMatching(prior="gaussian"),
+                   train=lambda **kw: flow_matching.train_digits(prior="gaussian", **kw))
+
+
+def _flow_matching_reflow():
+    """Lesson 08's few-step sampling on digits: the digits recipe of the same seed (its checkpoint) reflowed on its own
+    ODE's pairs (:func:`gencourse.flow_matching.reflow_digits`), sampled with 2 Euler steps; not a capstone row.
+    Retrain it after the flow-matching recipe."""
+    from dataclasses import replace
+
+    from gencourse import flow_matching
+
+    def train(*, seed=0, quick=False, device=None, verbose=True, **kw):
+        return flow_matching.reflow_digits(load("flow_matching", seed=seed).to(device or "cpu"), seed=seed,
+                                           quick=quick, verbose=verbose)
+
+    return replace(_flow_matching(), name="flow matching (reflowed)", train=train, likelihood="not computed",
+                   nll=None, nll_steps=None, sample=lambda m, n: m.sample(n, steps=2, method="euler"),
+                   nfe=lambda m: 2, sampler="ODE, 2 euler steps",
+                   estimator="not computed (a model fine-tuned for few-step sampling)")
+
+
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
 EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
          "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian,
-         "flow_matching_conditional": _flow_matching_conditional}  # variants a lesson compares with its headline recipe
+         "flow_matching_conditional": _flow_matching_conditional, "flow_matching_gaussian": _flow_matching_gaussian,
+         "flow_matching_reflow": _flow_matching_reflow}  # variants a lesson compares with its headline recipe
 ALL = NAMES + tuple(EXTRA)
 
 

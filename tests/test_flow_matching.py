@@ -423,3 +423,17 @@ def test_untrained_pixel_model_has_the_per_pixel_likelihood():
     nll = model.nll(test.images[:6], steps=48, divergence="exact")
     want = basics.train_digits()[0].nll(test.images[:6])
     torch.testing.assert_close(nll.double(), want.double(), atol=0.6, rtol=0)
+
+
+def test_image_model_for_28x28_data():
+    model = fm.image_model("mnist")
+    assert model.shape == (1, 28, 28) and model.levels == 256 and not model.skip
+    assert isinstance(model.net, fm.SmallUNet) and model.local is None
+    x = torch.randint(0, 256, (3, 1, 28, 28)).float() / 255
+    assert torch.isfinite(model.loss(x))
+    assert model.sample(2, steps=2).shape == (2, 1, 28, 28)
+    assert isinstance(fm.image_model("digits").net, fm.MLPDenoiser)
+    with pytest.raises(ValueError, match="dataset"):
+        fm.image_model("cifar")
+    with pytest.raises(ValueError, match="network"):
+        fm.DigitsFlowMatching(network="transformer")

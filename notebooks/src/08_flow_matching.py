@@ -29,7 +29,10 @@ N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 200 if QUICK else 1000))  # 
 N_2D = int(os.environ.get("GENCOURSE_SAMPLES_2D", 1000 if QUICK else 4000))  # sampled 2D points
 RETRAIN = os.environ.get("GENCOURSE_RETRAIN", "0") == "1"  # train the digits model here instead of loading it
 EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 200))  # digits, with RETRAIN
-DEVICE = os.environ.get("GENCOURSE_DEVICE", "cpu")
+DEVICE = os.environ.get("GENCOURSE_DEVICE", "auto")  # "auto" uses a GPU when there is one
+DATASET = os.environ.get("GENCOURSE_DATASET", "digits")  # section 9: "mnist" / "fashion-mnist" (a U-Net; a GPU)
+EPOCHS_IMAGES = int(os.environ.get("GENCOURSE_EPOCHS_IMAGES", 2 if QUICK else 20))  # section 9's 28x28 model
+SUBSET = int(os.environ.get("GENCOURSE_SUBSET", 512 if QUICK else 0)) or None  # section 9: first SUBSET training images
 
 # %%
 import copy
@@ -44,6 +47,7 @@ from gencourse import basics, check, data, diffusion, gan, metrics, parameteriza
 from gencourse import flow_matching as fm
 
 gencourse.setup(seed=SEED)
+device = gencourse.get_device(DEVICE)
 
 
 def verdict(ok, text):
@@ -663,115 +667,149 @@ check.gaussian_optimal_velocity(gaussian_optimal_velocity)
 # %% [markdown]
 # With a full covariance the same conditioning gives
 # $v^*(x, t) = \mu + \big(t\Sigma - (1 - t) I\big)\, S_t^{-1} (x - t\mu)$, $S_t = (1-t)^2 I + t^2 \Sigma$, cheap in the
-# eigenbasis of $\Sigma$, where $S_t$ is diagonal. What $v^*$ cannot predict has standard deviation $s_t$ (1 per
-# pixel near the data, the data's own near the noise). The digits model keeps $v^*$ for $\mu, \Sigma$ fitted to the
-# training images and lets a network learn only the scaled correction:
+# eigenbasis of $\Sigma$, where $S_t$ is diagonal (`fm.gaussian_velocity`). What $v^*$ cannot predict has standard
+# deviation $s_t$: 1 per pixel near the data, the data's own near the noise.
 #
-# $$v_\theta(z, t, y) = v^*(z, t) + s_t \odot F_\theta(z, t, y). \tag{6}$$
+# **A second closed form: independent pixels.** Lesson 01's per-pixel model gives each pixel its own histogram over
+# the 17 levels; dequantized, each pixel is a mixture of uniform boxes. Conditioning works for it too, one pixel at
+# a time: given $x_t = z$, the linear path's likelihood $\mathcal N(z; t x_1, (1-t)^2)$ makes the posterior of $x_1$ a
+# mixture of normals truncated to the boxes, whose weights and means are normal CDFs and densities at the box edges:
 #
-# Lesson 06's diffusion model corrects a known denoiser the same way. $F_\theta$ is lesson 06's MLP on the 64
-# pixels plus two 3×3 convolutions for neighbouring pixels; both start at zero, so the untrained model *is* the
-# Gaussian. $y$ is an optional class label: the headline recipe has none; the guidance recipe has one (section 6).
+# $$v_{\text{pix}}(z, t) = \frac{\mathbb E[x_1 \mid x_t = z] - z}{1 - t}, \qquad
+# \mathbb E[x_1 \mid x_t = z] = \sum_k w_k(z)\, \mathbb E[x_1 \mid x_t = z,\ x_1 \in \text{box } k].$$
+#
+# The Gaussian knows which pixels go together; the per-pixel model knows the 17 levels and each pixel's histogram,
+# which is what a likelihood rewards. The recipe keeps $v_{\text{pix}}$ for the histograms of the training images
+# and lets a network learn the scaled correction,
+#
+# $$v_\theta(z, t, y) = v_{\text{pix}}(z, t) + s_t \odot F_\theta(z, t, y), \tag{6}$$
+#
+# as lesson 06's diffusion model corrects its per-pixel denoiser. $F_\theta$ is lesson 06's MLP on the 64 pixels
+# plus two 3×3 convolutions for neighbouring pixels; both start at zero, so the untrained model *is* the
+# per-pixel model. $y$ is an optional class label: the headline recipe has none; the guidance recipe has one.
 
 # %%
-gencourse.show(fm.gaussian_velocity)
+gencourse.show(fm.pixel_velocity)
 gencourse.show(fm.DigitsFlowMatching.velocity)
 
 # %% [markdown]
-# The model is the course's recipe, trained by `make recipes` with the CFM loss, Adam with warm-up and cosine decay
-# for 200 epochs, the final weights kept (about 25 s on a laptop CPU; `RETRAIN = True` trains it here). Its samples
-# are **unconditional and unguided**, the model's own distribution; the headline sampler is fixed in advance, as in
-# lesson 09: Euler with 10 steps, 10 NFE.
+# A check of the whole machinery: the untrained model's likelihood by the ODE (5) must be the per-pixel model's exact
+# NLL, a categorical per pixel. (Its pixels move independently, so the Jacobian is diagonal, and Hutchinson's estimate
+# with ±1 probes is exact: $\epsilon^\top D \epsilon = \sum_i D_{ii} \epsilon_i^2 = \operatorname{tr} D$.)
 
 # %%
 test, val = data.load("digits", "test"), data.load("digits", "val")
 train_images = data.load("digits", "train").images
+per_pixel_model = basics.train_digits()[0]  # lesson 01's baseline, exact
+pixels_only = fm.DigitsFlowMatching().fit_gaussian(train_images).fit_pixels(train_images).to(device)
+torch.manual_seed(SEED)
+n_check = 16 if QUICK else 100
+ode_untrained = pixels_only.nll(test.images[:n_check].to(device), steps=32, divergence="hutchinson").mean().item()
+exact_per_pixel = per_pixel_model.nll(test.images[:n_check]).mean().item()
+print(f"{n_check} test images: untrained model by the ODE {ode_untrained:.2f} nats, per-pixel model exactly {exact_per_pixel:.2f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+verdict(abs(ode_untrained - exact_per_pixel) < 1.0, "the untrained model's ODE likelihood is the per-pixel model's "
+        "exact NLL (within 1 nat, 32 steps)")
+
+# %% [markdown]
+# The model is the course's recipe, trained by `make recipes` with the CFM loss, Adam with warm-up and cosine decay
+# for 200 epochs, the final weights kept (about a minute on a laptop CPU; `RETRAIN = True` trains it here). Its
+# samples are **unconditional and unguided**, the model's own distribution. Two samplers at about 10 NFE: Euler with
+# 10 steps, and Heun with 5 whose last step is Euler's (9 NFE: the per-pixel velocity is singular at $t = 1$ off the
+# data's range, so no sampler evaluates it there, as Karras et al. 2022 do). Heun is the recipe's sampler, the one
+# lesson 09 uses. Beside them, what the two closed forms draw alone.
+
+# %%
 if RETRAIN:
-    model, history = recipes.recipe("flow_matching").train(epochs=EPOCHS, seed=SEED, quick=QUICK, device=DEVICE)
+    model, history = recipes.recipe("flow_matching").train(epochs=EPOCHS, seed=SEED, quick=QUICK, device=device)
     meta = {}
 else:
     model, meta = recipes.load("flow_matching", seed=SEED, with_meta=True)
-model = model.to(DEVICE).eval()
-gaussian_only = fm.DigitsFlowMatching().fit_gaussian(train_images).to(DEVICE)
+model = model.to(device).eval()
+gaussian_only = fm.DigitsFlowMatching(prior="gaussian").fit_gaussian(train_images).to(device)
 real = metrics.reference_quality()
-settings = {"Gaussian v* alone, Euler 10": (gaussian_only, "euler", 10), "Euler, 10 steps": (model, "euler", 10),
-            "Heun, 5 steps": (model, "heun", 5)}
+settings = {"Gaussian v* alone": (gaussian_only, "euler", 10), "per-pixel alone": (pixels_only, "euler", 10),
+            "Euler, 10 steps": (model, "euler", 10), "Heun, 5 steps": (model, "heun", 5)}
 samples, quality = {}, {}
 for name, (m, method, steps) in settings.items():
     g = torch.Generator().manual_seed(SEED)
     samples[name] = m.sample(N_SAMPLES, steps=steps, method=method, generator=g).cpu()
-    quality[f"{name} ({fm.nfe(method, steps)} NFE)"] = metrics.sample_quality(samples[name])
+    quality[f"{name} ({fm.DigitsFlowMatching.nfe(method, steps)} NFE)"] = metrics.sample_quality(samples[name])
 print(metrics.format_quality(quality))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
-viz.image_grid(samples["Euler, 10 steps"][:40], nrow=10, ax=axes[0], title="flow matching, Euler 10 steps (10 NFE)")
-viz.image_grid(test.images[:40], nrow=10, ax=axes[1], title="real test images")
+fig, axes = plt.subplots(1, 4, figsize=(16, 2.4))
+for ax, name in zip(axes, ("Gaussian v* alone", "per-pixel alone", "Euler, 10 steps")):
+    viz.image_grid(samples[name][:40], nrow=10, ax=ax, title=f"{name} (10 NFE)")
+viz.image_grid(test.images[:40], nrow=10, ax=axes[3], title="real test images")
 plt.show()
 
 # %% [markdown]
-# The goal: recognized at least 0.9 × real digits' at 10 NFE, with the guard of every sample-quality goal (all 10
-# classes, memorization at least 0.8, so that copying the training set cannot meet it).
+# The goal: recognized at least 0.9 × real digits' at no more than 10 NFE, with the guard of every sample-quality
+# goal (all 10 classes, memorization at least 0.8, so that copying the training set cannot meet it).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-headline = quality["Euler, 10 steps (10 NFE)"]
-gencourse.headline("flow matching: recognized (Euler, 10 NFE)", headline["recognized"], "{:.2f}")
-print(metrics.goal(headline, "recognized", 0.9), "(Euler, 10 NFE)")
-verdict(metrics.beats(headline, quality["Gaussian v* alone, Euler 10 (10 NFE)"], "recognized"),
-        "the trained correction beats the Gaussian v* alone on recognized (intervals separate)")
-verdict(not any(metrics.beats(quality["Heun, 5 steps (10 NFE)"], headline, k) for k in ("recognized", "frechet", "recall")),
-        "at 10 NFE, Heun (5 steps) beats Euler (10 steps) on no figure beyond noise (recognized, frechet, recall)")
+headline, euler10 = quality["Heun, 5 steps (9 NFE)"], quality["Euler, 10 steps (10 NFE)"]
+gencourse.headline("flow matching: recognized (Heun 5, 9 NFE)", headline["recognized"], "{:.2f}")
+print(metrics.goal(headline, "recognized", 0.9), "(Heun 5, 9 NFE)")
+verdict(all(metrics.beats(headline, quality[f"{name} (10 NFE)"], "recognized") for name in ("Gaussian v* alone", "per-pixel alone")),
+        "the trained model beats both closed forms alone on recognized (intervals separate)")
+verdict(headline["recognized"] > euler10["recognized"] and headline["frechet"] < euler10["frechet"]
+        and headline["recall"] > euler10["recall"], "Heun (9 NFE) is ahead of Euler (10 NFE) on recognized, Fréchet "
+        "distance and recall (point estimates)")
+verdict(not any(metrics.beats(euler10, headline, k) for k in ("recognized", "frechet", "recall")),
+        "Euler (10 NFE) beats Heun (9 NFE) on none of them beyond noise")
 
 # %% [markdown]
-# With the Gaussian doing the linear part and the network the correction, 10 evaluations give digits the
-# classifier recognizes nearly as often as real ones, in all ten classes. Heun's second-order steps buy nothing
-# here at equal NFE: at this budget the learned velocity, not the integrator, limits the samples.
+# Alone, the Gaussian draws blurry strokes (it knows which pixels go together, not that strokes are sharp) and the
+# per-pixel model draws speckled noise (each pixel on its own). Corrected by the network, 10 evaluations give digits
+# the classifier recognizes nearly as often as real ones, in all ten classes. Heun's second-order steps, at one
+# evaluation fewer, come out ahead of Euler's on every figure, though within the intervals of one run (on each of
+# the three training seeds the same way round): a more accurate solve of the same ODE draws better digits.
 #
 # ### Few steps on digits
 #
-# Reflow and distillation, as in 2D: pairs from the model's own ODE (Heun, 10 steps), then a short fine-tuning of a
-# copy of the model (`fm.train_on_pairs`). The goal: recognized at least 0.8 × real at 2 NFE.
+# Reflow, as in 2D: 4000 noise draws and their images under the model's own ODE (Heun, 10 steps), then a short
+# fine-tuning of a copy of the model on these pairs (`fm.reflow_digits`). It is the recipe `flow_matching_reflow`,
+# about a minute on a laptop CPU, loaded here. The goal: recognized at least 0.8 × real at 2 NFE.
 
 # %%
-g = torch.Generator().manual_seed(SEED + 9)
-n_pairs = 500 if QUICK else 4000
-start_pairs = time.perf_counter()
-digit_pairs = fm.reflow_pairs(model.velocity, torch.randn((n_pairs, 1, 8, 8), generator=g).to(DEVICE), 10, "heun")
-digit_pair_seconds = time.perf_counter() - start_pairs
-reflowed, distilled = copy.deepcopy(model), copy.deepcopy(model)
-h_reflow = fm.train_on_pairs(reflowed, reflowed.velocity, digit_pairs, epochs=EPOCHS_FINETUNE, seed=SEED)
-h_distill = fm.train_on_pairs(distilled, distilled.velocity, digit_pairs, one_step=True, epochs=EPOCHS_FINETUNE, seed=SEED)
+reflowed, reflow_meta = recipes.load("flow_matching_reflow", seed=SEED, with_meta=True)
+reflowed = reflowed.to(device)
 few_digits = {}
-for name, m in (("base", model), ("reflow", reflowed), ("distilled", distilled)):
+for name, m in (("base", model), ("reflow", reflowed)):
     for steps in (1, 2):
         g = torch.Generator().manual_seed(SEED)
         few_digits[name, steps] = metrics.sample_quality(m.sample(N_SAMPLES, steps=steps, method="euler", generator=g).cpu())
 print(metrics.format_quality({f"{name}, {steps} NFE": q for (name, steps), q in few_digits.items()}))
-print(f"pairs: {n_pairs} x {fm.nfe('heun', 10)} NFE ({digit_pair_seconds:.1f} s); fine-tuning: reflow "
-      f"{h_reflow.seconds:.1f} s, distillation {h_distill.seconds:.1f} s")
+print(f"reflow's cost: {fm.REFLOW_PAIRS} pairs x {fm.DigitsFlowMatching.nfe('heun', 10)} NFE, then {fm.REFLOW_EPOCHS} "
+      f"epochs of fine-tuning: {reflow_meta['train_seconds']:.0f} s in all (the recipe's training time)")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.2))
-for ax, (name, m, steps) in zip(axes, (("base", model, 2), ("reflow", reflowed, 2), ("distilled", distilled, 1))):
+fig, axes = plt.subplots(1, 2, figsize=(8, 2.2))
+for ax, (name, m) in zip(axes, (("base", model), ("reflow", reflowed))):
     g = torch.Generator().manual_seed(SEED)
-    viz.image_grid(m.sample(30, steps=steps, method="euler", generator=g).cpu(), nrow=10, ax=ax, title=f"{name}, {steps} NFE")
+    viz.image_grid(m.sample(30, steps=2, method="euler", generator=g).cpu(), nrow=10, ax=ax, title=f"{name}, 2 NFE")
 plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
+gencourse.headline("flow matching, reflowed: recognized (2 NFE)", few_digits["reflow", 2]["recognized"], "{:.2f}")
 print(metrics.goal(few_digits["reflow", 2], "recognized", 0.8), "(reflow, 2 NFE)")
 verdict(few_digits["base", 1]["classes_covered"] < 10 and few_digits["reflow", 1]["classes_covered"] == 10,
         "at 1 NFE the base model's samples miss classes (one average image); reflow's cover all 10")
 verdict(metrics.beats(few_digits["reflow", 2], few_digits["base", 2], "frechet"),
         "at 2 NFE reflow beats the base model on Fréchet distance (intervals separate)")
-verdict(metrics.beats(few_digits["distilled", 1], few_digits["distilled", 2], "recognized"),
-        "the distilled model does worse with 2 steps than with 1 (recognized, intervals separate)")
+verdict(few_digits["reflow", 2]["recognized"] < headline["recognized"] and few_digits["reflow", 2]["frechet"] > headline["frechet"],
+        "reflow at 2 NFE stays behind the base model at 9 NFE: lower recognized, higher Fréchet distance (point estimates)")
 
 # %% [markdown]
-# Reflow's 2-step samples meet the goal, at the cost of the pairs and a short fine-tuning; its single step already
-# covers every class, where the base model's single step is one average image. The distilled model is a good
-# one-step map but not a flow: run with 2 steps it gets *worse* (it was only trained at $t = 0$).
+# Reflow's 2-step samples meet the goal, and its single step already covers every class, where the base model's
+# single step is one average image. It costs the pairs and a short fine-tuning, and it is not free in quality: at 2
+# NFE the samples stay behind the base model's at 9.
 #
 # ### Guidance on digits
 #
@@ -781,13 +819,14 @@ verdict(metrics.beats(few_digits["distilled", 1], few_digits["distilled", 2], "r
 # figures, apart from the headline.
 
 # %%
-conditional = recipes.load("flow_matching_conditional", seed=SEED).to(DEVICE)
+conditional = recipes.load("flow_matching_conditional", seed=SEED).to(device)
 scales = [0.0, 1.0, 2.0, 4.0]
+n_guided = min(N_SAMPLES, 500)
 guided = {}
-y = (torch.arange(N_SAMPLES) % 10).to(DEVICE)
+y = (torch.arange(n_guided) % 10).to(device)
 for w in scales:
     g = torch.Generator().manual_seed(SEED + 10)
-    x = conditional.sample(N_SAMPLES, steps=10, method="euler", y=y, guidance=w, generator=g).cpu()
+    x = conditional.sample(n_guided, steps=10, method="euler", y=y, guidance=w, generator=g).cpu()
     q = metrics.sample_quality(x)
     q["asked_class"] = (metrics.classify(x).argmax(1) == y.cpu()).float().mean().item()
     guided[w] = (q, x)
@@ -804,15 +843,14 @@ verdict(guided[1.0][0]["asked_class"] >= 0.85, "the label alone (w = 1): at leas
 verdict(guided[2.0][0]["asked_class"] > guided[1.0][0]["asked_class"], "guidance (w = 2) raises the share showing "
         "the asked class above w = 1")
 verdict(guided[4.0][0]["recall"] < guided[1.0][0]["recall"], "a large scale costs variety: recall at w = 4 is below w = 1's")
-verdict(metrics.beats(headline, guided[0.0][0], "recognized"), "unguided (w = 0), the class-conditional recipe's "
-        "samples are recognized less often than the headline recipe's (intervals separate)")
+verdict(not metrics.differs(euler10, guided[0.0][0], "recognized"), "unguided (w = 0), the class-conditional "
+        "recipe's samples are recognized as often as the headline recipe's with the same sampler (within noise)")
 
 # %% [markdown]
 # The label alone ($w = 1$) already gives the asked class nearly always; guidance pushes it to certainty and makes
-# every sample a clear digit, and a large scale pays in variety (recall). One more cost shows at $w = 0$: the
-# class-conditional network, which learns two velocities in the same epochs, draws *unconditional* samples that
-# are recognized less often than those of the headline recipe, which learns one. That is why the headline recipe
-# has no labels.
+# every sample a clear digit, and a large scale pays in variety (recall). Learning the conditional velocity as well
+# costs the unconditional one nothing we can measure here: at $w = 0$ the class-conditional recipe draws digits
+# recognized as often as the headline recipe's.
 
 # %% [markdown]
 # ### The test likelihood
@@ -831,37 +869,62 @@ if conv:
     print(f"{'ODE steps':<16}" + "".join(f"{s:>8}" for s in conv["steps"]))
     print(f"{'test NLL (nats)':<16}" + "".join(f"{v:>8.1f}" for v in conv["nll_test"]))
     print(f"reported: {lik['nll_test']:.1f} test, {lik['nll_val']:.1f} validation ({lik['estimator']})")
-nll_gauss_exact = None
+    gencourse.headline("flow matching: test NLL bound (nats)", lik["nll_test"], "{:.1f}")
 cov = gaussian_only.gauss_basis @ torch.diag(gaussian_only.gauss_var) @ gaussian_only.gauss_basis.T
 gauss = torch.distributions.MultivariateNormal(gaussian_only.gauss_mean.cpu(), covariance_matrix=cov.cpu())
 torch.manual_seed(SEED)
-z_test = gaussian_only.to_z(test.images.to(DEVICE)).flatten(1).cpu()
+z_test = gaussian_only.to_z(test.images.to(device)).flatten(1).cpu()
 nll_gauss = (-(gauss.log_prob(z_test) + 64 * math.log(2)) + 64 * math.log(17)).mean().item()
-per_pixel = basics.train_digits()[0].nll(test.images).mean().item()  # lesson 01's baseline, exact
+per_pixel = per_pixel_model.nll(test.images).mean().item()
 realnvp_nll = recipes.load("flow", seed=SEED, with_meta=True)[1]["likelihood"]["nll_test"]
-diffusion_meta = recipes.load("diffusion", seed=SEED, with_meta=True)[1]["likelihood"]
+gaussian_prior_nll = recipes.load("flow_matching_gaussian", seed=SEED, with_meta=True)[1]["likelihood"]["nll_test"]
+diffusion_lik = recipes.load("diffusion", seed=SEED, with_meta=True)[1]["likelihood"]
 print(f"baselines on test: uniform {64 * math.log(17):.1f}, the fitted Gaussian alone (closed form) {nll_gauss:.1f}, "
       f"per-pixel categorical {per_pixel:.1f} nats")
+print(f"the same recipe correcting the Gaussian's velocity instead (recipe flow_matching_gaussian): {gaussian_prior_nll:.1f}")
 print(f"lesson 05's RealNVP, same dequantization draws: {realnvp_nll:.1f}; lesson 06's diffusion: variational bound "
-      f"{diffusion_meta['nll_test']:.1f}, probability-flow ODE {diffusion_meta['pf_ode']['nll_test_by_steps'][-1]:.1f}")
+      f"{diffusion_lik['nll_test']:.1f}, probability-flow ODE {diffusion_lik['pf_ode']['nll_test_by_steps'][-1]:.1f} "
+      "(another estimator: noise at a small level and a discrete decoder)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if conv:
+    verdict(abs(conv["nll_test"][-1] - conv["nll_test"][-2]) < 1.0, "the test figure has converged: the last doubling "
+            "of the ODE steps moves it by less than 1 nat")
+    verdict(conv["nll_test"][0] < conv["nll_test"][-1] - 3, "too few steps flatter the model: the coarsest row is "
+            "more than 3 nats below the converged one")
+    verdict(lik["nll_test"] < per_pixel - 5, "the test figure beats the per-pixel baseline by more than 5 nats")
+    verdict(abs(lik["nll_test"] - realnvp_nll) < 1.5, "it is level with RealNVP under the same dequantization draws "
+            "(within 1.5 nats)")
+    verdict(lik["nll_test"] < gaussian_prior_nll - 5, "correcting the per-pixel model beats correcting the Gaussian "
+            "by more than 5 nats")
 
 # %% [markdown]
-# And where the nats go: the CFM loss per noise level on training and on test images, with the same draws. A model
-# that generalizes has the same loss on both; the gap shows at which $t$ the model has learned the training images
-# rather than digits:
+# The figure is converged (too few steps would have flattered it by several nats), beats the per-pixel baseline by
+# about ten nats, and is level with RealNVP, the maximum-likelihood flow of lesson 05, under the same dequantization:
+# below it on two training seeds of three, above it on the third, the means within the seeds' spread (lesson 09). A
+# regression-trained flow can have a competitive likelihood. What it takes here is the closed form it corrects: the
+# same network and training correcting the Gaussian's velocity instead land well above the per-pixel baseline. The
+# per-pixel model supplies what a likelihood on discrete data rewards most, the 17 levels and each pixel's histogram,
+# exactly, down to $t = 1$; the network adds how pixels go together. Lesson 06's diffusion model reaches a lower
+# figure with another estimator (noise at a small level and a discrete decoder, no dequantization); lesson 09 lines
+# up every family's figure.
+#
+# Where does the model still fall short of new digits? The CFM loss per noise level on training and on test images,
+# with the same draws: a model that generalizes has the same loss on both.
 
 # %%
 @torch.no_grad()
 def loss_by_time(images, bins=10, draws=4):
     """Mean CFM loss per image in each of `bins` equal t-bins, `draws` fixed draws of (t, noise, u) per image."""
     g = torch.Generator().manual_seed(SEED + 11)
-    x = images.repeat(draws, 1, 1, 1).to(DEVICE)
-    t = torch.rand(len(x), generator=g)
-    noise, u = torch.randn(x.shape, generator=g), torch.rand(x.shape, generator=g)
-    z1 = model.to_z(x, u.to(DEVICE))
-    zt = fm.LinearPath().sample(noise.to(DEVICE), z1, t.to(DEVICE))
-    err = (model.velocity(zt, t.to(DEVICE)) - (z1 - noise.to(DEVICE))).pow(2).flatten(1).sum(1).cpu()
-    which = (t * bins).long().clamp(max=bins - 1)
+    x = images.repeat(draws, 1, 1, 1).to(device)
+    t = torch.rand(len(x), generator=g).to(device)
+    noise, u = torch.randn(x.shape, generator=g).to(device), torch.rand(x.shape, generator=g).to(device)
+    z1 = model.to_z(x, u)
+    zt = fm.LinearPath().sample(noise, z1, t)
+    err = (model.velocity(zt, t) - (z1 - noise)).pow(2).flatten(1).sum(1).cpu()
+    which = (t.cpu() * bins).long().clamp(max=bins - 1)
     return torch.stack([err[which == b].mean() for b in range(bins)])
 
 
@@ -878,30 +941,43 @@ print("test - train loss per t-bin: " + ", ".join(f"{v:.1f}" for v in gap))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if conv:
-    verdict(abs(conv["nll_test"][-1] - conv["nll_test"][-2]) < 1.0, "the test figure has converged: the last doubling "
-            "of the ODE steps moves it by less than 1 nat")
-    verdict(conv["nll_test"][0] < conv["nll_test"][-1] - 3, "too few steps flatter the model: the coarsest row is "
-            "more than 3 nats below the converged one")
-    verdict(lik["nll_test"] > per_pixel and lik["nll_test"] > realnvp_nll, "the test figure loses to the per-pixel "
-            "baseline and to RealNVP under the same dequantization")
-    verdict(lik["nll_test"] < nll_gauss - 10, "the test figure beats the fitted Gaussian's by more than 10 nats")
 verdict(gap[5:9].mean() > 3 * gap[:3].abs().mean().clamp_min(0.5), "the test-train gap of the CFM loss is small near "
         "the noise and large from t = 0.5 to 0.9 (mean gap there over 3 times that of t < 0.3)")
 
 # %% [markdown]
-# The figure is converged, and it **loses to the per-pixel baseline**, a model that draws every pixel on its own,
-# and to RealNVP under the same dequantization. The loss per noise level shows where: on very noisy inputs the model
-# does as well on test digits as on training digits, but from about $t = 0.5$ on, where the velocity decides which
-# digit and which strokes the sample gets, the test loss is clearly higher. The network has fit the velocity of
-# *the training digits* better than that of digits in general, and a density built from that velocity puts less
-# mass on new digits. Samples do not suffer the same way: they only need to land near *some* digit. RealNVP is
-# trained on the likelihood itself and keeps its best validation epoch; this recipe is trained on the regression and
-# keeps its last. What would help: choose the epochs by the validation likelihood, regularize the late-$t$ velocity,
-# train the dequantization (Ho et al. 2019), or correct a per-pixel model of the levels instead of a Gaussian, as
-# lesson 06's diffusion model does (its probability-flow figure above also uses a different estimator: noise at a
-# small level and a discrete decoder). Lesson 09 lines up every family's figure.
+# On very noisy inputs the model does as well on test digits as on training digits. From about $t = 0.5$ on, where
+# the velocity decides which digit and which strokes the sample gets, the test loss is clearly higher: the network
+# has fit the velocity of *the training digits* better than that of digits in general, and a density built from that
+# velocity puts less mass on new digits. Samples suffer less: they only need to land near *some* digit. RealNVP keeps
+# its best validation epoch; this recipe keeps its last. Choosing the epochs by the validation likelihood, or
+# regularizing the velocity at large $t$, is where to look for the next nats.
 #
+# ## 9. On 28×28 digits
+#
+# The same flow matching on MNIST (`DATASET = "mnist"`, or `"fashion-mnist"`): 256 levels, 784 pixels, and a plain
+# velocity network, lesson 06's small U-Net, with no closed-form part, as most flow-matching image models are built.
+# Twenty epochs take a few minutes on a free Colab GPU; on a laptop CPU use `SUBSET` and fewer epochs. The samples
+# are scored by the dataset's own classifier, at the headline sampler (Euler, 10 NFE).
+
+# %%
+if DATASET == "digits":
+    print('Section 9 runs with DATASET = "mnist" or "fashion-mnist" (a GPU is best): set it in the parameters cell.')
+else:
+    big_train, big_test = data.load(DATASET, "train"), data.load(DATASET, "test")
+    print(f"{DATASET}: {len(big_train)} training images, shape {big_test.shape}, {big_test.levels} levels"
+          + (f"; the first {SUBSET} used" if SUBSET else ""))
+    big_model, big_history = fm.train_images(DATASET, epochs=EPOCHS_IMAGES, subset=SUBSET, seed=SEED, quick=QUICK,
+                                             device=device)
+    g = torch.Generator().manual_seed(SEED)
+    big_samples = big_model.sample(N_SAMPLES, steps=10, method="euler", generator=g).cpu()
+    big_quality = metrics.sample_quality(big_samples, DATASET)
+    print(metrics.format_quality({f"flow matching, {DATASET}, Euler 10 (10 NFE)": big_quality}, dataset=DATASET))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+    viz.image_grid(big_samples[:32], nrow=8, ax=axes[0], title=f"flow matching on {DATASET}, 10 NFE")
+    viz.image_grid(big_test.images[:32], nrow=8, ax=axes[1], title=f"real {DATASET} test images")
+    plt.show()
+
+# %% [markdown]
 # ## Summary
 #
 # - Flow matching trains a continuous flow by regression: points on a path $x_t = \alpha_t x_1 + \sigma_t x_0$,
@@ -913,8 +989,10 @@ verdict(gap[5:9].mean() > 3 * gap[:3].abs().mean().clamp_min(0.5), "the test-tra
 #   Langevin dynamics sample the same model through its score.
 # - The learned trajectories are curved; reflow and optimal-transport pairs straighten them and make 1-2 steps
 #   work, at the measured cost of the pairs; distillation jumps in one step but leaves the flow behind.
-# - On digits, 10 NFE give recognizable digits of all classes; reflow brings 2 NFE close; guidance sharpens the
-#   class at a cost in variety. The likelihood, converged, loses to the per-pixel baseline, and the loss per noise
-#   level locates the gap near the data.
+# - On digits, the network corrects a closed-form velocity, the per-pixel model's; 10 NFE give recognizable digits
+#   of all classes, reflow brings 2 NFE close, and guidance sharpens the class at a cost in variety. The
+#   likelihood, converged, beats the per-pixel baseline by about ten nats and is level with RealNVP's under the
+#   same dequantization; the loss per noise level shows where the model still fits the training digits better
+#   than new ones.
 #
 # **Next:** lesson 09 compares every family on the same digits, with the same metrics.

@@ -255,9 +255,9 @@ else:
 converged = [(metas["flow_matching", s].get("likelihood") or {}).get("converged") for s in SEEDS]
 verdict(all(converged), f"flow matching's estimate moves by less than {recipes.CONVERGED_NATS} nat from "
         f"{recipes.FM_NLL_STEPS} to {2 * recipes.FM_NLL_STEPS} ODE steps, on every seed")
-verdict(all(t and t["nll_test"][0] < pixel_nll < t["nll_test"][t["steps"].index(recipes.FM_NLL_STEPS)] for t in tables),
-        f"at {recipes.FM_CONVERGENCE_STEPS[0]} steps the estimate would beat the per-pixel baseline; "
-        f"at {recipes.FM_NLL_STEPS} steps it loses to it, on every seed")
+verdict(all(t and t["nll_test"][0] < t["nll_test"][t["steps"].index(recipes.FM_NLL_STEPS)] - 5 for t in tables),
+        f"at {recipes.FM_CONVERGENCE_STEPS[0]} steps the estimate is more than 5 nats below the {recipes.FM_NLL_STEPS}-step "
+        "figure (it would flatter the model), on every seed")
 
 # %% [markdown]
 # Diffusion's bound depends on the number of steps in another way: each number of steps $T$ is a model of its own
@@ -386,17 +386,12 @@ print(f"(ms/1000 measured in this run with {torch.get_num_threads()} torch threa
 # %% [markdown]
 # **Reading the likelihood table.** Every model with a likelihood figure beats the uniform baseline by far.
 # The PixelCNN's exact NLL is the lowest, below the VAE's bound on every seed. The VAE and RealNVP beat the
-# per-pixel baseline. **Flow matching loses to it**: its estimate is *worse* than that of a model that draws
-# each pixel on its own, by a few nats on one seed and several on the others, although its samples are among
-# the best in the next table. The likely reason is what its training asked for. The flow-matching loss
-# regresses a velocity over all noise levels; it never asks for a high density near the data, and the density
-# of a continuous model on dequantized digits (each level a box of width 1/17) is decided by how sharply the
-# flow concentrates mass in those boxes in the last moments of the path (the convergence table shows how much
-# of the figure is decided there: the estimate keeps moving until the steps near the data are fine). The
-# literature's continuous-time models reach much better likelihoods with larger networks, longer training and
-# a time sampling that favours that end of the path; this small recipe does not, and the table says so.
-# (The same ODE integrated with too few steps flatters it, to the point of beating the baseline at 8 steps:
-# the convergence table above is why the 128-step figure can be trusted.)
+# per-pixel baseline, and so does flow matching, trained by a regression and not for its likelihood: its ODE
+# estimate is level with RealNVP's under the same dequantization draws (below it on two seeds, above on the
+# third). Lesson 08 shows what makes that possible: the network corrects the per-pixel model's own velocity, so
+# the 17 levels are known exactly down to the data; correcting a Gaussian's instead, the same recipe loses to
+# independent pixels. (The same ODE integrated with too few steps flatters the model by several nats: the
+# convergence table above is why the 128-step figure can be trusted.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -406,8 +401,10 @@ verdict(all(on_every_seed(n, lambda row: row["nll_test"] < uniform_nll) for n in
 for name in ("PixelCNN", "VAE", "RealNVP"):
     verdict(on_every_seed(name, lambda row: row["nll_test"] < pixel_nll),
             f"{name}'s test NLL beats the per-pixel baseline, on every seed")
-verdict(on_every_seed("flow matching", lambda row: row["nll_test"] > pixel_nll),
-        "flow matching's test NLL loses to the per-pixel baseline, on every seed")
+verdict(on_every_seed("flow matching", lambda row: row["nll_test"] < pixel_nll),
+        "flow matching's test NLL beats the per-pixel baseline, on every seed")
+verdict(not recipes.separates(summary["flow matching"]["nll_test"], summary["RealNVP"]["nll_test"]),
+        "flow matching's and RealNVP's test figures (the same dequantization draws) are within the seeds' spread")
 others = [n for n in with_nll if n != "PixelCNN"]
 verdict(all(recipes.separates(summary["PixelCNN"]["nll_test"], summary[n]["nll_test"])
             and mean("PixelCNN", "nll_test") < mean(n, "nll_test") for n in others),
@@ -437,7 +434,7 @@ for name in NAMES:
 # %%
 settings = [("diffusion", "DDIM 20", lambda m, n: m.sample(n, steps=20), 20),
             ("flow_matching", "Euler 4", lambda m, n: m.sample(n, steps=4, method="euler"), 4),
-            ("flow_matching", "Heun 10", lambda m, n: m.sample(n, steps=10, method="heun"), 20)]
+            ("flow_matching", "Euler 10", lambda m, n: m.sample(n, steps=10, method="euler"), 10)]
 for name, label, sampler, nfe in settings:
     group = []
     for seed in SEEDS:
@@ -458,7 +455,7 @@ print(recipes.format_seed_table({n: by_seed[n] for n in EXTRA}, [("name", "sampl
 # %%
 COLORS = {name: f"C{i}" for i, name in enumerate(NAMES)}
 MARKERS = {"diffusion, DDIM 20": ("diffusion", "s"), "flow matching, Euler 4": ("flow matching", "v"),
-           "flow matching, Heun 10": ("flow matching", "^")}  # other settings: the family's colour, hollow
+           "flow matching, Euler 10": ("flow matching", "^")}  # other settings: the family's colour, hollow
 NOTE_OFFSETS = {"0.01 PixelCNN + 0.99 noise": (-12, 24)}  # where a note beside its point would overlap another
 
 
@@ -513,9 +510,9 @@ likelihood_names = ["uniform", "per-pixel categorical", *with_nll]
 plot_likelihood_against_quality(likelihood_names)
 
 # %% [markdown]
-# Flow matching sits to the right of the dotted line and high on the quality axis: good samples from a model
-# with a worse likelihood estimate than independent pixels. The per-pixel model defines the line (its own
-# NLL) and sits at the bottom, with almost no recognizable samples. Neither axis predicts the other.
+# The per-pixel model defines the dotted line (its own NLL) and sits at the bottom, with almost no recognizable
+# samples; RealNVP and flow matching sit at nearly the same likelihood, far apart in quality. Neither axis
+# predicts the other.
 #
 # ### Exercise 1 · The Fréchet distance from two Gaussians
 #
@@ -548,8 +545,8 @@ check.frechet_from_moments(frechet_from_moments)
 # ## 7. Likelihood is not sample quality
 #
 # Theis, van den Oord & Bethge (2016) showed that the two can disagree almost arbitrarily. The tables
-# already show it twice: the per-pixel model has a respectable likelihood and hardly any recognizable sample,
-# and flow matching the reverse.
+# already show it twice: the per-pixel model has a respectable likelihood and hardly any recognizable sample, and
+# RealNVP and flow matching have nearly the same likelihood and very different samples.
 #
 # **A good model mixed with noise.** Take the best model by likelihood, the PixelCNN with density $p$, and
 # mix it with uniform noise $u$: $q = w\,p + (1 - w)\,u$ with $w = 0.01$. Ninety-nine samples in a hundred
@@ -761,12 +758,11 @@ for need, candidates, key, higher in needs:
 #   them exactly and has the best one here, separated from the rest; it pays with 64 sequential network
 #   evaluations per sample. The VAE gives a bound and a latent space; a flow gives a bound and samples in one
 #   pass; as bounds, diffusion's continuous-time figure is below RealNVP's, while the 200-step sampler that makes its samples
-#   has a bound worse than independent pixels. Flow matching's likelihood estimate, at this size, is worse than
-#   independent pixels.
+#   has a bound worse than independent pixels. Flow matching's ODE estimate is level with RealNVP's.
 # - **You need good samples**: the GAN, diffusion and flow matching lead on recognized, Fréchet distance and
 #   coverage; which of them is best, the table printed just above says, and for these figures it says "within
 #   noise" of the others. What separates
-#   them is the cost: one network evaluation for the GAN, ten for flow matching, two hundred for ancestral
+#   them is the cost: one network evaluation for the GAN, nine for flow matching, two hundred for ancestral
 #   diffusion.
 # - **You need samples, fast**: the GAN is the fastest sampler whose samples are recognized at 0.8 × the real
 #   rate or more on every seed, but it has no likelihood and no validation figure to check it by; watch its classes
@@ -839,8 +835,8 @@ print(f"lesson computed in {time.perf_counter() - lesson_start:.0f} s")
 #   95% intervals; a comparison is stated only where the gap exceeds them, "within noise" otherwise.
 # - One estimator policy: every likelihood figure is exact, a bound, an estimate of a bound or not computed,
 #   says how it was computed, is shown converged where it depends on a discretization, and stands next to
-#   the uniform and per-pixel baselines. Flow matching's figure loses to the per-pixel baseline, and the
-#   lesson suggests why.
+#   the uniform and per-pixel baselines. Flow matching's figure, converged, is level with RealNVP's, and lesson
+#   08 shows what it owes to the per-pixel velocity it corrects.
 # - The autoregressive model holds the best likelihood and pays with sequential sampling; the GAN samples in
 #   one evaluation with no likelihood to check it; diffusion and flow matching spend 10 to 200 evaluations
 #   per sample to reach sample quality within noise of the GAN's.
