@@ -14,7 +14,7 @@
 # - choose a family for a task from measured trade-offs rather than from folklore, knowing what those
 #   measurements can say at this scale.
 #
-# **Running time:** about 21 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; it loads trained checkpoints, so a GPU changes little.
+# **Running time:** about 16 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; it loads trained checkpoints, so a GPU changes little.
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
