@@ -5,7 +5,7 @@ Conventions: time ``t`` runs from 0 (noise, ``x_0 ~ N(0, I)``) to 1 (data, ``x_1
 
 - A **probability path** joins a noise draw ``x_0`` and a data point ``x_1``:
   ``x_t = alpha_t x_1 + sigma_t x_0`` (eq. 1), with conditional target velocity
-  ``u_t(x_t | x_0, x_1) = d x_t / dt = alpha'_t x_1 + sigma'_t x_0`` (eq. 2).
+  ``u_t(x_t | x_0, x_1) = d x_t / dt = alpha'_t x_1 + sigma'_t x_0`` (eq. 1, lesson 08's numbering).
   The linear (rectified) path has ``alpha_t = t, sigma_t = 1 - t``, so ``u_t = x_1 - x_0``; the Gaussian
   path of variance-preserving diffusion has ``alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2)``
   (``alpha_t^2 + sigma_t^2 = 1``, the cosine schedule in continuous time).
@@ -13,11 +13,11 @@ Conventions: time ``t`` runs from 0 (noise, ``x_0 ~ N(0, I)``) to 1 (data, ``x_1
   (eq. 3) has the same gradient as the intractable marginal loss against
   ``u_t(x) = E[u_t(x_t | x_0, x_1) | x_t = x]``: the two differ by a constant independent of ``theta``.
 - For **Gaussian data** ``N(mu, Sigma)`` the marginal velocity of the linear path is closed-form and linear in ``x``:
-  ``v*(x, t) = mu + (t Sigma - (1 - t) I) S_t^{-1} (x - t mu)``, ``S_t = (1 - t)^2 I + t^2 Sigma`` (eq. 5); the
+  ``v*(x, t) = mu + (t Sigma - (1 - t) I) S_t^{-1} (x - t mu)``, ``S_t = (1 - t)^2 I + t^2 Sigma``; the
   digits model learns only a correction to it (eq. 6, :class:`DigitsFlowMatching`).
 - **Sampling** integrates ``dx/dt = v_theta(x, t)`` from ``t = 0`` to 1 (Euler or Heun).
 - **Likelihood** by the instantaneous change of variables (Chen et al. 2018):
-  ``log p_1(x_1) = log N(x_0; 0, I) - int_0^1 div v_theta(x_t, t) dt`` (eq. 4), integrated from the data
+  ``log p_1(x_1) = log N(x_0; 0, I) - int_0^1 div v_theta(x_t, t) dt`` (eq. 5), integrated from the data
   backwards to the noise; the divergence exactly (one autograd pass per dimension) or with Hutchinson's
   estimator ``E_eps[eps^T (dv/dx) eps]``.
 """
@@ -49,7 +49,7 @@ def _check_t(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianPath:
-    """``x_t = alpha_t x_1 + sigma_t x_0`` (eq. 1) and ``u_t = alpha'_t x_1 + sigma'_t x_0`` (eq. 2).
+    """``x_t = alpha_t x_1 + sigma_t x_0`` and ``u_t = alpha'_t x_1 + sigma'_t x_0`` (eq. 1).
 
     Subclasses define ``alpha(t), sigma(t)`` and their derivatives ``d_alpha(t), d_sigma(t)`` on tensors.
     ``x0, x1: (B, ...)``; ``t``: a number or a tensor ``(B,)`` in ``[0, 1]``.
@@ -343,7 +343,7 @@ def divergence_hutchinson(velocity_fn, x: torch.Tensor, t: torch.Tensor, eps: to
 
 def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: str = "exact",
                  probes: int = 1, warp: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``log p_1(x_1)`` ``(B,)`` of points ``x1 (B, ...)`` under the flow of ``velocity_fn`` (eq. 4):
+    """``log p_1(x_1)`` ``(B,)`` of points ``x1 (B, ...)`` under the flow of ``velocity_fn`` (eq. 5):
     integrate ``dx/dt = v`` and ``d log p / dt = -div v`` backwards from ``t = 1`` to 0 with Heun's method
     (``steps`` steps), then ``log p_1(x_1) = log N(x_0; 0, I) - int_0^1 div v dt``.
 
@@ -399,7 +399,7 @@ def _gaussian_terms(z, t, var):
 
 
 def gaussian_velocity(z: torch.Tensor, t, mean: torch.Tensor, var: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """The marginal velocity of the linear path when the data are ``N(mu, Sigma)`` (eq. 5):
+    """The marginal velocity of the linear path when the data are ``N(mu, Sigma)``:
     ``v*(z, t) = E[x_1 - x_0 | x_t = z] = mu + (t Sigma - (1 - t) I) S_t^{-1} (z - t mu)`` with
     ``S_t = (1 - t)^2 I + t^2 Sigma`` the covariance of ``x_t``. ``Sigma = U diag(lambda) U^T`` is given as
     ``basis U (D, D)`` and ``var lambda (D,)``; in that basis ``S_t`` is diagonal, so no inverse is needed.
