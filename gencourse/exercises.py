@@ -162,6 +162,20 @@ def close(answer, expected, *, rtol: float = 1e-4, atol: float = 1e-5) -> tuple[
     return (answer == expected, f"expected {expected!r}, got {answer!r}")
 
 
+def under_seed(fn, seed: int = 0):
+    """``fn`` run under a fixed torch seed, the caller's random state left as it was (for checks that train the
+    learner's model: the verdict must not depend on the lesson's random state). Non-callables pass through."""
+    if not callable(fn):
+        return fn
+
+    def seeded(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return fn(*args, **kwargs)
+
+    return seeded
+
+
 def run_check(
     name: str,
     fn: Callable,

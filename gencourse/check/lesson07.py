@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gencourse import autoregressive as ar
-from gencourse.exercises import Case, Mistake, close, run_check
+from gencourse.exercises import Case, Mistake, close, run_check, under_seed
 
 __all__ = ["autoregressive_nll", "made_masks", "train_made", "causal_conv_mask", "sample_pixels", "nucleus_probs"]
 
@@ -254,14 +254,7 @@ def train_made(fn):
     or a later input (autograd), and an exact NLL on the validation split of at most ``MADE_NLL_GOAL``.
     The learner's function runs under a fixed torch seed (the lesson's random state is left alone).
     """
-    if callable(fn):
-        learner = fn
-
-        def fn(*args, **kwargs):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                return learner(*args, **kwargs)
-
+    fn = under_seed(fn)
     cases = [Case(_digits_levels("train"),
                   label=f"trained on the 1000 train digits, judged on the 350 validation digits (goal <= "
                         f"{MADE_NLL_GOAL:.0f} nats)")]

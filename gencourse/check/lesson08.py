@@ -2,7 +2,7 @@
 import torch
 
 from gencourse import flow_matching as fm
-from gencourse.exercises import Case, Mistake, run_check
+from gencourse.exercises import Case, Mistake, run_check, under_seed
 
 __all__ = ["cfm_loss_linear", "train_velocity_2d", "heun_sampler", "hutchinson_divergence",
            "gaussian_optimal_velocity"]
@@ -163,14 +163,7 @@ def train_velocity_2d(fn):
     samples (10 Heun steps) that cover at least ``MODES_GOAL`` of the 8 modes with at least ``QUALITY_GOAL`` of
     them near a mode. The learner's function runs under a fixed torch seed (the lesson's random state is kept).
     """
-    if callable(fn):
-        learner = fn
-
-        def fn(*args, **kwargs):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                return learner(*args, **kwargs)
-
+    fn = under_seed(fn)
     cases = [Case(_ring_points(4000, 0), label=f"trained on 4000 points of the ring, judged by 2000 samples "
                                                f"(goal: >= {MODES_GOAL} modes covered, >= {QUALITY_GOAL} near a mode)")]
     return run_check(
