@@ -538,10 +538,10 @@ class DigitsFlowMatching(nn.Module):
     def fit_pixels(self, x: torch.Tensor, smoothing: float = 0.1) -> "DigitsFlowMatching":
         """Fit the per-pixel categorical over the levels to ``x (N, C, H, W)`` = ``k / 16`` (add-``smoothing`` counts,
         lesson 01's baseline) and store its log-probabilities ``(D, levels)`` for :func:`pixel_velocity`."""
+        from gencourse.basics import level_counts
+
         self._check_images(x)
-        k = _data.to_levels(x, self.levels).flatten(1).long()
-        counts = torch.zeros(self.num_dims, self.levels, dtype=torch.float64)
-        counts.scatter_add_(1, k.T.cpu(), torch.ones(k.T.shape, dtype=torch.float64))
+        counts = level_counts(_data.to_levels(x, self.levels).flatten(1).cpu(), self.levels).double()  # (D, L)
         self.pixel_log_probs.copy_(torch.log((counts + smoothing) / (counts + smoothing).sum(1, keepdim=True)))
         return self
 
@@ -597,7 +597,6 @@ class DigitsFlowMatching(nn.Module):
         x, y, *fixed = batch
         return self.loss(x, y, **dict(zip(("t", "x0", "u"), fixed)))
 
-    @torch.no_grad()
     def guided_velocity(self, z: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
         """Classifier-free guidance on velocities: ``v(z, t) + scale (v(z, t | y) - v(z, t))``
         (:func:`gencourse.diffusion.guidance_mix`, lesson 06's mix; 0 unconditional, 1 conditional)."""

@@ -255,7 +255,7 @@ def _flow_matching():
         build=lambda: flow_matching.DigitsFlowMatching(), train=lambda **kw: flow_matching.train_digits(**kw),
         sample=lambda m, n: m.sample(n, steps=FM_STEPS, method=FM_METHOD),
         nfe=lambda m: m.nfe(FM_METHOD, FM_STEPS),
-        sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps (the last Euler's)" if FM_METHOD == "heun" else f"ODE, {FM_STEPS} {FM_METHOD} steps",
+        sampler=f"ODE, {FM_STEPS} {FM_METHOD} steps" + (" (the last Euler's)" if FM_METHOD == "heun" else ""),
         nll=lambda m, x: m.nll(x, steps=FM_NLL_STEPS, divergence="hutchinson", probes=FM_NLL_PROBES),
         nll_steps=lambda m, x, steps: m.nll(x, steps=steps, divergence="hutchinson", probes=FM_NLL_PROBES),
         convergence_steps=FM_CONVERGENCE_STEPS, reported_steps=FM_NLL_STEPS,
