@@ -9,7 +9,7 @@ def main(argv=None) -> int:
     sub.add_parser("student", help="write the student edition (exercises unsolved)", add_help=False)
     sub.add_parser("build", help="execute lesson sources into notebooks", add_help=False)
     sub.add_parser("bench", help="time every lesson and print its headline figures", add_help=False)
-    sub.add_parser("recipes", help="train the digits recipes and write the checkpoints lesson 09 loads", add_help=False)
+    sub.add_parser("recipes", help="train the digits recipes and write the checkpoints lesson 11 loads", add_help=False)
     sub.add_parser("env", help="print versions and the device the course will use")
     args, rest = parser.parse_known_args(argv)
     if args.command == "student":

@@ -1,7 +1,7 @@
 """Every family's reference digits recipe in one place: build, train, sample, score.
 
 Lessons 02-08 train their headline digits model with the family's ``train_digits``; this module names
-those recipes so that lesson 09 can put them side by side with the same data and split, the same metrics and a
+those recipes so that lesson 11 can put them side by side with the same data and split, the same metrics and a
 similar CPU budget (what still differs between them, from parameters to model selection and likelihood
 estimator, is listed by each :class:`Recipe`). ``python -m gencourse.recipes`` trains every recipe on the seeds
 0, 1 and 2, measures its likelihood figures with :func:`likelihood`, and writes its ``state_dict`` with those
@@ -11,7 +11,7 @@ with ``weights_only=True`` into the architecture :func:`build` makes.
     model = recipes.load("vae", seed=1)     # or: model, seconds = recipes.train("vae", seed=1)
     row = recipes.measure("vae", model)     # NLL, sample quality, sampling cost, parameters
 
-The estimator policy (one rule for every family, printed by lesson 09 and the instructor's guide): every
+The estimator policy (one rule for every family, printed by lesson 11 and the instructor's guide): every
 likelihood figure is nats per image on the 17-level scale, test with validation beside it, and says what it is:
 ``"exact"``, ``"bound"`` (a Monte Carlo estimate whose expectation is an upper bound on the NLL), ``"estimate
 of a bound"`` (a bound computed through a discretization and a trace estimate, which can err either way) or

@@ -1,4 +1,4 @@
-"""The recipes of lesson 09: checkpoints of every seed load with weights_only=True into the recipe's
+"""The recipes of lesson 11: checkpoints of every seed load with weights_only=True into the recipe's
 architecture and carry likelihood figures of the current estimator policy, the stated network evaluations per
 sample are what the samplers do, and the table's and the seeds' helpers are right."""
 import math
@@ -28,7 +28,7 @@ def test_checkpoint_was_trained_by_the_current_recipe(name, seed):
     _, meta = recipes.load(name, seed=seed, with_meta=True)
     assert meta.get("fingerprint") == recipes.fingerprint(name), (
         f"{recipes.recipe(name).module}.train_digits changed since its checkpoint was written: run "
-        f"`python -m gencourse.recipes {name}` (every seed) and rebuild lesson 09")
+        f"`python -m gencourse.recipes {name}` (every seed) and rebuild lesson 11")
 
 
 @pytest.mark.parametrize("name, seed", SEEDED)
@@ -234,7 +234,7 @@ def test_main_quick_writes_loadable_checkpoints(tmp_path, capsys):
     assert again["train_seconds"] == meta["train_seconds"]
 
 
-# --- the checks of lesson 09 ------------------------------------------------------------------
+# --- the checks of lesson 11 ------------------------------------------------------------------
 
 def _frechet_without_cross_term(mu_a, cov_a, mu_b, cov_b):
     return float(((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b))
@@ -263,9 +263,9 @@ def _gaussian_digits_floor(mean, scale_tril, eps):
     ("noise_mixture_nll", lambda a, b, w: recipes.noise_mixture_nll(a, b, w), _mixture_in_linear_space),
     ("gaussian_digits", recipes.gaussian_digits, _gaussian_digits_floor),
 ])
-def test_lesson09_checks(check_verdicts, name, right, wrong):
+def test_lesson11_checks(check_verdicts, name, right, wrong):
     check_verdicts(name, right, wrong)
-    assert name in check.lesson09.__all__
+    assert name in check.lesson11.__all__
 
 
 @pytest.mark.parametrize("name", recipes.NAMES)

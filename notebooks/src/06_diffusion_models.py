@@ -864,7 +864,7 @@ print(f"{'steps':>12}{'test bound (nats)':>20}")
 for steps, b in bounds.items():
     print(f"{steps:>12}{b:>20.1f}")
 print(f"{'continuous':>12}{limit.mean().item():>20.1f} ± {1.96 * limit.std().item() / len(limit) ** 0.5:.1f}   "
-      f"(validation {limit_val:.1f}" + ("; validation is harder for every model, lesson 09: per-pixel 110.5 vs 106.3)"
+      f"(validation {limit_val:.1f}" + ("; validation is harder for every model, lesson 11: per-pixel 110.5 vs 106.3)"
                                         if DATASET == "digits" else ")"))
 gencourse.headline(f"diffusion {DATASET}: test NLL bound (continuous time)", limit.mean().item(), "{:.1f}")
 print(f"{metrics.bits_per_dim(limit.mean().item(), math.prod(test_set.shape)):.3f} bits per dimension")

@@ -726,7 +726,7 @@ verdict(abs(ode_untrained - exact_per_pixel) < 1.0, "the untrained model's ODE l
 # samples are **unconditional and unguided**, the model's own distribution. Two samplers at about 10 NFE: Euler with
 # 10 steps, and Heun with 5 whose last step is Euler's (9 NFE: the per-pixel velocity is singular at $t = 1$ off the
 # data's range, so no sampler evaluates it there, as Karras et al. 2022 do). Heun is the recipe's sampler, the one
-# lesson 09 uses. Beside them, what the two closed forms draw alone.
+# lesson 11 uses. Beside them, what the two closed forms draw alone.
 
 # %%
 if RETRAIN:
@@ -911,12 +911,12 @@ if conv:
 # %% [markdown]
 # The figure is converged (too few steps would have flattered it by several nats), beats the per-pixel baseline by
 # about ten nats, and is level with RealNVP, the maximum-likelihood flow of lesson 05, under the same dequantization:
-# below it on two training seeds of three, above it on the third, the means within the seeds' spread (lesson 09). A
+# below it on two training seeds of three, above it on the third, the means within the seeds' spread (lesson 11). A
 # regression-trained flow can have a competitive likelihood. What it takes here is the closed form it corrects: the
 # same network and training correcting the Gaussian's velocity instead land well above the per-pixel baseline. The
 # per-pixel model supplies what a likelihood on discrete data rewards most, the 17 levels and each pixel's histogram,
 # exactly, down to $t = 1$; the network adds how pixels go together. Lesson 06's diffusion model reaches a lower
-# figure with another estimator (noise at a small level and a discrete decoder, no dequantization); lesson 09 lines
+# figure with another estimator (noise at a small level and a discrete decoder, no dequantization); lesson 11 lines
 # up every family's figure.
 #
 # Where does the model still fall short of new digits? The CFM loss per noise level on training and on test images,
@@ -1005,4 +1005,4 @@ else:
 #   same dequantization; the loss per noise level shows where the model still fits the training digits better
 #   than new ones.
 #
-# **Next:** lesson 09 compares every family on the same digits, with the same metrics.
+# **Next:** lesson 09 turns to transformers; lesson 11 compares every family on the same digits, with the same metrics.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 09 · Comparing generative models
+# # 11 · Comparing generative models
 #
 # **Learning objectives.** After this lesson you can
 # - compare generative models of different families with what can be made equal held equal (the same data

@@ -1,4 +1,4 @@
-"""Checks for lesson 09 (comparing generative models): the NLL of a model mixed with noise, the Fréchet
+"""Checks for lesson 11 (comparing generative models): the NLL of a model mixed with noise, the Fréchet
 distance from two Gaussians' moments, and a Gaussian family added to the table."""
 import math
 
