@@ -1,0 +1,223 @@
+"""gencourse.transformer: attention against a direct computation and torch's own kernel, causality by
+perturbation and by autograd, the KV cache (same logits, same tokens), sampling filters, held-out bits, the
+digits model's exact likelihood, and input checks."""
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gencourse import autoregressive as ar
+from gencourse import transformer as tr
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    kw = {"n_layer": 2, "n_head": 4, "n_embd": 32, **kw}
+    return tr.GPT(kw.pop("vocab_size", 11), kw.pop("block_size", 12), **kw).eval()
+
+
+def _perturb(model, seed=0, scale=0.3):
+    """Random weights everywhere, so no dependency hides behind GPT-2's small init or zero biases."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention
+# ----------------------------------------------------------------------------------------------
+
+def test_attention_matches_a_loop_over_positions():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    out = tr.attention(q, k, v, tr.causal_mask(5))
+    expected = torch.zeros_like(out)
+    for t in range(5):  # position t: weights over s = 0..t, exp of scaled dots, normalized by their sum
+        scores = torch.stack([(q[..., t, :] * k[..., s, :]).sum(-1) / 2.0 for s in range(t + 1)], -1)
+        w = scores.exp() / scores.exp().sum(-1, keepdim=True)
+        expected[..., t, :] = sum(w[..., s, None] * v[..., s, :] for s in range(t + 1))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+def test_causal_mask_with_past_positions():
+    mask = tr.causal_mask(2, 5)  # the last two of five positions
+    assert mask.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+    assert torch.equal(tr.causal_mask(4), torch.ones(4, 4).tril().bool())
+
+
+def test_self_attention_layer_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    layer = tr.CausalSelfAttention(16, 4).eval()
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(layer.qkv.weight)
+        mha.in_proj_bias.copy_(layer.qkv.bias)
+        mha.out_proj.weight.copy_(layer.proj.weight)
+        mha.out_proj.bias.copy_(layer.proj.bias)
+    h = torch.randn(3, 7, 16)
+    blocked = ~tr.causal_mask(7)  # torch's bool mask marks what may NOT be attended
+    expected, _ = mha(h, h, h, attn_mask=blocked, need_weights=False)
+    torch.testing.assert_close(layer(h), expected, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Causality
+# ----------------------------------------------------------------------------------------------
+
+def test_logits_do_not_depend_on_later_tokens():
+    model = _perturb(_model())
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, 11, (4, 12), generator=g)
+    base = model(idx)
+    for t in range(12):
+        changed = idx.clone()
+        changed[:, t:] = (changed[:, t:] + 1 + torch.randint(0, 10, changed[:, t:].shape, generator=g)) % 11
+        out = model(changed)
+        assert torch.equal(out[:, :t], base[:, :t]), f"logits before {t} changed with tokens >= {t}"
+        assert (out[:, t:] - base[:, t:]).abs().amax() > 1e-4, f"logits at {t} ignore the token at {t}"
+
+
+def test_causality_by_autograd():
+    model = _perturb(_model())
+    idx = torch.randint(0, 11, (2, 12), generator=torch.Generator().manual_seed(2))
+    store = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        store["embedded"] = output
+
+    handle = model.token_embedding.register_forward_hook(keep)
+    try:
+        for t in (0, 5, 11):
+            logits = model(idx)
+            v = torch.randn(11, generator=torch.Generator().manual_seed(t))
+            (logits[:, t] @ v).sum().backward()
+            grad = store["embedded"].grad.abs().sum((0, 2))  # (T,): how much output t moves with each input
+            assert torch.all(grad[t + 1:] == 0), f"output {t} has a gradient from later positions"
+            assert torch.all(grad[:t + 1] > 0), f"output {t} ignores an earlier position"
+            model.zero_grad()
+    finally:
+        handle.remove()
+
+
+# ----------------------------------------------------------------------------------------------
+# The KV cache
+# ----------------------------------------------------------------------------------------------
+
+def test_cached_forward_gives_the_full_pass_logits():
+    model = _perturb(_model(), scale=0.2)
+    idx = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(3))
+    full = model(idx)
+    cache = model.new_cache()
+    parts = [model(idx[:, :4], cache)] + [model(idx[:, t:t + 1], cache) for t in range(4, 12)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache[0]["k"].shape == (3, 4, 12, 8)
+
+
+@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7, "top_k": 4}, {"top_p": 0.8}])
+def test_generate_with_and_without_cache_gives_the_same_tokens(kw):
+    model = _model(block_size=8)  # 3 + 20 tokens: the window slides past block_size
+    prompt = torch.randint(0, 11, (5, 3), generator=torch.Generator().manual_seed(4))
+    outs = [model.generate(prompt, 20, use_cache=c, generator=torch.Generator().manual_seed(9), **kw)
+            for c in (True, False)]
+    assert outs[0].shape == (5, 23)
+    assert torch.equal(outs[0][:, :3], prompt)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_top_k_one_is_greedy_decoding():
+    model = _perturb(_model(), scale=0.2)
+    prompt = torch.randint(0, 11, (3, 2), generator=torch.Generator().manual_seed(5))
+    out = model.generate(prompt, 6, top_k=1)
+    for t in range(2, 8):
+        assert torch.equal(out[:, t], model(out[:, :t])[:, -1].argmax(-1))
+
+
+def test_samples_follow_the_model_conditional():
+    model = _perturb(_model(vocab_size=5), scale=0.3)
+    prompt = torch.tensor([[1, 3]]).repeat(20000, 1)
+    out = model.generate(prompt, 1, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(out[:, -1], minlength=5).float() / 20000
+    probs = F.softmax(model(prompt[:1])[0, -1], -1)
+    assert (freq - probs).abs().max() < 0.015
+
+
+# ----------------------------------------------------------------------------------------------
+# Held-out bits and the likelihood
+# ----------------------------------------------------------------------------------------------
+
+def test_bits_per_token_scores_each_token_once_with_enough_context():
+    model = _perturb(_model(), scale=0.2)
+    ids = torch.randint(0, 11, (53,), generator=torch.Generator().manual_seed(6))
+    bits = tr.bits_per_token(model, ids, context=4)
+    assert bits.shape == (53 - 5,) and torch.isfinite(bits).all()
+    for p in (5, 17, 30, 52):  # token p, scored from some window that holds >= 4 tokens before it
+        windows = [s for s in range(0, p) if p - s <= 12 and p - s - 1 >= 4]
+        direct = {round(-F.log_softmax(model(ids[None, s:p]).double()[0, -1], -1)[ids[p]].item() / math.log(2), 6)
+                  for s in windows}
+        assert round(bits[p - 5].item(), 6) in direct
+
+
+def test_gpt_nll_is_the_sum_of_conditionals():
+    model = _perturb(_model(), scale=0.2)
+    idx = torch.randint(0, 11, (2, 9), generator=torch.Generator().manual_seed(7))
+    expected = torch.zeros(2)
+    for t in range(1, 9):
+        expected -= torch.distributions.Categorical(logits=model(idx[:, :t])[:, -1]).log_prob(idx[:, t])
+    torch.testing.assert_close(model.nll(idx), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_digits_gpt_is_autoregressive_and_exact():
+    torch.manual_seed(0)
+    model = _perturb(tr.DigitsGPT(n_layer=1, n_head=2, n_embd=16, dropout=0.0), scale=0.2).eval()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(0, 17, (3, 64), generator=g).float() / 16
+    logits = model(x)
+    assert logits.shape == (3, 64, 17)
+    for i in (0, 10, 63):
+        changed = x.clone()
+        changed[:, i:] = torch.randint(0, 17, changed[:, i:].shape, generator=g).float() / 16
+        assert torch.equal(model(changed)[:, :i + 1], logits[:, :i + 1])  # pixel i sees pixels < i only
+        torch.testing.assert_close(model.pixel_logits(x, i), logits[:, i], atol=1e-5, rtol=1e-5)
+    k = torch.round(x * 16).long()
+    expected = -torch.distributions.Categorical(logits=logits).log_prob(k).sum(1)
+    torch.testing.assert_close(model.nll(x.view(3, 1, 8, 8)), expected, atol=1e-4, rtol=1e-5)
+    images = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (4, 1, 8, 8)
+    assert torch.equal(images * 16, torch.round(images * 16))
+
+
+def test_train_digits_quick_runs_and_learns():
+    model, history = tr.train_digits(quick=True, verbose=False)
+    assert history.epochs == 2 and history.val_loss[-1] < history.val_loss[0] + 1.0
+    assert isinstance(model, tr.DigitsGPT) and not model.training
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------
+
+def test_bad_input_is_refused_with_a_clear_message():
+    model = _model()
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model(torch.zeros(1, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 11\)"):
+        model(torch.tensor([[0, 11]]))
+    with pytest.raises(ValueError, match=r"\[0, 11\)"):
+        model(torch.tensor([[-1, 2]]))
+    with pytest.raises(ValueError, match="int64"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="multiple"):
+        tr.GPT(5, 8, n_head=3, n_embd=32)
+    with pytest.raises(ValueError, match="vocab_size"):
+        tr.GPT(0, 8)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), 3, temperature=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="k must be"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), 2, top_k=0)
