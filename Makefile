@@ -14,7 +14,7 @@ help:
 	@echo "make test       set up .venv and run every check (unit tests, lesson conventions, nbval, student edition)"
 	@echo "make student    write the student edition (exercises unsolved) to build/student/"
 	@echo "make notebooks  re-execute every lesson from notebooks/src/ (LESSONS='03 05' for some)"
-	@echo "make recipes    retrain the digits recipes (seven families and lesson 06's variant) and rewrite their checkpoints"
+	@echo "make recipes    retrain the recipes (eight digits families, their variants, lesson 09's text GPT) and rewrite their checkpoints"
 	@echo "make bench      time every lesson and print its headline figures"
 
 $(STAMP): pyproject.toml

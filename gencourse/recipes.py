@@ -244,6 +244,17 @@ def _autoregressive():
         intro_dgm=86.4, intro_dgm_note="exact, causal conv, 5-11 min of training")
 
 
+def _transformer():
+    from gencourse import transformer
+
+    return Recipe(
+        "image GPT", "09", "transformer", "exact",
+        build=lambda: transformer.DigitsGPT(dropout=0.2), train=lambda **kw: transformer.train_digits(**kw),
+        sample=lambda m, n: m.sample(n), nfe=lambda m: NUM_DIMS, sampler="pixel by pixel, temperature 1",
+        nll=lambda m, x: m.nll(x), estimator="exact: one network pass, a categorical over the 17 levels per pixel",
+        selection=BEST_VALIDATION)
+
+
 FM_STEPS, FM_METHOD = 5, "heun"  # Heun with its last step Euler's: 9 network evaluations
 
 
@@ -311,13 +322,14 @@ def _flow_matching_reflow():
 
 
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
-              "autoregressive": _autoregressive, "flow_matching": _flow_matching}
+              "autoregressive": _autoregressive, "flow_matching": _flow_matching, "transformer": _transformer}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
 EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
          "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian,
          "flow_matching_conditional": _flow_matching_conditional, "flow_matching_gaussian": _flow_matching_gaussian,
          "flow_matching_reflow": _flow_matching_reflow}  # variants a lesson compares with its headline recipe
 ALL = NAMES + tuple(EXTRA)
+TEXT = ("gpt_text",)  # lesson 09's character GPT on text (gencourse.transformer.save_text_recipe)
 
 
 def recipe(name: str) -> Recipe:
@@ -740,18 +752,25 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="Train the digits recipes, measure their likelihood figures and "
                                                  "write their checkpoints.")
-    parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(ALL)})")
+    parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(ALL + TEXT)})")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds (default: 0 1 2)")
     parser.add_argument("--directory", default=str(CHECKPOINTS), help="where the checkpoints go")
     parser.add_argument("--quick", action="store_true", help="tiny runs, to check that everything works")
     parser.add_argument("--remeasure", action="store_true",
                         help="keep the weights, recompute the likelihood figures (after an estimator change)")
     args = parser.parse_args(argv)
-    names = args.names or list(ALL)
+    names = args.names or list(ALL + TEXT)
     for name in names:
-        recipe(name)  # an unknown name fails before any training
+        if name not in TEXT:
+            recipe(name)  # an unknown name fails before any training
     for seed in args.seeds:
         for name in names:
+            if name in TEXT:  # lesson 09's character model: not a digits recipe, no sample-quality row
+                from gencourse import transformer
+
+                print(f"{name} seed {seed}: {transformer.save_text_recipe(seed, args.directory, quick=args.quick)}",
+                      flush=True)
+                continue
             if args.remeasure:
                 print(f"{name} seed {seed}: {_remeasure(name, seed, args.directory)}", flush=True)
                 continue

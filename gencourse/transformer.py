@@ -130,13 +130,15 @@ class GPT(nn.Module):
 
     Token and learned position embeddings, ``n_layer`` :class:`Block` s, a final layer norm and a linear head.
     ``forward(idx: (B, T) int64, T <= block_size) -> logits (B, T, vocab_size)``; ``logits[:, t]`` is the
-    model's ``f_t``, the prediction of token ``t + 1``, and depends on ``idx[:, :t+1]`` only.
+    model's ``f_t``, the prediction of token ``t + 1``, and depends on ``idx[:, :t+1]`` only. ``out_size``: predict
+    only the first ``out_size`` tokens (an image GPT reads a start token it never writes); default ``vocab_size``.
     """
 
     def __init__(self, vocab_size: int, block_size: int, *, n_layer: int = 2, n_head: int = 4, n_embd: int = 64,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, out_size: int | None = None):
         super().__init__()
         self.vocab_size = _positive_int("vocab_size", vocab_size)
+        self.out_size = self.vocab_size if out_size is None else _positive_int("out_size", out_size)
         self.block_size = _positive_int("block_size", block_size)
         _positive_int("n_layer", n_layer), _positive_int("n_head", n_head), _positive_int("n_embd", n_embd)
         if not 0 <= dropout < 1:
@@ -146,7 +148,7 @@ class GPT(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
-        self.head = nn.Linear(n_embd, vocab_size)
+        self.head = nn.Linear(n_embd, self.out_size)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -373,29 +375,184 @@ class DigitsGPT(ar.AutoregressiveModel):
         return self.gpt(tokens)[:, -1, :self.levels]
 
 
-DIGITS_RECIPE = dict(n_layer=2, n_head=4, n_embd=64, dropout=0.1)
-DIGITS_TRAINING = dict(epochs=60, lr=2e-3, batch_size=32, weight_decay=0.05)
-
-
-def train_digits(*, epochs: int | None = None, seed: int = 0, quick: bool = False, patience: int | None = 10,
-                 max_seconds: float | None = None, device=None, verbose: bool = True, **model_kw):
-    """Train :class:`DigitsGPT` on the digits' train split by the exact NLL, early stopping on val (the PixelCNN
-    recipe's rule). ``model_kw`` override :data:`DIGITS_RECIPE`; ``quick``: 2 epochs on 200 images.
-    Returns ``(model, history)`` with the best-validation weights, in eval mode.
+def train_digits(*, epochs: int | None = None, seed: int = 0, quick: bool = False, n_layer: int = 2, n_head: int = 4,
+                 n_embd: int = 64, dropout: float = 0.2, lr: float = 2e-3, batch_size: int = 32, default_epochs: int = 100,
+                 patience: int | None = None, max_seconds: float | None = None, device=None, verbose: bool = True):
+    """Train :class:`DigitsGPT` on the digits' train split by the exact NLL (nats per image): the recipe has PixelCNN's
+    parameter count (about 107k) and trains about 3 minutes on one CPU core. Adam with a warm-up
+    and a cosine decay over ``epochs`` (default ``default_epochs``), keeping the weights of the best validation
+    epoch (model selection on val, as for the PixelCNN). ``quick``: 2 epochs on 200 images, to check the code runs.
+    Returns ``(model, history)`` in eval mode. ``device``: where to train (default CPU).
     """
     from gencourse.data import load
-    from gencourse.train import fit, seed_everything
+    from gencourse.train import CosineAdam, fit, seed_everything
 
-    epochs = (2 if quick else DIGITS_TRAINING["epochs"]) if epochs is None else _positive_int("epochs", epochs)
+    epochs = (2 if quick else default_epochs) if epochs is None else _positive_int("epochs", epochs)
     seed_everything(seed)
-    model = DigitsGPT(**{**DIGITS_RECIPE, **model_kw}).to(device if device is not None else "cpu")
+    model = DigitsGPT(n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout)
+    model.to(device if device is not None else "cpu")
     train, val = load("digits", "train").images, load("digits", "val").images
     if quick:
         train, val = train[:200], val[:100]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=DIGITS_TRAINING["lr"],
-                                  weight_decay=DIGITS_TRAINING["weight_decay"])
-    history = fit(model, lambda batch: model.nll(batch).mean(), train, val_data=val, epochs=epochs,
-                  lr=DIGITS_TRAINING["lr"], batch_size=DIGITS_TRAINING["batch_size"], optimizer=optimizer,
-                  patience=patience, seed=seed, max_seconds=max_seconds, device=device, desc="image GPT",
-                  verbose=verbose)
+    optimizer = CosineAdam(model.parameters(), lr, epochs * math.ceil(len(train) / batch_size))
+    history = fit(model, lambda batch: model.nll(batch).mean(), train, val_data=val, epochs=epochs, lr=lr,
+                  batch_size=batch_size, optimizer=optimizer, patience=patience, seed=seed, max_seconds=max_seconds,
+                  device=device, desc="image GPT", verbose=verbose)
     return model, history
+
+
+# ----------------------------------------------------------------------------------------------
+# The text recipe: a character GPT on the lesson's corpus, trained by `make recipes`
+# ----------------------------------------------------------------------------------------------
+
+TEXT_SEEDS = (0, 1, 2)
+
+
+def text_data():
+    """The lesson's corpus as token ids: ``(tokenizer, {"train", "val", "test"} -> LongTensor (N,))``."""
+    from gencourse import text
+
+    corpus = text.corpus()
+    tokenizer = text.CharTokenizer(corpus)
+    return tokenizer, dict(zip(("train", "val", "test"), (tokenizer.encode(s) for s in text.splits(corpus))))
+
+
+def text_model(vocab_size: int, *, block_size: int = 64, n_layer: int = 3, n_head: int = 4, n_embd: int = 96,
+               dropout: float = 0.1) -> GPT:
+    """The text recipe's architecture: a context of 64 characters, 3 blocks of 4 heads, 96 dimensions, dropout 0.1
+    (about 362k parameters)."""
+    return GPT(vocab_size, block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout)
+
+
+def train_text_recipe(*, seed: int = 0, steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, quick: bool = False,
+                      device=None, verbose: bool = True):
+    """The text recipe: :func:`text_model` trained by :func:`train_text` for ``steps`` steps (about 5 minutes on one
+    CPU core; ``quick``: 20 steps). Returns ``(model, history)``; the final, annealed weights are kept."""
+    from gencourse.train import seed_everything
+
+    tokenizer, ids = text_data()
+    seed_everything(seed)
+    model = text_model(tokenizer.vocab_size).to(device if device is not None else "cpu")
+    history = train_text(model, ids["train"], ids["val"], steps=20 if quick else steps, batch_size=batch_size, lr=lr,
+                         seed=seed, desc="character GPT", verbose=verbose)
+    return model, history
+
+
+def text_checkpoint(seed: int = 0, directory=None):
+    """Where the text recipe's checkpoint for ``seed`` lives (beside the digits recipes)."""
+    from pathlib import Path
+
+    from gencourse.recipes import CHECKPOINTS
+
+    return Path(directory or CHECKPOINTS) / f"gpt_text-seed{seed}.pt"
+
+
+def text_fingerprint() -> str:
+    """A hash of the text recipe (its training function's source and defaults, and the architecture's)."""
+    import hashlib
+    import inspect
+
+    text = ""
+    for fn in (train_text_recipe, text_model, train_text):
+        defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
+                    if v.default is not inspect.Parameter.empty}
+        text += inspect.getsource(fn) + repr(sorted(defaults.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_text_recipe(seed: int = 0, directory=None, *, with_meta: bool = False):
+    """The text recipe's trained GPT for ``seed`` (``weights_only=True``), in eval mode; with ``with_meta`` also
+    its metadata (training seconds, held-out bits, fingerprint)."""
+    from gencourse.train import load_checkpoint
+
+    path = text_checkpoint(seed, directory)
+    if not path.exists():
+        raise FileNotFoundError(f"no text recipe checkpoint at {path}: train it with "
+                                f"`python -m gencourse.recipes gpt_text --seeds {seed}` (about 5 minutes)")
+    tokenizer, _ = text_data()
+    model = text_model(tokenizer.vocab_size)
+    meta = load_checkpoint(model, path)
+    model.eval()
+    return (model, meta) if with_meta else model
+
+
+def save_text_recipe(seed: int = 0, directory=None, *, quick: bool = False, verbose: bool = False) -> str:
+    """Train the text recipe for ``seed``, measure its held-out bits per character and write its checkpoint."""
+    import time
+
+    from gencourse.train import save_checkpoint
+
+    stamp, cpu = text_fingerprint(), time.process_time()
+    model, history = train_text_recipe(seed=seed, quick=quick, verbose=verbose)
+    cpu = time.process_time() - cpu
+    _, ids = text_data()
+    bits = {split: bits_per_token(model, ids[split]).mean().item() for split in ("val", "test")}
+    path = text_checkpoint(seed, directory)
+    save_checkpoint(model, path, recipe="gpt_text", seed=seed, train_seconds=history["seconds"], cpu_seconds=cpu,
+                    threads=torch.get_num_threads(), fingerprint=stamp, torch=str(torch.__version__),
+                    steps=len(history["steps"]), val_bits=bits["val"], test_bits=bits["test"])
+    return f"trained in {history['seconds']:.1f} s, val {bits['val']:.3f} / test {bits['test']:.3f} bits/char -> {path}"
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images: the same GPT on MNIST's pixels (a GPU run)
+# ----------------------------------------------------------------------------------------------
+
+class ImageGPT(nn.Module):
+    """A :class:`GPT` over the pixels of ``side x side`` images with ``levels`` intensity levels, in raster order,
+    after a start token (id ``levels``): ``D = side**2`` tokens, the exact NLL in one pass and sampling with the
+    KV cache. ``x: (B, 1, side, side)`` in [0, 1] on the grid ``k / (levels - 1)``."""
+
+    def __init__(self, side: int = 28, levels: int = 256, *, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.side, self.levels, self.num_pixels = side, levels, side * side
+        self.gpt = GPT(levels + 1, self.num_pixels, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout,
+                       out_size=levels)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 1, side, side)`` -> their levels ``(B, D)`` int64; anything else raises ``ValueError``."""
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (1, self.side, self.side):
+            raise ValueError(f"expected images (B, 1, {self.side}, {self.side}) in [0, 1], got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        k = torch.round(x.reshape(len(x), -1) * (self.levels - 1))
+        if (k - x.reshape(len(x), -1) * (self.levels - 1)).abs().max() > 1e-3 or k.min() < 0 or k.max() >= self.levels:
+            raise ValueError(f"expected pixel values on the grid k / {self.levels - 1}, k in 0..{self.levels - 1}")
+        return k.long()
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact NLL in nats per image, ``(B,)``: ``-sum_i log p(k_i | k_{<i})``."""
+        k = self.tokens(x).to(next(self.parameters()).device)
+        inputs = torch.cat([torch.full_like(k[:, :1], self.levels), k[:, :-1]], 1)
+        return ar.categorical_nll(self.gpt(inputs), k)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images ``(n, 1, side, side)``, pixel by pixel with the KV cache (``D`` network evaluations)."""
+        n = _positive_int("n", n)
+        start = torch.full((n, 1), self.levels, dtype=torch.long, device=next(self.parameters()).device)
+        k = self.gpt.generate(start, self.num_pixels, temperature=temperature, generator=generator)[:, 1:]
+        return (k.float() / (self.levels - 1)).view(n, 1, self.side, self.side).cpu()
+
+
+def train_images(dataset: str = "mnist", *, epochs: int = 10, seed: int = 0, quick: bool = False, lr: float = 1e-3,
+                 batch_size: int = 64, subset: int | None = None, device=None, verbose: bool = True, **model_kwargs):
+    """Train an :class:`ImageGPT` on a 28x28 dataset's train split by the exact NLL (cosine schedule, the best
+    validation epoch kept, validation on at most 1000 images). ``subset``: only the first ``subset`` training
+    images; ``quick``: 1 epoch. Returns ``(model, history)``; ``"digits"`` is :func:`train_digits`."""
+    from gencourse.data import LEVELS, load
+    from gencourse.train import CosineAdam, fit, seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs, seed=seed, quick=quick, device=device, verbose=verbose)
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    epochs = 1 if quick else _positive_int("epochs", epochs)
+    seed_everything(seed)
+    train, val = load(dataset, "train"), load(dataset, "val")
+    images = train.images[:subset]
+    model = ImageGPT(train.images.shape[-1], LEVELS[dataset], **model_kwargs).to(device or "cpu")
+    optimizer = CosineAdam(model.parameters(), lr, epochs * math.ceil(len(images) / batch_size))
+    return model, fit(model, lambda batch: model.nll(batch).mean(), images, val_data=val.images[:min(1000, subset or 1000)],
+                      epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, device=device,
+                      desc=f"image GPT ({dataset})", verbose=verbose)

@@ -14,7 +14,7 @@ import pytest
 from gencourse import authoring, data
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-LESSONS = ["06_diffusion_models", "08_flow_matching"]  # the lessons with DATASET = "mnist" tested here
+LESSONS = ["06_diffusion_models", "08_flow_matching", "09_transformers"]  # the lessons with DATASET = "mnist" tested here
 # below the quick settings: a 28x28 network costs a CPU many times the digits' (few steps, samples, test images)
 SMALLER = {"GENCOURSE_T": "24", "GENCOURSE_SAMPLES": "40", "GENCOURSE_SWEEP_SAMPLES": "40", "GENCOURSE_EVAL": "16"}
 

@@ -221,3 +221,43 @@ def test_bad_input_is_refused_with_a_clear_message():
         model.generate(torch.zeros(1, 1, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="k must be"):
         model.generate(torch.zeros(1, 1, dtype=torch.long), 2, top_k=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The text recipe's checkpoints
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", tr.TEXT_SEEDS)
+def test_text_recipe_checkpoint_is_current_and_its_figures_reproduce(seed):
+    model, meta = tr.load_text_recipe(seed, with_meta=True)
+    assert meta["fingerprint"] == tr.text_fingerprint(), (
+        "the text recipe changed since its checkpoint was trained: run `make recipes RECIPES=gpt_text`")
+    _, ids = tr.text_data()
+    bits = tr.bits_per_token(model, ids["val"]).mean().item()
+    assert abs(bits - meta["val_bits"]) < 1e-3
+    assert 1.0 < bits < 2.5, "the text recipe's validation bits per character are out of any sensible range"
+    assert meta["seed"] == seed and meta["train_seconds"] > 0
+
+
+def test_missing_text_checkpoint_says_how_to_train_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make recipes|gencourse.recipes gpt_text"):
+        tr.load_text_recipe(0, directory=tmp_path)
+
+
+def test_image_gpt_likelihood_is_the_sum_of_its_conditionals_and_samples_lie_on_the_grid():
+    torch.manual_seed(0)
+    model = _perturb(tr.ImageGPT(4, 5, n_layer=1, n_head=2, n_embd=16), scale=0.2).eval()
+    x = torch.randint(0, 5, (3, 1, 4, 4), generator=torch.Generator().manual_seed(1)).float() / 4
+    k = torch.round(x.view(3, 16) * 4).long()
+    expected = torch.zeros(3)
+    for i in range(16):  # the conditional of pixel i from the prefix alone (start token, then pixels < i)
+        prefix = torch.cat([torch.full((3, 1), 5), k[:, :i]], 1)
+        expected -= torch.distributions.Categorical(logits=model.gpt(prefix)[:, -1]).log_prob(k[:, i])
+    torch.testing.assert_close(model.nll(x), expected, atol=1e-4, rtol=1e-5)
+    samples = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (6, 1, 4, 4) and torch.equal(samples * 4, torch.round(samples * 4))
+    assert model.gpt.head.out_features == 5  # the start token is read, never written
+    with pytest.raises(ValueError, match="grid"):
+        model.nll(torch.full((1, 1, 4, 4), 0.1))
+    with pytest.raises(ValueError, match=r"\(B, 1, 4, 4\)"):
+        model.nll(torch.zeros(1, 16))

@@ -51,7 +51,8 @@ gencourse.setup(seed=SEED)
 # | 06 diffusion | forward noising, noise prediction and its bound, DDPM, DDIM, guidance | 03 (the ELBO) | the bound in nats, sample quality vs steps, sampling cost |
 # | 07 autoregressive models | the chain rule, masked and causal models | 01, 02 | exact test NLL, sampling cost |
 # | 08 flow matching | probability paths, conditional flow matching, ODE sampling | 05, 06 | few-step sample quality, likelihood |
-# | 11 comparing generative models | every family on the same data and metrics, with seeds | 03-08 | one table of every figure |
+# | 09 transformers | attention, the causal mask, a GPT on text and on pixels, sampling, the KV cache | 07 | bits per character against n-grams, the cache's cost, exact test NLL |
+# | 11 comparing generative models | every family on the same data and metrics, with seeds | 03-09 | one table of every figure |
 #
 # One notation runs through the course; where the literature has two (diffusion's $t = 0$ is data, flow matching's
 # is noise; two scales for guidance), the lesson names both. The notation sheet collects them:
