@@ -26,6 +26,7 @@ from torch.nn import functional as F
 import gencourse
 from gencourse import data, basics, autoencoder, vae, gan, flows, autoregressive, metrics, train, diffusion, flow_matching
 from gencourse import text, transformer
+from gencourse import transformer as tr
 """
 
 

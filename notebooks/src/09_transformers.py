@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 import gencourse
 from gencourse import autoregressive as ar
-from gencourse import check, data, metrics, recipes, text, viz
+from gencourse import basics, check, data, metrics, recipes, text, viz
 from gencourse import transformer as tr
 
 gencourse.setup(seed=SEED)
@@ -69,7 +69,7 @@ def verdict(ok, claim):
 # $$p(x_{1:N}) = \prod_{t=1}^{N} p(x_t \mid x_{<t}), \qquad
 # \text{bits per character} = -\frac{1}{N}\sum_{t=1}^{N} \log_2 p(x_t \mid x_{<t}).$$
 #
-# Bits per character is the likelihood per dimension of lesson 01 in base 2: the length of the text's code, per
+# Bits per character is the negative log-likelihood per dimension of lesson 01 in base 2: the length of the text's code, per
 # character, under the model; a uniform guess over $V$ characters costs $\log_2 V$. A **language model** is a model
 # of these conditionals; generating text is lesson 07's ancestral sampling, one token after the other.
 #
@@ -94,16 +94,19 @@ print("-" * 80 + "\n" + val_text[2000:2400] + "\n" + "-" * 80)
 # The first language models counted. An **n-gram model** predicts a character from the $n - 1$ before it:
 # $p(x_t \mid x_{t-n+1:t-1}) \approx c(x_{t-n+1:t}) / c(x_{t-n+1:t-1})$, with $c$ the counts in the training
 # text. Long contexts are rarely seen twice, so the raw ratio is zero for most of what a new text holds, and every
-# zero costs infinite bits. **Interpolated Kneser-Ney** smoothing (Chen & Goodman 1998), the strongest classic
-# recipe, takes a fixed discount $D$ off every count and gives the freed mass to the next shorter context,
-# recursively down to a uniform floor:
+# zero costs infinite bits. **Interpolated Kneser-Ney** smoothing (Chen & Goodman 1998), a standard strong recipe,
+# takes a discount $D_n$ (one per order) off every count and gives the freed mass to the next shorter context,
+# recursively down to a uniform floor. At the top order:
 #
-# $$p_{\text{KN}}(x \mid h) = \frac{\max(c(h x) - D, 0)}{c(h)} + \frac{D\, N_{1+}(h\,\cdot)}{c(h)}\;
+# $$p_{\text{KN}}(x \mid h) = \frac{\max(c(h x) - D_n, 0)}{c(h)} + \frac{D_n\, N_{1+}(h\,\cdot)}{c(h)}\;
 # p_{\text{KN}}(x \mid h'),$$
 #
 # where $h'$ is $h$ without its oldest character and $N_{1+}(h\,\cdot)$ counts the distinct characters seen after
-# $h$. Its other idea: a lower order is used only when the higher one has little data, so it counts in how many
-# *different* contexts a string appears, not how often. The order $n$ is chosen on the validation text.
+# $h$. The lower orders are always mixed in, with the weight the discounts freed, and they matter most where the
+# higher order has little data. Hence Kneser-Ney's other idea: below the top order, the counts $c$ are replaced by
+# *continuation* counts, $N_{1+}(\cdot\, h x)$, the number of different characters seen before $h x$: a string that
+# appears often but always after the same prefix is no evidence for new contexts. (Chen & Goodman's strongest
+# variant, *modified* Kneser-Ney, uses three discounts per order.) The order $n$ is chosen on the validation text.
 
 # %%
 start = time.perf_counter()
@@ -133,8 +136,8 @@ verdict(val_by_order[2] < val_by_order[1] - 1, "one character of context (n = 2)
 verdict(best_order >= 10, "the order chosen on validation is at least 10: long contexts keep paying")
 verdict(val_by_order[best_order] < val_by_order[5] - 0.1,
         "the chosen order beats n = 5 by more than 0.1 bit per character")
-verdict(best_order < 16, "the validation figure turns up again before n = 16: the chosen order is a minimum, not the "
-        "edge of the search")
+verdict(best_order < 16 and val_by_order[16] > val_by_order[best_order],
+        "the validation figure rises again at n = 16: the chosen order is a minimum, not the edge of the search")
 
 # %% [markdown]
 # Counting goes a long way on this corpus: the order chosen on validation uses many characters of context, and
@@ -148,8 +151,8 @@ print(ngram_sample)
 # %% [markdown]
 # ## 3. A window of embeddings: the MLP language model
 #
-# Counts do not generalize: `"the retur"` and `"a retur"` are different contexts with separate counts. Bengio et
-# al. (2003) replaced the table by a network: **embed** each of the last $c$ characters as a learned vector,
+# Counts do not generalize: `"dict("` and `"list("` are followed by much the same characters, but their counts
+# are separate, and backing off shares only what the contexts end with (`"t("`). Bengio et al. (2003) replaced the table by a network: **embed** each of the last $c$ characters as a learned vector,
 # concatenate them, and let an MLP output the $V$ logits of the next character. Similar characters get similar
 # vectors and the model shares what it learns between contexts. The second step of *makemore*, in ten lines; it
 # takes a sequence `(B, T)` and returns logits `(B, T, V)`, so the GPT's training loop trains it unchanged.
@@ -178,7 +181,13 @@ mlp_history = tr.train_text(window_mlp, ids["train"], ids["val"], steps=MLP_STEP
                             seed=SEED, desc="window MLP")
 mlp_bits = tr.bits_per_token(window_mlp, ids["val"]).mean().item()
 print(f"window MLP (8 characters, {tr.count_parameters(window_mlp):,} parameters): val {mlp_bits:.3f} bits per "
-      f"character after {MLP_STEPS} steps; the {best_order}-gram: {ngram_bits['val']:.3f}")
+      f"character after {MLP_STEPS} steps; the 3-gram: {val_by_order[3]:.3f}, the {best_order}-gram: "
+      f"{ngram_bits['val']:.3f}")
+
+# %% [markdown]
+# After a few seconds of training the MLP is only level with a 3-gram: it has seen each training character about
+# once (600 steps of 32 windows of 64 characters, against 419k characters), where the counts read all of them. It
+# is under-trained, not unable: the GPT recipe below shows what minutes of training buy.
 
 # %% [markdown]
 # ## 4. Attention
@@ -219,7 +228,7 @@ check.scaled_dot_product_attention(scaled_dot_product_attention)
 # %% [markdown]
 # **Exercise 2 (the causal mask).** Write `causal_mask(t_query, t_key)`: a bool `(t_query, t_key)` tensor, True
 # where query $i$ may attend to key $j$. Training feeds whole sequences ($t_\text{query} = t_\text{key}$), but
-# section 7 will feed one new token at a time against the keys of all earlier ones: then the queries are the
+# section 8 will feed one new token at a time against the keys of all earlier ones: then the queries are the
 # *last* $t_\text{query}$ of the $t_\text{key}$ positions. Write the general case.
 
 # %%
@@ -235,12 +244,12 @@ def causal_mask(t_query, t_key):
 check.causal_mask(causal_mask)
 
 # %%
-gencourse.show(tr.CausalSelfAttention)
+gencourse.show(tr.attention)
 
 # %% [markdown]
 # **Many heads.** One attention computes one weighted mean per position: one question. A layer runs $H$ heads in
-# parallel, each with its own query, key and value maps of size $d = n_\text{embd} / H$, and a last linear map
-# mixes their outputs (above). Around it a **block** adds a per-position MLP, residual connections and layer norms;
+# parallel, each with its own query, key and value maps of size $d = n_\text{embd} / H$ (where $n_\text{embd}$ is the
+# width of each position's state $h_t$), and a last linear map mixes their outputs. Around it a **block** adds a per-position MLP, residual connections and layer norms;
 # a **GPT** (Radford et al. 2018) embeds each token, adds an embedding of its position, stacks blocks, and maps each
 # position's final state to $V$ logits. Its output at $t$ is the prediction of token $t + 1$.
 #
@@ -310,7 +319,7 @@ verdict(shuffle_effect[2, "without"] > 1e-3,
         "two blocks without position embeddings: the last output does change (> 1e-3) when the past is shuffled")
 
 # %% [markdown]
-# One block cannot tell `"ab"` from `"ba"` in its past without position embeddings. Two blocks can, a little: in
+# One block cannot tell `"ab"` from `"ba"` in its past without position embeddings. Two blocks can: in
 # the first block each earlier position attends over *its own* prefix, so its output depends on where it stands, and
 # the second block reads those outputs. The causal mask itself leaks order (Haviv et al. 2022 train language models
 # this way). GPTs add position embeddings all the same: learned vectors, one per position, as here.
@@ -318,15 +327,15 @@ verdict(shuffle_effect[2, "without"] > 1e-3,
 # %% [markdown]
 # ## 5. A GPT on text
 #
-# Training is **teacher forcing**: feed a window of $T + 1$ characters of real text, and score the outputs at
-# positions $1..T$ against the window shifted by one. Every position is a training example, all computed in one
+# Training is **teacher forcing**: cut a window of $T + 1$ characters of real text, feed its first $T$, and score
+# the $T$ outputs against its last $T$ (the window shifted by one). Every position is a training example, all computed in one
 # pass, thanks to the mask. The same loop trained the window MLP above.
 #
 # **Exercise 3 (a GPT, trained end to end).** Write `train_tiny_gpt(train_ids, vocab_size)`: build a
 # `tr.GPT(vocab_size, block_size)` (a context of 32 characters is enough here), and train it for a few hundred
 # steps on random windows (`tr.random_windows(train_ids, batch_size, block_size + 1)`) with cross-entropy and AdamW.
-# Return the model. The check trains it (a few seconds) and scores it on held-out text: it passes below
-# 3.3 bits per character, better than the counts of a 2-gram.
+# Return the model. The check trains it (a few seconds) and scores it on the first 4000 validation characters: it
+# passes below 3.3 bits per character (a 2-gram scores 3.43 on the whole validation text).
 
 # %%
 def train_tiny_gpt(train_ids, vocab_size, steps=300, block_size=32, batch_size=32, lr=3e-3):
@@ -374,6 +383,8 @@ context = recipe_gpts[0].block_size // 2  # bits_per_token scores characters con
 gpt_token_bits = {(split, s): tr.bits_per_token(recipe_gpts[s], ids[split]) for split in ("val", "test")
                   for s in tr.TEXT_SEEDS}
 gpt_bits = {split: np.array([gpt_token_bits[split, s].mean().item() for s in tr.TEXT_SEEDS]) for split in ("val", "test")}
+ngram_token_bits = {split: -ngram.token_log_probs(ids[split], best_order) / math.log(2) for split in ("val", "test")}
+ngram_aligned = {split: ngram_token_bits[split][context + 1:].mean().item() for split in ("val", "test")}  # GPT's chars
 unigram = torch.bincount(ids["train"], minlength=V).double() + 0.5
 unigram_bits = {split: (-torch.log2(unigram / unigram.sum())[ids[split]]).mean().item() for split in ("val", "test")}
 
@@ -392,6 +403,8 @@ for name, v, t, p, secs in rows:
     print(f"{name:<34}{v:>9.3f}{t:>10.3f}{p:>10}{secs:>14}".replace("nan", "  -"))
 print("GPT recipe per seed: val " + ", ".join(f"{b:.3f}" for b in gpt_bits["val"])
       + "; test " + ", ".join(f"{b:.3f}" for b in gpt_bits["test"]))
+print(f"the {best_order}-gram on the characters the GPT scores (from character {context + 1} on): "
+      f"val {ngram_aligned['val']:.3f}, test {ngram_aligned['test']:.3f}")
 _ = gencourse.headline("GPT recipe: test bits/char", gpt_bits["test"].mean(), "{:.3f}")
 
 # %%
@@ -407,14 +420,11 @@ plt.show()
 # %% [markdown]
 # (The curves use 64 fixed validation windows; the table scores every validation character.)
 #
-# The two kinds of model are wrong in different places. A **mixture** $p = w\,p_	ext{GPT} + (1 - w)\,p_	ext{n-gram}$
+# The two kinds of model are wrong in different places. A **mixture** $p = w\,p_\text{GPT} + (1 - w)\,p_\text{n-gram}$
 # of the two conditionals is again a language model; its weight $w$ is chosen on validation and it is scored on
 # test, character by character on the same positions as the GPT.
 
 # %%
-ngram_token_bits = {split: -ngram.token_log_probs(ids[split], best_order) / math.log(2) for split in ("val", "test")}
-
-
 def mixture_bits(split, seed, w):
     p_gpt = torch.exp2(-gpt_token_bits[split, seed].double())
     p_ngram = torch.exp2(-ngram_token_bits[split][context + 1:])  # the same characters as the GPT's
@@ -427,9 +437,18 @@ for s in tr.TEXT_SEEDS:
     w = weights[np.argmin([mixture_bits("val", s, w) for w in weights])]
     mixture[s] = (w, mixture_bits("val", s, w), mixture_bits("test", s, w),
                   ngram_token_bits["test"][context + 1:].mean().item())
-print(f"{'seed':>4}{'w (val)':>9}{'mixture val':>13}{'mixture test':>14}{'GPT test':>10}{'n-gram test':>13}   (bits/char)")
+print(f"{'seed':>4}{'w (val)':>9}{'mixture val':>13}{'mixture test':>14}{'GPT test':>10}{'n-gram test':>13}"
+      f"{'GPT surer':>11}   (bits/char; GPT surer: share of test characters it gives the higher probability)")
 for s, (w, mv, mt, nt) in mixture.items():
-    print(f"{s:>4}{w:>9.1f}{mv:>13.3f}{mt:>14.3f}{gpt_bits['test'][s]:>10.3f}{nt:>13.3f}")
+    surer = (gpt_token_bits["test", s].double() < ngram_token_bits["test"][context + 1:]).double().mean().item()
+    print(f"{s:>4}{w:>9.1f}{mv:>13.3f}{mt:>14.3f}{gpt_bits['test'][s]:>10.3f}{nt:>13.3f}{surer:>11.2f}")
+
+# the test text repeats the training text more than the validation text does: verbatim 32-character strings
+train_32 = {train_text[i:i + 32] for i in range(len(train_text) - 31)}
+repeats = {split: np.mean([t[i:i + 32] in train_32 for i in range(0, len(t) - 31, 4)])
+           for split, t in (("val", val_text), ("test", test_text))}
+print(f"share of 32-character strings found verbatim in the training text: val {repeats['val']:.2f}, "
+      f"test {repeats['test']:.2f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -437,7 +456,7 @@ verdict(live_bits < unigram_bits["val"] - 1, "the small GPT trained here beats c
         "character")
 verdict(all(b < mlp_bits for b in gpt_bits["val"]), "every GPT recipe seed beats the window MLP trained here on "
         "validation")
-gap_val, gap_test = gpt_bits["val"] - ngram_bits["val"], gpt_bits["test"] - ngram_bits["test"]
+gap_val, gap_test = gpt_bits["val"] - ngram_aligned["val"], gpt_bits["test"] - ngram_aligned["test"]
 verdict(all(0 < g < 0.15 for g in gap_val) and gap_val.min() > gpt_bits["val"].max() - gpt_bits["val"].min(),
         f"on validation the {best_order}-gram beats every GPT recipe seed, by less than 0.15 bit per character but "
         "by more than the seeds' spread")
@@ -445,26 +464,32 @@ verdict(all(g > 0.1 for g in gap_test), f"on test the {best_order}-gram beats ev
         "bit per character")
 verdict(all(mt < min(gpt_bits["test"][s], nt) - 0.05 for s, (_, _, mt, nt) in mixture.items()),
         "the mixture beats both of its parts on test by more than 0.05 bit per character, on every seed")
+verdict(repeats["test"] > 2 * repeats["val"], "the test text repeats the training text verbatim more than twice as "
+        "often as the validation text (32-character strings)")
 
 # %% [markdown]
 # **Counting wins here.** On 420,000 characters of technical prose and a budget of five CPU minutes, the
 # Kneser-Ney n-gram beats the GPT recipe on every seed: by less than a tenth of a bit per character on validation
-# (but more than the seeds' spread) and by about a quarter of a bit on test, whose topics repeat phrases of the training
-# text that a 15-character table recalls exactly. The n-gram reads the corpus in under a second; the GPT spends
-# 3000 steps learning what counts get for free, with a context of 64 characters and 362k parameters. Transformers
-# rule text with millions to billions of tokens and the compute to read them, not at this scale.
+# (but more than the seeds' spread) and by about a quarter of a bit on test. The test text is easier for both and
+# favours the counts most, for a measured reason: it repeats the training text verbatim far more often than the
+# validation text (the last printout; its topics on `while` and `with` restate the training text's compound
+# statements), and a table of long contexts recalls repeats exactly. The n-gram reads the corpus in under a second;
+# the GPT spends 3000 steps learning what counts get for free, with a context of 64 characters and 362k
+# parameters. Transformers rule text with millions to billions of tokens and the compute to read them, not at this
+# scale.
 #
-# The GPT has learned something the counts have not: the mixture of the two beats both, on every seed, by about a
-# tenth of a bit per character on test. Each model is confident where the other is unsure. Section 6 finds one
-# such place.
+# The GPT has learned something the counts have not: the mixture of the two beats both on every seed, by about a
+# tenth of a bit per character against the n-gram on test and about 0.3 against the GPT. The GPT gives the higher
+# probability on a large share of the test characters although its average is worse (the "GPT surer" column): the
+# two are right in different places. Section 6 finds one such place.
 
 # %% [markdown]
 # ## 6. What attention sees that counts cannot
 #
 # Overall bits per character mix easy characters (the rest of a word) with hard ones. A place where the
 # window matters: a **closing bracket**. Whether `)` may come next depends on whether a `(` is still open, and
-# that `(` can lie farther back than any n-gram's context. Below, every closing bracket of the validation text is
-# scored by both models, split by how far back its opener is.
+# that `(` can lie farther back than the chosen n-gram's context. Below, every closing bracket of the validation
+# and test texts is scored by both models, split by how far back its opener is.
 
 # %%
 def closing_brackets(split):
@@ -523,10 +548,11 @@ verdict(unbalanced["GPT recipe samples"] < unbalanced[f"{best_order}-gram sample
         "the GPT's samples leave fewer brackets unbalanced than the n-gram's")
 
 # %% [markdown]
-# At closing brackets the GPT pays less than the n-gram on every seed, although over all characters it pays a few
-# hundredths of a bit more. With the opener in the n-gram's view the saving is about half a bit; with the opener
-# beyond its 14 characters of context it is about a bit (a wider interval: fewer such brackets, still above zero on
-# every seed): attention reaches back where counts cannot. The samples say the same from the other side: the GPT's leave
+# At closing brackets the GPT pays less than the n-gram on every seed, although over all validation characters it
+# pays a few hundredths of a bit more (and about a quarter on test). With the opener in the n-gram's view the saving
+# is between half a bit and three quarters; with the opener beyond its context it is about a bit,
+# above zero on every seed. That is what a model that can look back to the opener should show, but the two
+# intervals overlap: these runs do not show that the saving grows with the distance. The samples say the same from the other side: the GPT's leave
 # fewer brackets unbalanced than the n-gram's, though far more than real text (a real excerpt scores above zero
 # only because it is cut from a longer text): this small GPT has learned the rule only in part.
 
@@ -566,9 +592,10 @@ check.next_token_probs(next_token_probs)
 
 # %% [markdown]
 # What each trick trades, measured on the GPT recipe (seed 0): ten samples of each setting, scored by the share of
-# their words that are words of the training text (quality) and the share of their distinct 4-character strings
-# (variety; real text as the reference). These are tricks, labelled as such: the recipe's own distribution is
-# $T = 1$ with nothing cut.
+# their words that are words of the training text (a crude check of spelling, not of sense) and the share of their
+# 4-character strings that are distinct (variety; low values mean repetition). Real validation text is the
+# reference, but not a ceiling: it has topic words the training text lacks. These are tricks, labelled as such:
+# the recipe's own distribution is $T = 1$ with nothing cut.
 
 # %%
 train_words = set(train_text.split())
@@ -599,15 +626,22 @@ for name, (w, d) in sampling.items():
 # NBVAL_CHECK_OUTPUT
 w1, d1 = sampling["T = 1 (the model)"]
 w4, d4 = sampling["T = 0.4"]
-verdict(w4 > w1 and d4 < d1, "T = 0.4 trades variety for quality: more known words, fewer distinct 4-grams than T = 1")
+verdict(w4 > w1 and d4 < d1, "T = 0.4 trades variety for spelling: more known words, fewer distinct 4-grams than T = 1")
 verdict(all(sampling[k][0] > w1 for k in ("top-k 5", "top-p 0.8")),
         "top-k 5 and top-p 0.8 both raise the share of known words above T = 1's")
 
 # %% [markdown]
+# At $T = 1$ the samples reach real text's share of known words, though they read as gibberish: many short words
+# are real, and the measure checks words, not sense. At $T = 0.4$ almost every word is a known one, but fewer than
+# one 4-character string in ten is new: the sampler loops on its favourite phrases. Top-k and the nucleus sit in
+# between.
+
+# %% [markdown]
 # **Exposure bias.** Training always conditions on real text; sampling conditions on the model's own output. A
-# mistake early in a sample is a context the model never saw in training, and nothing corrects it (lesson 07
-# measured this on digits). Truncation and low temperatures reduce the number of unlikely draws that start such a
-# drift, at the cost of variety: the table above.
+# mistake early in a sample is a context the model never saw in training, and nothing in training taught it to
+# recover (lesson 07 measured this on digits). Truncation and low temperatures draw fewer unlikely tokens, which is
+# one reason they look cleaner, at the cost of variety (the table above); whether they reduce the drift itself is
+# not measured here.
 
 # %% [markdown]
 # ## 8. The KV cache
@@ -636,8 +670,11 @@ def kv_cache_step(q_new, k_new, v_new, k_cache, v_cache):
 # %%
 check.kv_cache_step(kv_cache_step)
 
+# %%
+gencourse.show(tr.CausalSelfAttention)
+
 # %% [markdown]
-# The reference keeps one cache per block, filled by the forward pass; `generate(..., use_cache=True)` feeds only
+# The reference keeps one cache per block, filled by the forward pass (above); `generate(..., use_cache=True)` feeds only
 # the newest token. The cost per new token, with and without the cache, as the context grows (a 4-block model with
 # a context of 512; its weights do not matter for the timing), and the check that both return the same tokens:
 
@@ -721,12 +758,23 @@ digits_models, digits_rows = {}, {}
 for name in ("transformer", "autoregressive"):
     for s in recipes.SEEDS:
         digits_models[name, s], digits_rows[name, s] = recipe_row(name, s)
-print(f"{'recipe':<24}{'test NLL':>10}{'val NLL':>10}{'train s':>9}{'CPU s':>7}{'params':>10}   (nats per image, exact)")
+per_pixel = basics.PixelCategorical(levels=17, alpha=0.1).fit(digits_train.images)
+baseline_rows = [("uniform over 17 levels", 64 * math.log(17), 64 * math.log(17)),
+                 ("per-pixel categorical", per_pixel.nll(digits_test.images).mean().item(),
+                  per_pixel.nll(digits_val.images).mean().item())]
+print(f"{'model':<24}{'test NLL':>10}{'bits/dim':>9}{'val NLL':>9}{'train s':>9}{'CPU s':>7}{'params':>10}"
+      "   (nats per image, exact)")
+for label, t, v in baseline_rows:
+    print(f"{label:<24}{t:>10.1f}{metrics.bits_per_dim(t, 64):>9.3f}{v:>9.1f}{'-':>9}{'-':>7}{'-':>10}")
 for name, label in (("transformer", "image GPT"), ("autoregressive", "PixelCNN")):
     for s in recipes.SEEDS:
         r = digits_rows[name, s]
-        print(f"{label + f' seed {s}':<24}{r['test']:>10.1f}{r['val']:>10.1f}{r['seconds']:>9.0f}{r['cpu']:>7.0f}"
-              f"{r['params']:>10,}")
+        print(f"{label + f' seed {s}':<24}{r['test']:>10.1f}{metrics.bits_per_dim(r['test'], 64):>9.3f}{r['val']:>9.1f}"
+              f"{r['seconds']:>9.0f}{r['cpu']:>7.0f}{r['params']:>10,}")
+gpt_seconds = np.mean([digits_rows["transformer", s]["seconds"] for s in recipes.SEEDS])
+cnn_seconds = np.mean([digits_rows["autoregressive", s]["seconds"] for s in recipes.SEEDS])
+print(f"the image GPT recipe trained {gpt_seconds / cnn_seconds:.0f}x the PixelCNN recipe's seconds "
+      f"(each seed on one thread, three side by side on two cores)")
 print(f"image GPT here, {DIGITS_EPOCHS} epochs in {digits_history.seconds:.0f} s ({live_digits_cpu:.0f} s of CPU): "
       f"val {live_digits_nll:.1f}")
 gpt_test = np.array([digits_rows["transformer", s]["test"] for s in recipes.SEEDS])
@@ -752,16 +800,18 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-verdict(all(g < 106.3 - 15 for g in gpt_test), "every image GPT seed beats independent pixels (106.3) by > 15 nats")
+verdict(all(g < baseline_rows[1][1] - 15 for g in gpt_test),
+        "every image GPT seed beats independent pixels (the per-pixel categorical) by > 15 nats")
 verdict(abs(gpt_test.mean() - cnn_test.mean()) < 1.5,
         "at equal parameters, the image GPT's test NLL is within 1.5 nats of the PixelCNN's (mean of seeds 0-2)")
-gpt_seconds = np.mean([digits_rows["transformer", s]["seconds"] for s in recipes.SEEDS])
-cnn_seconds = np.mean([digits_rows["autoregressive", s]["seconds"] for s in recipes.SEEDS])
 verdict(gpt_seconds > 5 * cnn_seconds, "the image GPT needs more than 5x the PixelCNN's training seconds to get there")
 cnn_cpu = max(digits_rows["autoregressive", s]["cpu"] for s in recipes.SEEDS)
-verdict(live_digits_cpu > cnn_cpu and
-        live_digits_nll > max(digits_rows["autoregressive", s]["val"] for s in recipes.SEEDS) + 3,
-        "with more CPU seconds than the PixelCNN recipe used, the image GPT trained here is > 3 nats behind it on val")
+if device.type == "cpu":
+    verdict(live_digits_cpu > cnn_cpu and
+            live_digits_nll > max(digits_rows["autoregressive", s]["val"] for s in recipes.SEEDS) + 3,
+            "with more CPU seconds than the PixelCNN recipe used, the image GPT trained here is > 3 nats behind it on val")
+else:
+    print("(the CPU-seconds comparison is skipped when the live model trains on a GPU)")
 print(metrics.compare_to_real(gpt_quality, "recognized", 0.5, real), "(image GPT samples)")
 verdict(not metrics.beats(cnn_quality, gpt_quality, "recognized"),
         "the image GPT's samples are not recognized less often than the PixelCNN's (beyond the 95% intervals)")
@@ -769,16 +819,16 @@ verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, n
 
 # %% [markdown]
 # **Level likelihood, at a price in seconds.** At equal parameters, the image GPT's exact test NLL is level with the
-# PixelCNN's (means over the seeds in the table; within 1.5 nats, checked), but it needs about 19 times the training
-# seconds. Trained here with more CPU seconds than the PixelCNN recipe used, it is still more than 3 nats behind on
-# validation (the printout: about 15). A likely reason: a convolution has locality built in (the neighbouring pixels
+# PixelCNN's (means over the seeds in the table; within 1.5 nats, checked), but it trained about 19 times as many
+# seconds (the printout). Trained here for 8 epochs, with more CPU seconds than the PixelCNN recipe used (the two
+# printouts), it is still about 15 nats behind on validation. A likely reason: a convolution has locality built in (the neighbouring pixels
 # matter most, and one small kernel serves the whole image), while attention must learn it from 1000 digits,
 # the 2D layout included, through its position embeddings. The runs do not isolate this cause: the two models
 # also differ in depth, dropout and schedule.
 #
-# Its samples are recognized at least as often as the PixelCNN's and are new digits, not copies. They do not meet
-# the protocol's full guard on every seed: with recipe seed 0, one digit class falls below 5% of the samples (9
-# classes covered); with seeds 1 and 2 all 10 are.
+# Its samples are recognized at least as often as the PixelCNN's and are new digits, not copies. The protocol's
+# guard also asks for all 10 classes, each the label of at least 5% of the samples: the `classes_covered` row. It is
+# not met on every seed: with some recipe seeds one class falls just below the 5% line.
 
 # %% [markdown]
 # ## 10. On 28×28 digits
@@ -838,10 +888,14 @@ for size, r in bpe.items():
 # - Counts with Kneser-Ney smoothing are a strong baseline on a small corpus; a window MLP shares statistics
 #   between contexts; attention looks up any earlier position.
 # - Attention is $\operatorname{softmax}(QK^\top/\sqrt d + M)V$; the causal mask is MADE's after a shift by one;
-#   without position embeddings the order of the past is invisible.
-# - On 420k characters and five CPU minutes, a 15-gram with Kneser-Ney smoothing beats the GPT; their mixture beats
-#   both, and at closing brackets whose opener is out of the n-gram's reach the GPT saves more than a bit.
-# - Temperature, top-k and the nucleus trade variety for quality; the KV cache makes each step cost one position.
+#   without position embeddings one block cannot see the order of the past (two blocks can, through the
+#   mask); GPTs learn an embedding per position.
+# - On 420k characters and five CPU minutes, a Kneser-Ney n-gram (order chosen on validation) beats the GPT; their mixture beats
+#   both (they are right in different places), and at closing brackets the GPT saves about a bit where the opener is
+#   out of the n-gram's reach. The test text repeats the training text more than the validation text does, which
+#   favours the counts.
+# - Temperature, top-k and the nucleus trade variety for known words; with the KV cache each step computes one new
+#   position (its attention still reads every cached key), and the same tokens come out.
 # - The same GPT on pixels is level with the PixelCNN's likelihood at equal parameters, after about 19 times the
 #   training seconds.
 #
