@@ -14,7 +14,7 @@
 # - choose a family for a task from measured trade-offs rather than from folklore, knowing what those
 #   measurements can say at this scale.
 #
-# **Running time:** about 40 s on a 2-core laptop CPU (measured with one torch thread; the image GPT's
+# **Running time:** about 25 s on a 2-core laptop CPU (measured by `make bench`, two threads; the image GPT's
 # pixel-by-pixel sampling takes about a third of it); nothing to download; it loads trained checkpoints, so a
 # GPU changes little.
 
