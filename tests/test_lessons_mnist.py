@@ -6,6 +6,7 @@ the "test" file), under a temporary ``$GENCOURSE_DATA``. The sample-quality clas
 trained briefly first (1 epoch) so that the lesson does not train its own. This checks that a lesson runs on
 28x28 data, not what it learns.
 """
+import re
 from pathlib import Path
 
 import nbformat
@@ -52,4 +53,5 @@ def test_lesson_runs_on_mnist(lesson, standin, monkeypatch):
     authoring.execute(nb, cwd=authoring.NOTEBOOKS, timeout=600)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "mnist: 7500 training images, shape (1, 28, 28), 256 levels" in printed
-    assert "Traceback" not in printed
+    assert not re.search(r"^Traceback \(most recent call last\)", printed, re.M)  # (lesson 09 samples Python's
+    # manual, whose sentences may mention a traceback)
