@@ -354,13 +354,22 @@ def fingerprint(name: str) -> str:
     such as ``DIGITS_EPOCHS`` changes the recipe without changing the source). A checkpoint records it, and a
     test compares, so that a changed recipe cannot go on being represented by a checkpoint of the old one
     (``make recipes`` rewrites)."""
-    import hashlib
     import importlib
-    import inspect
 
     module = importlib.import_module(f"gencourse.{recipe(name).module}")
-    text = "" if name in NAMES else name  # a variant differs from its family's recipe by its name's settings
-    for fn in (module.train_digits, getattr(module, "digits_model", None)):  # the model builder too, where it has one
+    # a variant differs from its family's recipe by its name's settings; the model builder counts, where there is one
+    return source_fingerprint(module.train_digits, getattr(module, "digits_model", None),
+                              prefix="" if name in NAMES else name)
+
+
+def source_fingerprint(*functions, prefix: str = "") -> str:
+    """A hash of ``prefix`` and each function's source and default values (``None`` entries skipped): what
+    :func:`fingerprint` stamps on a checkpoint, for any recipe (lesson 09's text model uses it too)."""
+    import hashlib
+    import inspect
+
+    text = prefix
+    for fn in functions:
         if fn is None:
             continue
         defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()

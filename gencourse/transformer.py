@@ -449,15 +449,9 @@ def text_checkpoint(seed: int = 0, directory=None):
 
 def text_fingerprint() -> str:
     """A hash of the text recipe (its training function's source and defaults, and the architecture's)."""
-    import hashlib
-    import inspect
+    from gencourse.recipes import source_fingerprint
 
-    text = ""
-    for fn in (train_text_recipe, text_model, train_text):
-        defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
-                    if v.default is not inspect.Parameter.empty}
-        text += inspect.getsource(fn) + repr(sorted(defaults.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return source_fingerprint(train_text_recipe, text_model, train_text)
 
 
 def load_text_recipe(seed: int = 0, directory=None, *, with_meta: bool = False):

@@ -185,9 +185,9 @@ print(f"window MLP (8 characters, {tr.count_parameters(window_mlp):,} parameters
       f"{ngram_bits['val']:.3f}")
 
 # %% [markdown]
-# After a few seconds of training the MLP is only level with a 3-gram: it has seen each training character about
-# once (600 steps of 32 windows of 64 characters, against 419k characters), where the counts read all of them. It
-# is under-trained, not unable: the GPT recipe below shows what minutes of training buy.
+# After a few seconds of training the MLP is only level with a 3-gram: 600 steps of 32 windows of 64 characters
+# are about three passes over the 419k training characters, too few gradient steps to learn what the counts take
+# from one pass. It is under-trained, not unable: the GPT recipe below shows what minutes of training buy.
 
 # %% [markdown]
 # ## 4. Attention
@@ -549,7 +549,7 @@ verdict(unbalanced["GPT recipe samples"] < unbalanced[f"{best_order}-gram sample
 
 # %% [markdown]
 # At closing brackets the GPT pays less than the n-gram on every seed, although over all validation characters it
-# pays a few hundredths of a bit more (and about a quarter on test). With the opener in the n-gram's view the saving
+# pays less than a tenth of a bit more (and about a quarter on test). With the opener in the n-gram's view the saving
 # is between half a bit and three quarters; with the opener beyond its context it is about a bit,
 # above zero on every seed. That is what a model that can look back to the opener should show, but the two
 # intervals overlap: these runs do not show that the saving grows with the distance. The samples say the same from the other side: the GPT's leave
