@@ -247,8 +247,9 @@ def random_windows(ids: torch.Tensor, batch_size: int, length: int, generator: t
 
 @torch.no_grad()
 def bits_per_token(model: GPT, ids: torch.Tensor, *, context: int | None = None, batch_size: int = 64) -> torch.Tensor:
-    """Held-out cost of every token of ``ids (N,)`` but the first ``context``: ``(N - context,)`` bits, each token
-    conditioned on at least ``context`` and at most ``block_size`` tokens before it.
+    """Held-out cost of every token of ``ids (N,)`` but the first ``context + 1``: ``(N - context - 1,)`` bits, each
+    token conditioned on at least ``context`` and at most ``block_size`` tokens before it (element ``i`` is token
+    ``i + context + 1``).
 
     Windows of ``block_size`` tokens step by ``block_size - context``; in each, only the last
     ``block_size - context`` predictions are scored (the first ones would see too short a context).
