@@ -214,8 +214,9 @@ def test_gradient_estimators_are_unbiased_and_reparameterization_has_lower_varia
     mu, logvar, a = torch.tensor([0.5, -1.0]), torch.tensor([0.0, -1.0]), torch.tensor([2.0, 0.0])
     f = lambda z: (z - a).pow(2).sum(-1)                       # E f = |mu - a|^2 + sum exp(logvar)
     exact = 2 * (mu - a)
-    rep = vae.mu_gradient_estimates(f, mu, logvar, 100_000)
-    score = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score")
+    rep = vae.mu_gradient_estimates(f, mu, logvar, 100_000, generator=torch.Generator().manual_seed(0))
+    score = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score",
+                                      generator=torch.Generator().manual_seed(1))
     assert rep.shape == score.shape == (100_000, 2)
     torch.testing.assert_close(rep.mean(0), exact, atol=0.03, rtol=0)
     torch.testing.assert_close(score.mean(0), exact, atol=0.15, rtol=0)
@@ -411,12 +412,16 @@ def test_score_function_with_a_baseline_is_unbiased_and_less_noisy():
     mu, logvar, a = torch.tensor([0.5, -1.0]), torch.tensor([0.0, -1.0]), torch.tensor([2.0, 0.0])
     f = lambda z: (z - a).pow(2).sum(-1) + 50.0                   # a large common part, as log p(x | z) has
     exact = 2 * (mu - a)
-    score = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score")
-    base = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score-baseline")
+    # fixed draws: a Monte Carlo test must not depend on which tests ran before it in the same worker
+    score = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score",
+                                      generator=torch.Generator().manual_seed(0))
+    base = vae.mu_gradient_estimates(f, mu, logvar, 100_000, estimator="score-baseline",
+                                     generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(base.mean(0), exact, atol=0.05, rtol=0)
     assert (base.var(0) * 10 < score.var(0)).all()
     # per-example values for a batch of means: example b's estimate uses f_b only
     mu_b, lv_b = torch.zeros(3, 2), torch.zeros(3, 2)
-    g = vae.mu_gradient_estimates(lambda z: z.pow(2).sum(-1), mu_b, lv_b, 50_000, estimator="score")
+    g = vae.mu_gradient_estimates(lambda z: z.pow(2).sum(-1), mu_b, lv_b, 50_000, estimator="score",
+                                  generator=torch.Generator().manual_seed(2))
     assert g.shape == (50_000, 3, 2)
     torch.testing.assert_close(g.mean(0), torch.zeros(3, 2), atol=0.06, rtol=0)
