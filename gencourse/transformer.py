@@ -72,17 +72,20 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 class CausalSelfAttention(nn.Module):
     """``n_head`` heads of causal self-attention over ``(B, T, n_embd)`` -> ``(B, T, n_embd)``.
 
+    ``causal=False`` drops the mask: every position attends to every other, as in a bidirectional (BERT-style)
+    encoder, a masked-token model (MaskGIT) or a diffusion transformer (DiT); lesson 10 uses those.
+
     One linear map makes queries, keys and values for all heads; each head attends over its ``n_embd / n_head``
     slice; a last linear map mixes the heads. ``cache``: a dict that, when given, holds this layer's keys and
     values of the positions seen so far (``"k"``, ``"v"``: ``(B, n_head, T_past, head_dim)``); the new positions'
     keys and values are appended and the queries attend over all of them.
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
-        self.n_head = n_head
+        self.n_head, self.causal = n_head, causal
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
         self.dropout = nn.Dropout(dropout)
@@ -95,18 +98,19 @@ class CausalSelfAttention(nn.Module):
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
-        y = attention(q, k, v, causal_mask(T, k.shape[2], device=h.device))
+        y = attention(q, k, v, causal_mask(T, k.shape[2], device=h.device) if self.causal else None)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.dropout(self.proj(y))
 
 
 class Block(nn.Module):
-    """A transformer block, pre-LN: ``h + attn(LN(h))``, then ``h + MLP(LN(h))`` (MLP: 4x wider, GELU)."""
+    """A transformer block, pre-LN: ``h + attn(LN(h))``, then ``h + MLP(LN(h))`` (MLP: 4x wider, GELU).
+    ``causal=False``: bidirectional attention (see :class:`CausalSelfAttention`)."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, causal=causal)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
                                  nn.Dropout(dropout))
 

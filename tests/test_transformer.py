@@ -64,6 +64,27 @@ def test_self_attention_layer_matches_torch_multihead_attention():
     torch.testing.assert_close(layer(h), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_bidirectional_layer_matches_torch_multihead_attention_without_a_mask():
+    torch.manual_seed(1)
+    layer = tr.CausalSelfAttention(16, 4, causal=False).eval()
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(layer.qkv.weight)
+        mha.in_proj_bias.copy_(layer.qkv.bias)
+        mha.out_proj.weight.copy_(layer.proj.weight)
+        mha.out_proj.bias.copy_(layer.proj.bias)
+    h = torch.randn(3, 7, 16)
+    expected, _ = mha(h, h, h, need_weights=False)
+    torch.testing.assert_close(layer(h), expected, atol=1e-5, rtol=1e-5)
+    block = tr.Block(16, 4, causal=False).eval()
+    changed = h.clone()
+    changed[:, -1] += torch.randn(16)  # the last position moves the first one's output only without the mask
+    assert (block(changed)[:, 0] - block(h)[:, 0]).abs().amax() > 1e-4
+    causal = tr.Block(16, 4).eval()
+    causal.load_state_dict(block.state_dict())  # same weights; the mask is the only difference
+    assert torch.equal(causal(changed)[:, 0], causal(h)[:, 0])
+
+
 # ----------------------------------------------------------------------------------------------
 # Causality
 # ----------------------------------------------------------------------------------------------
