@@ -18,7 +18,7 @@ REPO_URL = "https://github.com/gencourse/gencourse"
 _SUBMODULES = (
     "data", "train", "metrics", "viz", "check", "exercises", "student", "bench",
     "autoencoder", "vae", "gan", "flows", "diffusion", "autoregressive", "flow_matching", "recipes", "nets",
-    "parameterization",
+    "parameterization", "transformer", "text", "vq", "latent",
 )
 
 

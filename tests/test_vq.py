@@ -1,0 +1,245 @@
+"""Tests of gencourse.vq: the quantizer against brute force and autograd, codebook health, the token priors."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from gencourse import vq
+
+
+def _latents(B=3, D=4, H=2, W=3, seed=0):
+    return torch.randn(B, D, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+def _quantizer(K=5, D=4, beta=0.25, seed=0):
+    q = vq.VectorQuantizer(K, D, beta=beta)
+    with torch.no_grad():  # codes on the scale of the latents, so that several are used
+        q.codebook.copy_(torch.randn(K, D, generator=torch.Generator().manual_seed(seed + 100)))
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# The quantizer
+# ----------------------------------------------------------------------------------------------
+
+def test_nearest_code_is_the_brute_force_argmin():
+    q = _quantizer(K=7, D=4)
+    z = _latents(B=5, D=4, H=3, W=3)
+    z_q, idx, _ = q(z)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    expected = torch.cdist(flat.double(), q.codebook.detach().double()).argmin(1).view(5, 3, 3)
+    assert idx.dtype == torch.long and idx.shape == (5, 3, 3)
+    assert torch.equal(idx, expected)
+    # z_q holds those codes, laid out like z
+    assert z_q.shape == z.shape
+    torch.testing.assert_close(z_q, q.codebook.detach()[expected].permute(0, 3, 1, 2))
+    torch.testing.assert_close(q.lookup(idx), z_q)
+
+
+def test_straight_through_jacobian_is_the_identity():
+    q = _quantizer(K=5, D=2)
+    z = _latents(B=1, D=2, H=2, W=2).requires_grad_()
+    jac = torch.autograd.functional.jacobian(lambda t: q(t)[0], z)  # (1,2,2,2, 1,2,2,2)
+    torch.testing.assert_close(jac.reshape(z.numel(), z.numel()), torch.eye(z.numel()))
+
+
+def test_loss_value_and_which_term_trains_what():
+    beta = 0.4
+    q = _quantizer(K=6, D=4, beta=beta)
+    z = _latents(B=2, D=4, H=2, W=2).requires_grad_()
+    _, idx, loss = q(z)
+    e = q.codebook.detach()[idx].permute(0, 3, 1, 2)  # the chosen codes, (B, D, H, W)
+    n = z.numel()
+    by_hand = ((z.detach() - e) ** 2).sum() / n * (1 + beta)  # codebook + beta * commitment, same value
+    torch.testing.assert_close(loss, by_hand)
+    loss.backward()
+    # the encoder's gradient: only the commitment term, beta * 2 (z - e) / n
+    torch.testing.assert_close(z.grad, beta * 2 * (z.detach() - e) / n)
+    # the codebook's gradient: only the codebook term, 2 (e_k - z) / n summed over the vectors assigned to code k
+    flat_z = z.detach().permute(0, 2, 3, 1).reshape(-1, 4)
+    expected = torch.zeros_like(q.codebook)
+    expected.index_add_(0, idx.flatten(), 2 * (q.codebook.detach()[idx.flatten()] - flat_z) / n)
+    torch.testing.assert_close(q.codebook.grad, expected)
+    # beta does not reach the codebook
+    q2 = _quantizer(K=6, D=4, beta=3.0)
+    q2(z.detach())[2].backward()
+    torch.testing.assert_close(q2.codebook.grad, expected)
+
+
+def test_quantizer_rejects_bad_input():
+    q = vq.VectorQuantizer(8, 4)
+    with pytest.raises(ValueError, match="code_dim=4"):
+        q(torch.randn(2, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"\(B, code_dim"):
+        q(torch.randn(2, 4, 2))
+    bad = torch.randn(2, 4, 2, 2)
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        q(bad)
+    with pytest.raises(ValueError, match="0..7"):
+        q.lookup(torch.full((1, 2, 2), 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="int64"):
+        q.lookup(torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="num_codes"):
+        vq.VectorQuantizer(0, 4)
+    with pytest.raises(ValueError, match="beta"):
+        vq.VectorQuantizer(4, 4, beta=-1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Codebook health
+# ----------------------------------------------------------------------------------------------
+
+def test_usage_perplexity_and_dead_share():
+    K = 8
+    uniform = vq.codebook_usage(torch.arange(K).repeat(5), K)
+    assert uniform["perplexity"] == pytest.approx(K)
+    assert uniform["dead_share"] == 0.0
+    assert torch.equal(uniform["counts"], torch.full((K,), 5))
+    single = vq.codebook_usage(torch.full((4, 2, 2), 3, dtype=torch.long), K)
+    assert single["perplexity"] == pytest.approx(1.0)
+    assert single["dead_share"] == pytest.approx((K - 1) / K)
+    half = vq.codebook_usage(torch.tensor([0, 0, 1, 1]), K)  # two codes used equally: exp(ln 2) = 2
+    assert half["perplexity"] == pytest.approx(2.0) and half["dead_share"] == pytest.approx(6 / 8)
+    with pytest.raises(ValueError, match="0..7"):
+        vq.codebook_usage(torch.tensor([8]), K)
+
+
+def test_restart_revives_dead_codes():
+    q = _quantizer(K=16, D=4)
+    with torch.no_grad():
+        q.codebook[4:] += 50.0  # twelve codes far from every latent: dead
+    z = _latents(B=8, D=4, H=2, W=2)
+    before = vq.codebook_usage(q(z)[1], 16)
+    assert before["dead_share"] >= 12 / 16
+    moved = vq.restart_dead_codes(q, before["counts"], z.permute(0, 2, 3, 1).reshape(-1, 4),
+                                  generator=torch.Generator().manual_seed(0))
+    assert moved == (before["counts"] == 0).sum().item()
+    after = vq.codebook_usage(q(z)[1], 16)
+    assert after["dead_share"] < before["dead_share"]
+    assert after["dead_share"] <= 4 / 16
+    assert vq.restart_dead_codes(q, after["counts"].clamp_min(1), z.permute(0, 2, 3, 1).reshape(-1, 4)) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The VQ-VAE
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("grid", [2, 4])
+def test_vqvae_shapes(grid):
+    torch.manual_seed(0)
+    model = vq.VQVAE(16, grid=grid, code_dim=8, hidden=8)
+    x = torch.rand(5, 1, 8, 8)
+    recon, idx, loss = model(x)
+    assert recon.shape == (5, 1, 8, 8) and 0 <= recon.min() and recon.max() <= 1
+    assert idx.shape == (5, grid, grid) and idx.dtype == torch.long and loss.dim() == 0
+    assert torch.equal(model.encode(x), idx)
+    images = model.decode(idx)
+    assert images.shape == (5, 1, 8, 8)
+    torch.testing.assert_close(images, recon.detach())  # the decoded tokens are the reconstruction
+    with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
+        model.encode(torch.rand(5, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.encode(2 * x)
+    with pytest.raises(ValueError, match=f"\\(B, {grid}, {grid}\\)"):
+        model.decode(torch.zeros(5, 3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="grid"):
+        vq.VQVAE(16, grid=3)
+
+
+def test_train_vqvae_restarts_dead_codes():
+    from gencourse.data import load
+
+    x = load("digits", "train").images[:200]
+    kw = dict(num_codes=64, grid=4, code_dim=8, hidden=8, epochs=6, restart_every=1, progress=False, verbose=False)
+    _, off = vq.train_vqvae(x, x[:50], restart_dead=False, **kw)
+    _, on = vq.train_vqvae(x, x[:50], restart_dead=True, **kw)
+    assert len(on["val_mse"]) == 6 and off["restarted"] == [0] * 6 and sum(on["restarted"]) > 0
+    # from the paper's tiny uniform init, one code wins nearly every vector; restarts revive the rest
+    assert off["dead_share"][-1] >= 0.5 and on["dead_share"][-1] <= 0.25
+    assert on["perplexity"][-1] > 2 * off["perplexity"][-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# The priors
+# ----------------------------------------------------------------------------------------------
+
+def test_token_gpt_nll_is_categorical_and_normalized():
+    torch.manual_seed(0)
+    model = vq.TokenGPT(3, grid=2, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    with torch.no_grad():  # weights large enough that the conditionals are far from uniform
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    k = torch.randint(0, 3, (6, 2, 2))
+    logits = model.logits(k)
+    expected = -torch.distributions.Categorical(logits=logits).log_prob(k.reshape(6, 4)).sum(1)
+    torch.testing.assert_close(model.nll(k), expected)
+    # a distribution: summed over all 3^4 grids, p = exp(-nll) adds up to 1
+    every = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2)
+    assert torch.exp(-model.nll(every).double()).sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_token_gpt_is_causal_and_samples():
+    torch.manual_seed(0)
+    model = vq.TokenGPT(5, grid=2, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    k = torch.randint(0, 5, (4, 2, 2))
+    base = model.logits(k)
+    for j in range(4):
+        changed = k.clone().view(4, 4)
+        changed[:, j] = (changed[:, j] + 1) % 5
+        out = model.logits(changed.view(4, 2, 2))
+        torch.testing.assert_close(out[:, :j + 1], base[:, :j + 1])  # logits of tokens 0..j never see token j
+        if j < 3:
+            assert (out[:, j + 1:] - base[:, j + 1:]).abs().max() > 1e-6
+    s = model.sample(7, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (7, 2, 2) and s.dtype == torch.long and 0 <= s.min() and s.max() < 5
+
+
+def test_maskgit_samples_valid_tokens_in_exactly_steps_calls():
+    torch.manual_seed(0)
+    model = vq.MaskedTokenModel(6, grid=4, n_layer=1, n_head=2, n_embd=16)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    for steps in (1, 4, 8, 16):
+        calls.clear()
+        s = model.sample(9, steps, generator=torch.Generator().manual_seed(steps))
+        assert len(calls) == steps
+        assert s.shape == (9, 4, 4) and s.dtype == torch.long
+        assert s.min() >= 0 and s.max() < 6  # no [MASK] (id 6) left
+    with pytest.raises(ValueError, match="steps"):
+        model.sample(2, 17)
+    assert model.training  # sample restores the mode
+
+
+def test_maskgit_is_bidirectional_and_its_loss_scores_masked_tokens_only():
+    torch.manual_seed(0)
+    model = vq.MaskedTokenModel(6, grid=2, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    tokens = torch.randint(0, 6, (3, 4))
+    changed = tokens.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % 6
+    assert (model(changed)[:, 0] - model(tokens)[:, 0]).abs().max() > 1e-6  # the first token sees the last
+    k = tokens.view(3, 2, 2)
+    mask = torch.tensor([[True, False, False, True]] * 3)
+    logits = model(tokens.masked_fill(mask, 6))
+    by_hand = -torch.distributions.Categorical(logits=logits[mask]).log_prob(tokens[mask]).mean()
+    torch.testing.assert_close(model.loss(k, mask), by_hand)
+    m = model.random_mask(1000, torch.Generator().manual_seed(0))
+    assert m.any(1).all()  # at least one masked token per row
+    # E[ceil(4 cos(pi r / 2))] / 4 for r ~ U(0, 1): the shares 1, 3/4, 1/2, 1/4 on intervals set by arccos
+    edges = [2 / math.pi * math.acos(c / 4) for c in (3, 2, 1)]
+    expected = (edges[0] * 4 + (edges[1] - edges[0]) * 3 + (edges[2] - edges[1]) * 2 + (1 - edges[2])) / 4
+    assert m.double().mean().item() == pytest.approx(expected, abs=0.03)
+
+
+def test_train_token_priors_run_and_reject_bad_input():
+    k = torch.randint(0, 8, (64, 2, 2), generator=torch.Generator().manual_seed(0))
+    for kind in vq.PRIOR_KINDS:
+        model, history = vq.train_token_prior(kind, k, k[:16], num_codes=8, epochs=2, n_layer=1, n_embd=16,
+                                              progress=False, verbose=False)
+        assert len(history["val_loss"]) == 2 and history["best_epoch"] in (1, 2)
+        assert model.sample(3).shape == (3, 2, 2)
+    with pytest.raises(ValueError, match="kind"):
+        vq.train_token_prior("pixelcnn", k, num_codes=8)
+    with pytest.raises(ValueError, match="0..3"):
+        vq.train_token_prior("ar", k, num_codes=4)
