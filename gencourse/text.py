@@ -3,7 +3,8 @@
 **Corpus.** :func:`corpus` is the Python reference documentation that every CPython carries as
 ``pydoc_data.topics.topics`` (what ``help("assert")`` prints): English prose with code, about 465,000
 characters, under the PSF License Agreement for Python, and on every machine without a download.
-:func:`splits` cuts it into contiguous 90% / 5% / 5% train / validation / test pieces.
+:func:`splits` removes its repeated paragraphs and deals it, in chunks of contiguous text, into about 90% / 5% /
+5% train / validation / test pieces.
 
 **Tokens.** :class:`CharTokenizer` maps each of the ``V`` (about 100) characters to an integer. A model
 of text is a chain of next-character distributions, scored in bits per character:
@@ -33,7 +34,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train / val / test, contiguous, by characters
+SPLIT_CHUNK = 5000    # characters per chunk, cut at paragraph breaks
+SPLIT_PERIOD = 20     # of every 20 chunks: the 10th to validation, the 20th to test, the rest to training
+DEDUP_MIN_LENGTH = 40  # shorter paragraphs (headings, "Note:") may repeat
 PAIRS = ("()", "[]", "{}")
 PARAGRAPH_BREAK = "\n\n"
 
@@ -68,18 +71,52 @@ def corpus_info() -> str:
             f"{len(corpus()):,} characters")
 
 
-def splits(text: str) -> tuple[str, str, str]:
-    """Cut ``text`` into contiguous (train, val, test) pieces of 90%, 5% and 5% of its characters.
+def deduplicate(text: str, *, min_length: int = DEDUP_MIN_LENGTH) -> str:
+    """``text`` without the paragraphs (pieces between blank lines, at least ``min_length`` characters once
+    stripped) that already appeared earlier in it, verbatim. The manual restates itself: the topic on ``try``
+    repeats a section of the topic on compound statements, and about a fifth of its characters are such repeats.
+    A repeat in the training text and the held-out text would score memory, not modelling."""
+    seen, kept = set(), []
+    for paragraph in text.split(PARAGRAPH_BREAK):
+        key = paragraph.strip()
+        if len(key) >= min_length and key in seen:
+            continue
+        seen.add(key)
+        kept.append(paragraph)
+    return PARAGRAPH_BREAK.join(kept)
 
-    The cut points are ``int(0.90 N)`` and ``int(0.95 N)``. Contiguous pieces, not shuffled lines:
-    a model must predict text that follows on from what it saw, and no sentence straddles two splits
-    except at the two cuts."""
+
+def splits(text: str) -> tuple[str, str, str]:
+    """(train, val, test) from ``text``: :func:`deduplicate` it, cut it at paragraph breaks into chunks of about
+    ``SPLIT_CHUNK`` characters, and of every ``SPLIT_PERIOD`` consecutive chunks give the middle one to
+    validation, the last one to test and the rest to training (about 90/5/5; each split's chunks are joined in
+    order with a blank line).
+
+    Each chunk is contiguous text, so a model predicts text that follows on from itself; interleaving makes the
+    validation and test texts the same mix of topics, so that neither is easier, and deduplication keeps
+    paragraphs of the training text out of both (verbatim 32-character repeats of the training text: about 3% of
+    each, printed in lesson 09)."""
     if not isinstance(text, str) or len(text) < 20:
         raise ValueError(f"expected a str of at least 20 characters, got "
                          f"{type(text).__name__ if not isinstance(text, str) else f'{len(text)} characters'}")
-    n = len(text)
-    a, b = int(SPLIT_FRACTIONS[0] * n), int((SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * n)
-    return text[:a], text[a:b], text[b:]
+    chunks, current, size = [], [], 0
+    for paragraph in deduplicate(text).split(PARAGRAPH_BREAK):
+        current.append(paragraph)
+        size += len(paragraph) + len(PARAGRAPH_BREAK)
+        if size >= SPLIT_CHUNK:
+            chunks.append(PARAGRAPH_BREAK.join(current))
+            current, size = [], 0
+    if current:
+        chunks.append(PARAGRAPH_BREAK.join(current))
+    val_slot, test_slot = SPLIT_PERIOD // 2 - 1, SPLIT_PERIOD - 1
+    parts = {"train": [], "val": [], "test": []}
+    for i, chunk in enumerate(chunks):
+        slot = i % SPLIT_PERIOD
+        parts["val" if slot == val_slot else "test" if slot == test_slot else "train"].append(chunk)
+    if not parts["val"] or not parts["test"]:
+        raise ValueError(f"text too short to split: {len(chunks)} chunks of about {SPLIT_CHUNK} characters, "
+                         f"need at least {SPLIT_PERIOD} (pass a longer text)")
+    return tuple(PARAGRAPH_BREAK.join(parts[k]) for k in ("train", "val", "test"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -453,10 +453,14 @@ def text_checkpoint(seed: int = 0, directory=None):
 
 
 def text_fingerprint() -> str:
-    """A hash of the text recipe (its training function's source and defaults, and the architecture's)."""
+    """A hash of the text recipe: its training function's source and defaults, the architecture's, and how the
+    corpus is split (a change of splits changes what the recipe trains on)."""
+    from gencourse import text
     from gencourse.recipes import source_fingerprint
 
-    return source_fingerprint(train_text_recipe, text_model, train_text)
+    return source_fingerprint(train_text_recipe, text_model, train_text, text_data, text.deduplicate, text.splits,
+                              prefix=f"chunk {text.SPLIT_CHUNK} period {text.SPLIT_PERIOD} "
+                                     f"min {text.DEDUP_MIN_LENGTH}")
 
 
 def load_text_recipe(seed: int = 0, directory=None, *, with_meta: bool = False):

@@ -25,17 +25,44 @@ def test_corpus_is_the_sorted_pydoc_topics():
     assert f"{len(s):,}" in info and "\n" not in info
 
 
-def test_splits_are_contiguous_90_5_5():
-    s = "".join(chr(65 + i % 26) for i in range(1000))
-    train, val, test = text.splits(s)
-    assert (len(train), len(val), len(test)) == (900, 50, 50)
-    assert train + val + test == s
-    train, val, test = text.splits(s[:999])
-    assert train + val + test == s[:999] and len(train) == 899
+def _paragraphs(n, length=995, seed=0):
+    """``n`` distinct paragraphs of ``length`` letters (with the blank line between them, 997 characters each)."""
+    rng = np.random.default_rng(seed)
+    return ["".join(chr(97 + c) for c in rng.integers(0, 26, length)) for _ in range(n)]
+
+
+def test_deduplicate_keeps_first_occurrences_and_short_paragraphs():
+    a, b, c = (p[:50] for p in _paragraphs(3))
+    s = "\n\n".join([a, "Note:", b, a, "Note:", c, b + " ", a])
+    assert text.deduplicate(s) == "\n\n".join([a, "Note:", b, "Note:", c])
+    assert text.deduplicate(a) == a
+
+
+def test_splits_deal_chunks_of_paragraphs_to_train_val_and_test():
+    paragraphs = _paragraphs(200)  # 997 characters each: a chunk closes after 6 of them, 34 chunks
+    train, val, test = text.splits("\n\n".join(paragraphs))
+    pieces = {name: part.split("\n\n") for name, part in (("train", train), ("val", val), ("test", test))}
+    chunks = [paragraphs[i:i + 6] for i in range(0, 200, 6)]
+    assert pieces["val"] == chunks[9] + chunks[29]  # the 10th of every 20 chunks
+    assert pieces["test"] == chunks[19]               # the 20th
+    assert pieces["train"] == [p for i, ch in enumerate(chunks) if i not in (9, 19, 29) for p in ch]
     with pytest.raises(ValueError, match="str"):
         text.splits(["not", "a", "string"])
     with pytest.raises(ValueError, match="at least"):
         text.splits("short")
+    with pytest.raises(ValueError, match="too short to split"):
+        text.splits("\n\n".join(paragraphs[:60]))
+
+
+def test_corpus_splits_share_no_paragraph_and_few_verbatim_strings():
+    train, val, test = text.splits(text.corpus())
+    total = len(train) + len(val) + len(test)
+    assert 0.85 < len(train) / total < 0.95 and 0.02 < len(val) / total < 0.08 and 0.02 < len(test) / total < 0.08
+    seen = {p.strip() for p in train.split("\n\n") if len(p.strip()) >= 40}
+    train_32 = {train[i:i + 32] for i in range(len(train) - 31)}
+    for held_out in (val, test):
+        assert not any(p.strip() in seen for p in held_out.split("\n\n"))
+        assert np.mean([held_out[i:i + 32] in train_32 for i in range(0, len(held_out) - 31, 4)]) < 0.06
 
 
 def test_char_tokenizer_round_trip_and_unknown_characters():
@@ -138,9 +165,10 @@ def test_zero_discount_is_maximum_likelihood(tiny):
 
 @pytest.fixture(scope="module")
 def docs():
-    s = text.corpus()[:60_000]
-    tok = text.CharTokenizer(s)
-    train, val, _ = (tok.encode(x) for x in text.splits(s))
+    train_text, val_text, _ = text.splits(text.corpus())
+    train_text, val_text = train_text[:55_000], val_text[:5_000]
+    tok = text.CharTokenizer(train_text + val_text)
+    train, val = tok.encode(train_text), tok.encode(val_text)
     return tok, train, val, text.KneserNey(max_order=10).fit(train, tok.vocab_size)
 
 
@@ -263,7 +291,8 @@ def test_real_text_is_nearly_balanced():
 
 def test_bpe_example_merges_into_longer_tokens():
     pytest.importorskip("tokenizers")
-    train, val, _ = text.splits(text.corpus()[:40_000])
+    train, val, _ = text.splits(text.corpus())
+    train, val = train[:40_000], val[:4_000]
     sentence = "The return statement leaves the function."
     out = text.bpe_example(train, vocab_sizes=(128, 512), val_text=val, sentence=sentence)
     assert sorted(out) == [128, 512]
