@@ -1,6 +1,8 @@
 """Shared test helpers."""
 import pytest
 
+import torch
+
 from gencourse import check, exercises
 
 
@@ -25,3 +27,18 @@ def check_verdicts(monkeypatch, capsys):
         assert exercises.results[name].status == exercises.NOT_ATTEMPTED
 
     return verify
+
+
+_THREADS_AT_START = torch.get_num_threads()  # when conftest is imported, before any test module is
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged(request):
+    """A test that changes torch's thread count must put it back: two pytest workers that each run two threads
+    on a 2-core machine spin against each other and made the whole suite about ten times slower."""
+    yield
+    now = torch.get_num_threads()
+    if now != _THREADS_AT_START:
+        torch.set_num_threads(_THREADS_AT_START)
+        pytest.fail(f"{request.node.nodeid} left torch with {now} threads (it started with {_THREADS_AT_START}); "
+                    "restore torch.set_num_threads in the test")

@@ -8,8 +8,6 @@ import torch
 from gencourse import metrics
 from gencourse.data import ImageDataset, load
 
-torch.set_num_threads(2)
-
 
 # ----------------------------------------------------------------------------------------------
 # Helpers: independent computations

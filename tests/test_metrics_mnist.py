@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exist
 
 @pytest.fixture(scope="module")
 def standin():
-    torch.set_num_threads(2)
     x = data.read_idx(MNIST / "t10k-images-idx3-ubyte.gz").float().div(255).unsqueeze(1)
     y = data.read_idx(MNIST / "t10k-labels-idx1-ubyte.gz").long()
     assert x.shape == (10_000, 1, 28, 28) and y.shape == (10_000,)
