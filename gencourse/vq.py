@@ -388,9 +388,26 @@ class TokenGPT(nn.Module):
         """``n`` token grids ``(n, g, g)`` int64, one token at a time (:meth:`GPT.generate` with its KV cache; ``T``
         network evaluations). ``temperature`` 1 samples the model itself."""
         n = _positive_int("n", n)
-        start = torch.full((n, 1), self.start, dtype=torch.long, device=self.gpt.head.weight.device)
-        out = self.gpt.generate(start, self.num_tokens, temperature=temperature, generator=generator)
-        return out[:, 1:].reshape(n, self.grid, self.grid).cpu()
+        return self.complete(torch.zeros(n, 0, dtype=torch.long), temperature=temperature, generator=generator)
+
+    @torch.no_grad()
+    def complete(self, prefix: torch.Tensor, *, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Keep the first ``m`` tokens (raster order) and draw the rest from ``p(k_t | k_{<t})``: ``prefix (B, m)``
+        int64 with ``0 <= m < T`` -> grids ``(B, g, g)``. With ``m = g * rows`` the top ``rows`` rows of the grid
+        are given and the prior fills in the image below them (inpainting the lower part)."""
+        if not isinstance(prefix, torch.Tensor) or prefix.dim() != 2 or prefix.dtype != torch.long:
+            what = f"{tuple(prefix.shape)} {prefix.dtype}" if isinstance(prefix, torch.Tensor) else type(prefix).__name__
+            raise ValueError(f"prefix must be an int64 tensor (B, m) of code ids, got {what}")
+        if prefix.shape[1] >= self.num_tokens:
+            raise ValueError(f"prefix must hold fewer than {self.num_tokens} tokens, got {prefix.shape[1]}")
+        if prefix.numel() and (prefix.min() < 0 or prefix.max() >= self.num_codes):
+            raise ValueError(f"prefix tokens must lie in 0..{self.num_codes - 1}")
+        device = self.gpt.head.weight.device
+        start = torch.full((len(prefix), 1), self.start, dtype=torch.long, device=device)
+        idx = torch.cat([start, prefix.to(device)], 1)
+        out = self.gpt.generate(idx, self.num_tokens - prefix.shape[1], temperature=temperature, generator=generator)
+        return out[:, 1:].reshape(len(prefix), self.grid, self.grid).cpu()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -196,6 +196,27 @@ def test_token_gpt_is_causal_and_samples():
     assert s.shape == (7, 2, 2) and s.dtype == torch.long and 0 <= s.min() and s.max() < 5
 
 
+def test_token_gpt_completes_a_prefix_from_the_conditionals():
+    torch.manual_seed(1)
+    model = vq.TokenGPT(3, grid=2, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    prefix = torch.tensor([[2, 0]]).repeat(20_000, 1)  # the top row given; the bottom row drawn
+    out = model.complete(prefix, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (20_000, 2, 2) and torch.equal(out.view(-1, 4)[:, :2], prefix)
+    # the third token follows p(k_2 | k_0 = 2, k_1 = 0), computed from the joint by brute force over its grids
+    every = torch.tensor([[2, 0, a, b] for a in range(3) for b in range(3)]).view(-1, 2, 2)
+    joint = torch.exp(-model.nll(every).double()).view(3, 3)
+    expected = joint.sum(1) / joint.sum()
+    drawn = torch.bincount(out.view(-1, 4)[:, 2], minlength=3).double() / 20_000
+    assert (drawn - expected).abs().max() < 0.015
+    for bad, match in ((torch.zeros(2, 4, dtype=torch.long), "fewer than 4"), (torch.zeros(2, 1), "int64"),
+                       (torch.full((2, 1), 3), "0..2")):
+        with pytest.raises(ValueError, match=match):
+            model.complete(bad)
+
+
 def test_maskgit_samples_valid_tokens_in_exactly_steps_calls():
     torch.manual_seed(0)
     model = vq.MaskedTokenModel(6, grid=4, n_layer=1, n_head=2, n_embd=16)
