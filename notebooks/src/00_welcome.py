@@ -52,6 +52,7 @@ gencourse.setup(seed=SEED)
 # | 07 autoregressive models | the chain rule, masked and causal models | 01, 02 | exact test NLL, sampling cost |
 # | 08 flow matching | probability paths, conditional flow matching, ODE sampling | 05, 06 | few-step sample quality, likelihood |
 # | 09 transformers | attention, the causal mask, a GPT on text and on pixels, sampling, the KV cache | 07 | bits per character against n-grams, the cache's cost, exact test NLL |
+# | 10 latent and token models | vector quantization, a VQ-VAE with a GPT and a MaskGIT prior, inpainting, latent flow matching with a DiT | 02, 08, 09 | token NLL, codebook health, sample quality against the decoder's ceiling, cost against pixel space |
 # | 11 comparing generative models | every family on the same data and metrics, with seeds | 03-09 | one table of every figure |
 #
 # One notation runs through the course; where the literature has two (diffusion's $t = 0$ is data, flow matching's

@@ -14,7 +14,7 @@
 # - put the same GPT on digit pixels (an image GPT) and compare it with lesson 07's PixelCNN at equal parameters,
 #   with the training seconds each needs.
 #
-# **Running time:** about 66 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; the
+# **Running time:** about 50 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; the
 # text and digits GPTs compared here are the course's recipes (`make recipes`, about 5 minutes each on one core);
 # on a GPU, `GENCOURSE_DEVICE=auto` trains the live models there.
 
@@ -909,4 +909,5 @@ for size, r in bpe.items():
 # - The same GPT on pixels is level with the PixelCNN's likelihood at equal parameters, after about 19 times the
 #   training seconds.
 #
-# **Next:** lesson 11 compares every family on the same digits, with the same metrics, the image GPT among them.
+# **Next:** lesson 10 puts this GPT to work on the tokens of a compressed image, the recipe of today's image
+# generators; lesson 11 compares every family on the same digits, with the same metrics, the image GPT among them.
