@@ -489,9 +489,9 @@ verdict(maskgit_ms[8] > ar_ms, "at this size MaskGIT's 8 steps take longer than 
 
 # %%
 n_show, n_draws = 6, 3
-prompt = torch.cat([torch.full((len(test_tokens), 1), ar_prior.start), test_tokens.reshape(len(test_tokens), -1)[:, :8]], 1)
+top_tokens = test_tokens.reshape(len(test_tokens), -1)[:, :8]  # (447, 8): the top two rows, in raster order
 gen = torch.Generator().manual_seed(SEED)
-completed = ar_prior.gpt.generate(prompt.repeat(n_draws, 1), 8, generator=gen)[:, 1:].reshape(-1, 4, 4)
+completed = ar_prior.complete(top_tokens.repeat(n_draws, 1), generator=gen)  # (3 * 447, 4, 4)
 completions = vqvae.decode(completed)  # (n_draws * 447, 1, 8, 8): draw-major
 top_half = test_x.clone()
 top_half[:, :, 4:] = 0.5  # what the prior is given, roughly: the lower half hidden (grey)
