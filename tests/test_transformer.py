@@ -49,15 +49,21 @@ def test_causal_mask_with_past_positions():
     assert torch.equal(tr.causal_mask(4), torch.ones(4, 4).tril().bool())
 
 
-def test_self_attention_layer_matches_torch_multihead_attention():
-    torch.manual_seed(0)
-    layer = tr.CausalSelfAttention(16, 4).eval()
+def _torch_attention_like(layer):
+    """torch's MultiheadAttention with ``layer``'s weights copied in."""
     mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
     with torch.no_grad():
         mha.in_proj_weight.copy_(layer.qkv.weight)
         mha.in_proj_bias.copy_(layer.qkv.bias)
         mha.out_proj.weight.copy_(layer.proj.weight)
         mha.out_proj.bias.copy_(layer.proj.bias)
+    return mha
+
+
+def test_self_attention_layer_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    layer = tr.CausalSelfAttention(16, 4).eval()
+    mha = _torch_attention_like(layer)
     h = torch.randn(3, 7, 16)
     blocked = ~tr.causal_mask(7)  # torch's bool mask marks what may NOT be attended
     expected, _ = mha(h, h, h, attn_mask=blocked, need_weights=False)
@@ -67,12 +73,7 @@ def test_self_attention_layer_matches_torch_multihead_attention():
 def test_bidirectional_layer_matches_torch_multihead_attention_without_a_mask():
     torch.manual_seed(1)
     layer = tr.CausalSelfAttention(16, 4, causal=False).eval()
-    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
-    with torch.no_grad():
-        mha.in_proj_weight.copy_(layer.qkv.weight)
-        mha.in_proj_bias.copy_(layer.qkv.bias)
-        mha.out_proj.weight.copy_(layer.proj.weight)
-        mha.out_proj.bias.copy_(layer.proj.bias)
+    mha = _torch_attention_like(layer)
     h = torch.randn(3, 7, 16)
     expected, _ = mha(h, h, h, need_weights=False)
     torch.testing.assert_close(layer(h), expected, atol=1e-5, rtol=1e-5)
