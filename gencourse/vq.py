@@ -530,7 +530,7 @@ class MaskedTokenModel(nn.Module):
 def train_token_prior(kind: str, train_indices: torch.Tensor, val_indices: torch.Tensor | None = None, *,
                       num_codes: int, epochs: int | None = None, batch_size: int = 64, lr: float = 2e-3,
                       n_layer: int = 2, n_head: int = 4, n_embd: int = 64, dropout: float | None = None, seed: int = 0,
-                      progress: bool | None = None, device=None, verbose: bool = True):
+                      device=None, verbose: bool = True):
     """Train a prior over VQ-VAE tokens ``train_indices: (N, g, g)`` int64 -> ``(model, history)``, in eval mode.
 
     ``kind``: ``"ar"`` (:class:`TokenGPT`, loss = exact NLL in nats per image) or ``"maskgit"``
@@ -539,10 +539,10 @@ def train_token_prior(kind: str, train_indices: torch.Tensor, val_indices: torch
     epochs with dropout 0.1 (it learns a conditional for every mask, and more dropout hurt it). Adam with a
     warm-up and a cosine decay over ``epochs``; with ``val_indices`` the weights of the best validation epoch are
     kept (model selection on val; MaskGIT's validation masks are drawn once, so its validation loss is a function of the
-    weights). A NaN loss stops training with :class:`~gencourse.train.TrainingDiverged`. ``history``:
-    ``train_loss``, ``val_loss`` per epoch, ``best_epoch``, ``seconds``.
+    weights). Trained by :func:`gencourse.train.fit` (progress bar, gradients clipped at norm 1, a NaN loss stops
+    training with :class:`~gencourse.train.TrainingDiverged`); ``history`` is its :class:`~gencourse.train.History`.
     """
-    from gencourse.train import CosineAdam, batches, check_finite, progress as progress_bar, seed_everything
+    from gencourse.train import CosineAdam, fit, seed_everything
 
     if kind not in PRIOR_KINDS:
         raise ValueError(f"kind must be one of {PRIOR_KINDS}, got {kind!r}")
@@ -558,51 +558,19 @@ def train_token_prior(kind: str, train_indices: torch.Tensor, val_indices: torch
     device = torch.device(device) if device is not None else torch.device("cpu")
     cls = TokenGPT if kind == "ar" else MaskedTokenModel
     model = cls(num_codes, grid, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    if kind == "ar":
-        loss_fn = lambda k, mask=None: model.nll(k).mean()  # noqa: E731
-    else:
-        loss_fn = lambda k, mask=None: model.loss(k, mask, generator)  # noqa: E731
-    val_mask = None
-    if val_indices is not None and kind == "maskgit":
-        val_mask = model.random_mask(len(val_indices), torch.Generator().manual_seed(1234))
+    masks = torch.Generator().manual_seed(seed)
+
+    def loss_fn(k):
+        if kind == "ar":
+            return model.nll(k).mean()
+        # validation (eval mode) draws its masks from a fixed seed, so its loss is a function of the weights
+        return model.loss(k, generator=masks if model.training else torch.Generator().manual_seed(1234))
+
     optimizer = CosineAdam(model.parameters(), lr, epochs * math.ceil(len(train_indices) / batch_size))
-    history = {"train_loss": [], "val_loss": [], "best_epoch": None, "seconds": 0.0}
-    best, best_state = math.inf, None
-    start = time.perf_counter()
-    bar = progress_bar(range(1, epochs + 1), desc=f"{kind} token prior", enabled=progress)
-    for epoch in bar:
-        model.train()
-        total = 0.0
-        for step, k in enumerate(batches(train_indices, batch_size, shuffle=True, generator=generator), 1):
-            loss = loss_fn(k)
-            check_finite(loss, epoch=epoch, step=step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total += loss.item() * len(k)
-        history["train_loss"].append(total / len(train_indices))
-        if val_indices is not None:
-            model.eval()
-            with torch.no_grad():
-                val = loss_fn(val_indices, val_mask).item()
-            history["val_loss"].append(val)
-            if val < best:
-                best, history["best_epoch"] = val, epoch
-                best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}",
-                        **({"val": f"{history['val_loss'][-1]:.4g}"} if history["val_loss"] else {}))
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    history["seconds"] = time.perf_counter() - start
-    if verbose:
-        unit = "nats per image" if kind == "ar" else "nats per masked token"
-        val = f"; best val {best:.4g} {unit} at epoch {history['best_epoch']}" if best_state is not None else ""
-        print(f"{kind} token prior: {epochs} epochs in {history['seconds']:.1f} s; "
-              f"last train {history['train_loss'][-1]:.4g} {unit}{val}")
+    unit = "nats per image" if kind == "ar" else "nats per masked token"
+    history = fit(model, loss_fn, train_indices, val_data=val_indices, epochs=epochs, lr=lr, batch_size=batch_size,
+                  optimizer=optimizer, grad_clip=1.0, device=device, seed=seed, desc=f"{kind} token prior ({unit})",
+                  verbose=verbose)
     return model, history
 
 

@@ -257,8 +257,8 @@ def test_train_token_priors_run_and_reject_bad_input():
     k = torch.randint(0, 8, (64, 2, 2), generator=torch.Generator().manual_seed(0))
     for kind in vq.PRIOR_KINDS:
         model, history = vq.train_token_prior(kind, k, k[:16], num_codes=8, epochs=2, n_layer=1, n_embd=16,
-                                              progress=False, verbose=False)
-        assert len(history["val_loss"]) == 2 and history["best_epoch"] in (1, 2)
+                                              verbose=False)
+        assert len(history.val_loss) == 2 and history.best_epoch in (1, 2)
         assert model.sample(3).shape == (3, 2, 2)
     with pytest.raises(ValueError, match="kind"):
         vq.train_token_prior("pixelcnn", k, num_codes=8)

@@ -482,7 +482,7 @@ verdict(max(repeats.values()) < 0.06, "validation and test each repeat the train
 # removed before the split. The n-gram reads the corpus in under a second; the GPT spends 3000 steps learning what
 # counts get for free, with a context of 64 characters and 362k parameters. Transformers rule text with millions
 # to billions of tokens and the compute to read them, not at this scale. (Test is easier than validation for both
-# models: a different text, not a different difficulty of the task.)
+# models: the two splits are different texts, so their levels differ; compare models within one split.)
 #
 # The GPT has learned something the counts have not: the mixture of the two beats both on every seed, by more
 # than a tenth of a bit per character against the n-gram on test and about a fifth against the GPT. The GPT gives the higher
