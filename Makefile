@@ -6,15 +6,21 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 # Two notebooks run side by side on two cores: one torch thread each.
 PARALLEL_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GENCOURSE_PROGRESS=0
+# The oldest PyTorch the course is tested with (make test-compat; the newest is what make test installs).
+COMPAT_VENV  := .venv-compat
+COMPAT_TORCH ?= torch==2.9.1 torchvision==0.24.1
 
-.PHONY: lab test unit nbval student student-run browser browser-deps notebooks recipes bench clean help
+.PHONY: lab test unit nbval student student-run browser browser-deps book book-test test-compat notebooks recipes bench clean help
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
-	@echo "make test       set up .venv and run every check (unit tests, lesson conventions, nbval, student edition)"
+	@echo "make test       set up .venv and run every check (unit tests, lesson conventions, nbval, student edition,"
+	@echo "                JupyterLab and the website in headless Chromium)"
+	@echo "make book       build the course's website from the executed lessons into build/book/ (open build/book/index.html)"
+	@echo "make test-compat  the unit tests and nbval again in .venv-compat with an older PyTorch ($(COMPAT_TORCH); downloads several GB)"
 	@echo "make student    write the student edition (exercises unsolved) to build/student/"
 	@echo "make notebooks  re-execute every lesson from notebooks/src/ (LESSONS='03 05' for some)"
-	@echo "make recipes    retrain the recipes (eight digits families, their variants, lesson 09's text GPT) and rewrite their checkpoints"
+	@echo "make recipes    retrain the recipes (eight digits families, lesson 10's two-stage models, their variants, lesson 09's text GPT) and rewrite their checkpoints"
 	@echo "make bench      time every lesson and print its headline figures"
 
 $(STAMP): pyproject.toml
@@ -27,10 +33,10 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks $$( [ -z "$$DISPLAY" ] && [ "$$(uname)" != Darwin ] && echo --no-browser ) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-test: $(STAMP) unit nbval student-run browser
+test: $(STAMP) unit nbval student-run browser book book-test
 
 unit: $(STAMP)
-	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 --dist loadgroup -m "not student and not browser" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PARALLEL_ENV) $(PY) -m pytest tests -q -n 2 --dist loadgroup -m "not student and not browser and not book" ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 nbval: $(STAMP)
 	@if [ -z "$(NOTEBOOKS)" ]; then echo "no notebooks to validate"; else \
@@ -52,6 +58,30 @@ browser-deps:
 
 browser: $(STAMP) browser-deps
 	$(PY) -m pytest tests/test_browser.py -q -m browser -rs ; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+# The website: the committed, executed lessons (never re-executed), the guides and a home page made from the
+# README's lesson table, with MathJax bundled, into build/book/. Fails on any Sphinx warning or broken link.
+book: $(STAMP)
+	$(PY) -m gencourse.book
+
+# The site's checks: links and anchors, no remote assets, launch targets, and a lesson in headless Chromium
+# with the network off (math typeset, figures loaded).
+book-test: $(STAMP) browser-deps
+	$(PY) -m pytest tests/test_book.py -q -m book -rs
+
+# Not in `make test`: a second venv with an older PyTorch (CUDA wheels from PyPI: several GB), then the unit
+# tests and nbval there. The README states the range, from COMPAT_TORCH to what `make test` installs.
+test-compat:
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q $(COMPAT_TORCH)
+	$(MAKE) --no-print-directory $(COMPAT_VENV)/.installed VENV=$(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -c "import sys, torch, torchvision; \
+	  want = dict(s.split('==') for s in sys.argv[1:]); \
+	  got = {'torch': torch.__version__.split('+')[0], 'torchvision': torchvision.__version__.split('+')[0]}; \
+	  print('test-compat: torch', got['torch'], 'torchvision', got['torchvision']); \
+	  sys.exit(0 if all(got[k] == v for k, v in want.items()) else f'test-compat: expected {want}, installed {got}')" $(COMPAT_TORCH)
+	$(MAKE) --no-print-directory unit nbval VENV=$(COMPAT_VENV)
 
 notebooks: $(STAMP)
 	$(PY) -m gencourse.authoring $(LESSONS)

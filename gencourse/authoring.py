@@ -44,6 +44,10 @@ def repo_url() -> str:
 
 
 STUDENT = NOTEBOOKS / "student"
+# The kernel as ipykernel's own kernelspec names it. JupyterLab writes the running kernel's spec into the
+# notebook when the kernel starts: any other display name (nbformat's "Python 3" was used before) marks a lesson
+# as changed ("unsaved changes" on its tab) the moment a learner opens it.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 COLAB_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 STUDENT_SVG = "https://img.shields.io/badge/Colab-student%20edition-F9AB00?logo=googlecolab"
 
@@ -120,7 +124,7 @@ def notebook_from_source(path: Path) -> nbformat.NotebookNode:
             exercise = None
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "kernelspec": dict(KERNELSPEC),
         "language_info": {"name": "python"},
         "colab": {"provenance": []},
     }
@@ -175,6 +179,7 @@ def rebuild_text(path: Path) -> None:
     for new, previous in zip(new_code, old_code):
         new.outputs, new.execution_count = previous.outputs, previous.execution_count
     nb.metadata = old.metadata  # the kernel's language_info of the run that made the outputs
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nbformat.write(nb, NOTEBOOKS / f"{path.stem}.ipynb")
     write_editions(path.stem, nb)
 

@@ -64,7 +64,11 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda = {{"pytorch": "torch"}.get(_name(d), _name(d)) for d in specs} - {"python", "pip"}
     pip = {_name(r) for r in _pyproject()["project"]["dependencies"]}
-    assert conda == pip, f"only in environment.yml: {conda - pip}; only in pyproject.toml: {pip - conda}"
+    dev = {_name(r) for r in _pyproject()["project"]["optional-dependencies"]["dev"]}
+    assert pip <= conda, f"only in pyproject.toml: {pip - conda}"
+    tools = conda - pip
+    assert tools <= dev, f"only in environment.yml: {tools - dev} (neither a dependency nor a dev tool)"
+    assert {"pytest", "nbval"} <= tools, "environment.yml names the tools the course is validated with (pytest, nbval)"
     assert "-e ." in pip_section, "environment.yml installs the course itself with pip -e ."
     assert "python=3.11" in specs and env["channels"] == ["conda-forge"]
 
@@ -74,3 +78,14 @@ def test_no_exact_pins_and_colab_friendly_ranges():
     assert not [d for d in deps if "==" in d], "give ranges, never exact pins (Colab ships its own torch)"
     widgets = next(d for d in deps if _name(d) == "ipywidgets")
     assert widgets.replace(" ", "") == "ipywidgets>=7.6", "Colab renders ipywidgets 7.x"
+
+
+def test_lessons_name_their_kernel_as_jupyter_does():
+    """JupyterLab writes the running kernel's spec into a notebook when its kernel starts: a lesson that names its
+    kernel otherwise (nbformat's "Python 3") shows "unsaved changes" on its tab as soon as a learner opens it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert authoring.KERNELSPEC == {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+    source = sorted(authoring.SOURCES.glob("[0-9][0-9]_*.py"))[0]
+    assert authoring.notebook_from_source(source).metadata["kernelspec"] == authoring.KERNELSPEC
