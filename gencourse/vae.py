@@ -31,7 +31,8 @@ over pixels, so ELBO and IWAE bound the *discrete* ``log P(x)`` with no dequanti
 Beyond the plain VAE: :class:`AutoregressiveDecoderVAE` (a decoder strong enough to cause posterior collapse),
 :func:`train_rate_controlled` with KL warm-up and free bits (:func:`free_bits_kl`), :class:`ConditionalVAE`,
 :func:`importance_log_weights` / :func:`effective_sample_size` (the prior as a proposal) and
-:func:`rate_decomposition` (ELBO surgery).
+:func:`rate_decomposition` (ELBO surgery). On 28x28 images (MNIST, 256 levels): :class:`ConvVAE`, trained by
+:func:`train_images`, with the same decoder laws, bounds and sampler.
 
     model = VAE()                         # digits: (1, 8, 8), 17 levels, discretized logistic decoder
     loss = -model.elbo(x).mean()          # x: (B, 1, 8, 8) in [0, 1], nats per image
@@ -181,8 +182,12 @@ class VAE(nn.Module):
         self.image_shape, self.latent_dim, self.levels, self.decoder_kind = tuple(image_shape), latent_dim, levels, decoder
         self.num_dims = math.prod(image_shape)
         self.params_per_pixel = levels if decoder == "categorical" else 2
-        self.encoder = mlp([self.num_dims] + [hidden] * depth + [2 * latent_dim], dropout=dropout)
-        self.decoder = mlp([latent_dim] + [hidden] * depth + [self.num_dims * self.params_per_pixel], dropout=dropout)
+        self._build_networks(hidden, depth, dropout)
+
+    def _build_networks(self, hidden: int, depth: int, dropout: float) -> None:
+        """The encoder ``(B, D) -> (B, 2 d)`` and decoder ``(..., d) -> (..., D * P)`` MLPs (subclasses replace them)."""
+        self.encoder = mlp([self.num_dims] + [hidden] * depth + [2 * self.latent_dim], dropout=dropout)
+        self.decoder = mlp([self.latent_dim] + [hidden] * depth + [self.num_dims * self.params_per_pixel], dropout=dropout)
 
     # --- the two networks ---
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -455,6 +460,107 @@ def train_digits(*, epochs: int = 150, seed: int = 0, quick: bool = False, laten
         model.to(device)
     history = train_vae(model, train, val, epochs=2 if quick else epochs, lr=lr, batch_size=batch_size,
                         patience=patience, seed=seed, max_seconds=max_seconds, desc="digits VAE", verbose=verbose)
+    return model.eval(), history
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images (MNIST, Fashion-MNIST): a convolutional VAE on the 256 levels
+# ----------------------------------------------------------------------------------------------
+
+MNIST_EPOCHS = 40  # at most; early stopping on the validation -ELBO usually ends it sooner
+
+
+class ConvVAE(VAE):
+    """A VAE with a convolutional encoder and decoder, for square images whose side ``S`` is divisible by 4
+    (MNIST: ``(1, 28, 28)``, 256 levels).
+
+    Encoder ``q(z | x) = N(mu(x), diag exp(logvar(x)))``: the image ``(B, C, S, S)`` scaled to ``2x - 1`` ->
+    conv 3x3 stride 2 (``channels[0]``, ``S -> S/2``) -> conv 3x3 stride 2 (``channels[1]``, ``S/2 -> S/4``) ->
+    linear ``hidden`` -> ``(mu, logvar)``, each ``(B, d)``. Decoder: ``z (..., d)`` -> linear ``hidden`` ->
+    linear to ``(channels[1], S/4, S/4)`` -> transposed conv 4x4 stride 2 (``channels[0]``, ``-> S/2``) ->
+    transposed conv 4x4 stride 2 -> ``P`` numbers per pixel: parameters ``(..., D, P)``, ``D = C S^2``, in the
+    pixel order of ``x.flatten(1)``. LeakyReLU between layers, no dropout (MNIST has 50,000 training images).
+
+    The decoder's law is :class:`VAE`'s, a distribution over the discrete levels ``k in {0..L-1}``, independent
+    over pixels given ``z``:
+
+        log p(x | z) = sum_d log P(k_d | z),   P = discretized logistic (``decoder="logistic"``, P = 2, default)
+                                                or a softmax over the L levels (``"categorical"``, P = L)
+
+    so ELBO, eq. (1), and the IWAE bound, eq. (2), bound the discrete ``log P(x)`` on the 256 levels with no
+    dequantization: ``-L_k / (D ln 2)`` is an upper bound on the bits/dim. (A Bernoulli decoder on intensities
+    in [0, 1], the usual "BCE" VAE, is *not* a distribution over the 256 levels, so its loss is no likelihood
+    of MNIST.) ``elbo``, ``nll``, :func:`iwae_bound`, :func:`evaluate_bounds` and ``sample`` are :class:`VAE`'s.
+    """
+
+    def __init__(self, image_shape=(1, 28, 28), latent_dim: int = 16, channels=(32, 64), hidden: int = 256, *,
+                 levels: int = LEVELS["mnist"], decoder: str = "logistic"):
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2] or image_shape[1] < 4 or image_shape[1] % 4:
+            raise ValueError(f"ConvVAE needs square images (C, S, S) with S divisible by 4, got {image_shape!r}")
+        channels = tuple(channels)
+        if len(channels) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in channels):
+            raise ValueError(f"channels must be two positive integers, got {channels!r}")
+        self.channels = channels
+        super().__init__(image_shape, latent_dim, hidden, 1, levels=levels, decoder=decoder)
+
+    def _build_networks(self, hidden: int, depth: int, dropout: float) -> None:
+        c, side, _ = self.image_shape
+        c1, c2 = self.channels
+        s = side // 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, c1, 3, stride=2, padding=1), nn.LeakyReLU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.LeakyReLU(),
+            nn.Flatten(), nn.Linear(c2 * s * s, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2 * self.latent_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(self.latent_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, c2 * s * s), nn.LeakyReLU(),
+            nn.Unflatten(1, (c2, s, s)),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.LeakyReLU(),
+            nn.ConvTranspose2d(c1, c * self.params_per_pixel, 4, stride=2, padding=1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, C, S, S)`` in [0, 1] -> ``(mu, logvar)`` of ``q(z | x)``, each ``(B, latent_dim)``."""
+        mu, logvar = self.encoder(2.0 * x - 1.0).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z (..., latent_dim)`` -> decoder parameters ``(..., D, P)`` (P = 2 for the logistic, L for logits)."""
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, self.latent_dim))             # (N, P * C, S, S)
+        out = out.unflatten(1, (self.params_per_pixel, -1)).flatten(2)  # (N, P, D), D in (C, S, S) order
+        return out.transpose(1, 2).reshape(*lead, self.num_dims, self.params_per_pixel)
+
+
+def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int = 0, quick: bool = False,
+                 lr: float = 1e-3, batch_size: int = 128, subset: int | None = None, patience: int | None = 5,
+                 max_seconds: float | None = None, device=None, verbose: bool = True, **model_kwargs):
+    """Train a :class:`ConvVAE` on a 28x28 dataset's train split by the ELBO -> ``(model, history)``, in eval mode.
+
+    Adam (``lr``), batches of ``batch_size``, at most ``epochs`` epochs (default ``MNIST_EPOCHS``), the weights
+    of the best validation epoch kept and training stopped after ``patience`` epochs without improvement; the
+    validation loss is the one-sample -ELBO on at most 1000 validation images (never the test split).
+    ``subset``: only the first ``subset`` training images (a short CPU run); ``quick``: one epoch.
+    ``model_kwargs`` go to :class:`ConvVAE` (``latent_dim``, ``channels``, ``hidden``, ``decoder``).
+    ``"digits"`` is :func:`train_digits`, the MLP VAE of the 8x8 digits.
+    """
+    from gencourse.train import seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs or 150, seed=seed, quick=quick, device=device, verbose=verbose)
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
+        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    epochs = 1 if quick else (epochs or MNIST_EPOCHS)
+    seed_everything(seed)
+    train, val = load(dataset, "train"), load(dataset, "val")
+    model = ConvVAE(train.shape, levels=train.levels, **model_kwargs).to(device or "cpu")
+    n_val = min(1000, subset or 1000)
+    history = train_vae(model, train.images[:subset], val.images[:n_val], epochs=epochs, lr=lr,
+                        batch_size=batch_size, patience=patience, seed=seed, max_seconds=max_seconds,
+                        desc=f"conv VAE ({dataset})", verbose=verbose)
     return model.eval(), history
 
 

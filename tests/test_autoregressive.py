@@ -422,3 +422,132 @@ def test_train_made_learns_the_digits_without_peeking():
         ar.train_made(k_train.float())
     with pytest.raises(ValueError, match="hidden"):
         ar.train_made(k_train, hidden=10)
+
+
+# ----------------------------------------------------------------------------------------------
+# The 28x28 PixelCNN on 256 levels
+# ----------------------------------------------------------------------------------------------
+
+MNIST_FILES = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def _mnist_like(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=g).float() / 255
+
+
+def _small_28(seed=0):
+    torch.manual_seed(seed)
+    return _perturb(ar.PixelCNN(channels=8, layers=2, first_kernel=7, side=28, levels=256), seed)
+
+
+def test_mnist_pixelcnn_shapes_and_sizes():
+    model = ar.image_model("mnist")
+    assert model.image_shape == (1, 28, 28) and model.num_pixels == 784 and model.levels == 256
+    assert model.reach == 3 + 8  # a 7x7 "A" layer and eight 3x3 "B" layers
+    x = _mnist_like(2)
+    with torch.no_grad():
+        assert model(x.view(2, -1)).shape == (2, 784, 256)
+        assert model.nll(x).shape == (2,) and model.logits(x).shape == (2, 784, 256)
+    assert ar.image_model("fashion-mnist").levels == 256
+    digits = ar.image_model("digits")
+    assert digits.image_shape == (1, 8, 8) and digits.levels == 17
+
+
+def test_mnist_pixelcnn_is_causal_by_autograd():
+    """The logits of pixel i have a zero gradient with respect to every input j >= i, a non-zero one for
+    some j < i (random weights, so no dependency hides behind a zero)."""
+    model = _small_28()
+    x = torch.rand(3, 784, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    logits = model(x)
+    for i in (0, 1, 27, 28, 29, 400, 783):
+        (grad,) = torch.autograd.grad(logits[:, i].sum(), x, retain_graph=True)
+        seen = grad.abs().amax(0) > 0
+        assert not seen[i:].any(), f"pixel {i} depends on itself or a later pixel"
+        assert i == 0 or seen[:i].any()
+
+
+@pytest.mark.parametrize("build", [_small_28, lambda: ar.image_model("mnist").eval()])
+def test_mnist_pixelcnn_perturbing_a_pixel_leaves_earlier_logits_unchanged(build):
+    model = build()
+    x = _mnist_like(2, seed=2).view(2, -1)
+    for j in (30, 405, 783):
+        y = x.clone()
+        y[:, j] = 1.0 - y[:, j]
+        with torch.no_grad():
+            a, b = model(x), model(y)
+        # (a tolerance, not equality: a convolution algorithm may round differently, e.g. Winograd's transforms)
+        assert (a[:, : j + 1] - b[:, : j + 1]).abs().max() < 1e-5, f"changing pixel {j} changed the logits of a pixel <= {j}"
+        if j < 783:
+            assert (a[:, j + 1:] - b[:, j + 1:]).abs().max() > 1e-3
+
+
+def test_mnist_pixelcnn_cropped_sampling_pass_equals_the_full_pass():
+    """pixel_logits crops to rows r - reach..r; the logits match the full network's."""
+    model = _small_28(3)
+    canvas = _mnist_like(3, seed=4).view(3, -1)
+    with torch.no_grad():
+        full = model(canvas)
+        for i in (0, 5, 28 * 5 + 3, 28 * 20 + 10, 783):
+            torch.testing.assert_close(model.pixel_logits(canvas, i), full[:, i], atol=1e-5, rtol=1e-5)
+
+
+def test_mnist_pixelcnn_conditionals_and_joint_are_normalized():
+    model = _small_28(5)
+    x = _mnist_like(2, seed=6)
+    with torch.no_grad():
+        probs = model.probs(x)  # (2, 784, 256)
+        torch.testing.assert_close(probs.double().sum(-1), torch.ones(2, 784, dtype=torch.float64), atol=1e-5, rtol=0)
+        k = ar.image_levels(x, 256, (1, 28, 28))
+        expected = -probs.gather(-1, k.unsqueeze(-1)).squeeze(-1).log().sum(-1)
+        torch.testing.assert_close(model.nll(x), expected, rtol=1e-4, atol=1e-2)
+    # the joint over every image sums to one: enumerate all 5^4 images of a 2x2 PixelCNN with 5 levels
+    torch.manual_seed(0)
+    tiny = _perturb(ar.PixelCNN(channels=4, layers=1, kernel=3, first_kernel=3, side=2, levels=5))
+    images = torch.tensor(list(itertools.product(range(5), repeat=4))).float() / 4
+    with torch.no_grad():
+        total = torch.logsumexp(-tiny.nll(images.view(-1, 1, 2, 2)).double(), 0).exp()
+    assert abs(total.item() - 1.0) < 1e-5
+
+
+def test_mnist_pixelcnn_samples_on_the_256_level_grid():
+    torch.manual_seed(0)
+    model = ar.PixelCNN(channels=4, layers=1, first_kernel=7, side=28, levels=256).eval()
+    s = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (3, 1, 28, 28)
+    k = s * 255
+    assert s.min() >= 0 and s.max() <= 1 and (k - k.round()).abs().max() < 1e-4
+    done = model.complete(_mnist_like(2), given=700, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(done.view(2, -1)[:, :700], _mnist_like(2).view(2, -1)[:, :700])
+
+
+def test_mnist_pixelcnn_rejects_bad_input():
+    model = _small_28()
+    with pytest.raises(ValueError, match="shape"):
+        model.nll(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="grid"):
+        model.nll(torch.full((2, 1, 28, 28), 0.5))  # 0.5 * 255 is not an integer level
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.nll(2 * _mnist_like(2))
+    with pytest.raises(ValueError, match="side"):
+        ar.PixelCNN(side=1)
+    with pytest.raises(ValueError, match="levels"):
+        ar.PixelCNN(side=28, levels=1)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ar.image_model("cifar10")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ar.train_images("cifar10")
+    with pytest.raises(ValueError, match="epochs"):
+        ar.train_images("mnist", epochs=0)
+    with pytest.raises(ValueError, match="subset"):
+        ar.train_images("mnist", subset=0)
+
+
+@pytest.mark.skipif(not (MNIST_FILES / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST test files")
+def test_mnist_pixelcnn_train_images_quick_on_the_standin(tmp_path, monkeypatch):
+    root = data.install_mnist_standin(MNIST_FILES, tmp_path)
+    monkeypatch.setenv("GENCOURSE_DATA", str(root))
+    model, history = ar.train_images("mnist", quick=True, subset=32, verbose=False)
+    assert model.channels == ar.QUICK_MODEL["channels"] and model.levels == 256 and not model.training
+    assert len(history.train_loss) == 1 and len(history.val_loss) == 1
+    assert history.val_loss[0] < 784 * math.log(256)  # one epoch already beats the uniform model

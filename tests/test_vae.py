@@ -425,3 +425,117 @@ def test_score_function_with_a_baseline_is_unbiased_and_less_noisy():
                                   generator=torch.Generator().manual_seed(2))
     assert g.shape == (50_000, 3, 2)
     torch.testing.assert_close(g.mean(0), torch.zeros(3, 2), atol=0.06, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The convolutional VAE of 28x28 images on 256 levels
+# ----------------------------------------------------------------------------------------------
+
+MNIST_FILES = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def _mnist_like(n, seed=0):
+    """Random images on the 256-level grid k / 255, shape (n, 1, 28, 28)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=g).float() / 255
+
+
+@pytest.mark.parametrize("decoder", ["logistic", "categorical"])
+def test_conv_vae_shapes(decoder):
+    torch.manual_seed(0)
+    model = vae.ConvVAE(latent_dim=5, channels=(4, 8), hidden=16, decoder=decoder).eval()
+    x = _mnist_like(3)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    p = 2 if decoder == "logistic" else 256
+    assert model.decode(torch.randn(7, 3, 5)).shape == (7, 3, 784, p)  # (k, B, d) -> (k, B, D, P)
+    assert model.log_likelihood(x, torch.randn(7, 3, 5)).shape == (7, 3)
+    assert model.elbo(x).shape == (3,) and model.nll(x, k=4).shape == (3,)
+    s = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (4, 1, 28, 28)
+    k = s * 255
+    assert s.min() >= 0 and s.max() <= 1 and (k - k.round()).abs().max() < 1e-4  # on the 256-level grid
+    assert model.sample(2, mean=True).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("decoder", ["logistic", "categorical"])
+def test_conv_vae_decoder_is_a_distribution_over_the_256_levels(decoder):
+    """p(x | z) is a proper discrete distribution: each pixel's 256 probabilities sum to one, and the
+    likelihood is the sum of the log-probabilities of the observed levels."""
+    torch.manual_seed(1)
+    model = _perturb_conv(vae.ConvVAE(latent_dim=4, channels=(4, 8), hidden=16, decoder=decoder))
+    z = torch.randn(2, 4)
+    probs = model.level_probs(model.decode(z))  # (2, 784, 256)
+    assert probs.shape == (2, 784, 256) and (probs >= 0).all()
+    torch.testing.assert_close(probs.double().sum(-1), torch.ones(2, 784, dtype=torch.float64), atol=1e-4, rtol=0)
+    x = _mnist_like(2, seed=3)
+    k = (x.flatten(1) * 255).round().long()
+    expected = probs.gather(-1, k.unsqueeze(-1)).squeeze(-1).log().sum(-1)
+    torch.testing.assert_close(model.log_likelihood(x, z), expected, rtol=1e-4, atol=0.05)
+
+
+def _perturb_conv(model):
+    """Larger random weights, so that the decoder's scales and locations spread over the levels."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_conv_vae_iwae_is_tighter_than_the_elbo_on_average():
+    torch.manual_seed(2)
+    model = vae.ConvVAE(latent_dim=4, channels=(4, 8), hidden=16).eval()
+    x = _mnist_like(4, seed=5)
+    with torch.no_grad():
+        neg_elbo = -torch.stack([model.elbo(x) for _ in range(200)]).mean(0)
+        bounds = vae.evaluate_bounds(model, x, k=64, elbo_samples=50)
+    assert (model.nll(x, k=64) <= neg_elbo + 1.0).all()
+    assert bounds["iwae_nats"] <= bounds["elbo_nats"] + 0.5
+    assert abs(bounds["iwae_bpd"] - bounds["iwae_nats"] / (784 * math.log(2))) < 1e-9
+
+
+def test_conv_vae_rejects_bad_input():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        vae.ConvVAE((1, 30, 30))
+    with pytest.raises(ValueError, match="square"):
+        vae.ConvVAE((1, 28, 24))
+    with pytest.raises(ValueError, match="channels"):
+        vae.ConvVAE(channels=(8,))
+    with pytest.raises(ValueError, match="decoder"):
+        vae.ConvVAE(decoder="bernoulli")
+    model = vae.ConvVAE(latent_dim=4, channels=(4, 8), hidden=16)
+    with pytest.raises(ValueError, match="shape"):
+        model.elbo(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.elbo(2 * _mnist_like(2))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        vae.train_images("cifar10")
+    with pytest.raises(ValueError, match="epochs"):
+        vae.train_images("mnist", epochs=0)
+    with pytest.raises(ValueError, match="subset"):
+        vae.train_images("mnist", subset=-5)
+
+
+def test_digits_vae_is_built_as_before():
+    """The MLP VAE still draws its weights in the same order (the refactor into _build_networks)."""
+    torch.manual_seed(0)
+    a = vae.VAE()
+    torch.manual_seed(0)
+    enc = vae.mlp([64, 256, 256, 32])
+    dec = vae.mlp([16, 256, 256, 128])
+    for p, q in zip(a.parameters(), list(enc.parameters()) + list(dec.parameters())):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.skipif(not (MNIST_FILES / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST test files")
+def test_conv_vae_train_images_quick_on_the_standin(tmp_path, monkeypatch):
+    from gencourse import data
+
+    root = data.install_mnist_standin(MNIST_FILES, tmp_path)
+    monkeypatch.setenv("GENCOURSE_DATA", str(root))
+    model, history = vae.train_images("mnist", quick=True, subset=64, verbose=False,
+                                      latent_dim=4, channels=(4, 8), hidden=16)
+    assert isinstance(model, vae.ConvVAE) and not model.training
+    assert len(history.train_loss) == 1 and len(history.val_loss) == 1
+    assert model.levels == 256 and model.image_shape == (1, 28, 28)
