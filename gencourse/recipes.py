@@ -1,6 +1,6 @@
 """Every family's reference digits recipe in one place: build, train, sample, score.
 
-Lessons 02-08 train their headline digits model with the family's ``train_digits``; this module names
+Lessons 02-10 train their headline digits model with the family's ``train_digits``; this module names
 those recipes so that lesson 11 can put them side by side with the same data and split, the same metrics and a
 similar CPU budget (what still differs between them, from parameters to model selection and likelihood
 estimator, is listed by each :class:`Recipe`). ``python -m gencourse.recipes`` trains every recipe on the seeds
@@ -255,6 +255,39 @@ def _transformer():
         selection=BEST_VALIDATION)
 
 
+def _tokens():
+    from gencourse import vq
+
+    return Recipe(
+        "VQ-VAE + token GPT", "10", "vq", "bound",
+        build=lambda: vq.TokenImageModel(), train=lambda **kw: vq.train_digits(**kw),
+        sample=lambda m, n: m.sample(n), nfe=lambda m: m.prior.num_tokens,
+        sampler="16 tokens one by one, temperature 1, then the decoder once",
+        nll=lambda m, x: m.nll(x),
+        estimator="-log p(k(x)) - log p(x | k(x)): the GPT's exact NLL of the encoder's 16 tokens plus a "
+                  "discretized Gaussian head around the decoder's output (one scale, fitted on train); one term "
+                  "of the sum over tokens, so an upper bound, with no Monte Carlo",
+        selection="VQ-VAE: final weights of a cosine schedule; GPT prior: best validation epoch",
+        conditioning="none (unconditional)")
+
+
+LATENT_STEPS, LATENT_METHOD = 4, "heun"  # 8 network evaluations, then the decoder once
+
+
+def _latent():
+    from gencourse import latent
+
+    return Recipe(
+        "latent flow matching", "10", "latent", "not computed",
+        build=lambda: latent.digits_model(), train=lambda **kw: latent.train_digits(**kw),
+        sample=lambda m, n: m.sample(n, steps=LATENT_STEPS, method=LATENT_METHOD),
+        nfe=lambda m: m.nfe(LATENT_METHOD, LATENT_STEPS),
+        sampler=f"ODE in the latent, {LATENT_STEPS} {LATENT_METHOD} steps, then the decoder once",
+        estimator="not computed: a deterministic decoder from a 16-number latent; a likelihood would need a "
+                  "stochastic head and the latent's density through the ODE",
+        selection="autoencoder: best validation epoch; DiT: final weights of a fixed, cosine-annealed schedule")
+
+
 FM_STEPS, FM_METHOD = 5, "heun"  # Heun with its last step Euler's: 9 network evaluations
 
 
@@ -324,19 +357,22 @@ def _flow_matching_reflow():
 _FACTORIES = {"autoencoder": _autoencoder, "vae": _vae, "gan": _gan, "flow": _flow, "diffusion": _diffusion,
               "autoregressive": _autoregressive, "flow_matching": _flow_matching, "transformer": _transformer}
 NAMES = tuple(_FACTORIES)  # the capstone's families, one headline recipe each
+_TWO_STAGE = {"tokens": _tokens, "latent": _latent}
+TWO_STAGE = tuple(_TWO_STAGE)  # lesson 10's models of a compressed digit: the capstone's section on latent spaces
 EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
          "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian,
          "flow_matching_conditional": _flow_matching_conditional, "flow_matching_gaussian": _flow_matching_gaussian,
          "flow_matching_reflow": _flow_matching_reflow}  # variants a lesson compares with its headline recipe
-ALL = NAMES + tuple(EXTRA)
+ALL = NAMES + TWO_STAGE + tuple(EXTRA)
 TEXT = ("gpt_text",)  # lesson 09's character GPT on text (gencourse.transformer.save_text_recipe)
 
 
 def recipe(name: str) -> Recipe:
     """The :class:`Recipe` called ``name`` (one of :data:`ALL`)."""
-    if name not in _FACTORIES and name not in EXTRA:
+    factory = _FACTORIES.get(name) or _TWO_STAGE.get(name) or EXTRA.get(name)
+    if factory is None:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(ALL)}")
-    return (_FACTORIES.get(name) or EXTRA[name])()
+    return factory()
 
 
 # -- train, save, load -------------------------------------------------------------------------------
@@ -359,7 +395,7 @@ def fingerprint(name: str) -> str:
     module = importlib.import_module(f"gencourse.{recipe(name).module}")
     # a variant differs from its family's recipe by its name's settings; the model builder counts, where there is one
     return source_fingerprint(module.train_digits, getattr(module, "digits_model", None),
-                              prefix="" if name in NAMES else name)
+                              prefix="" if name in NAMES + TWO_STAGE else name)
 
 
 def source_fingerprint(*functions, prefix: str = "") -> str:
@@ -426,8 +462,11 @@ def load(name: str, directory=None, *, seed: int = 0, with_meta: bool = False):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trained parameters (a GAN's discriminator included, averaged copies excluded)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trained parameters (a GAN's discriminator included, averaged copies excluded; a latent model's autoencoder,
+    trained first and frozen, included)."""
+    frozen = getattr(model, "autoencoder", None)
+    first_stage = sum(p.numel() for p in frozen.parameters() if not p.requires_grad) if frozen is not None else 0
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) + first_stage
 
 
 # -- likelihood: one estimator policy ----------------------------------------------------------------

@@ -101,7 +101,8 @@ def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name, network", [("diffusion", lambda m: m.net), ("flow_matching", lambda m: m.net),
                                            ("autoregressive", lambda m: m.first), ("gan", lambda m: m.ema_generator),
-                                           ("vae", lambda m: m.decoder)])
+                                           ("vae", lambda m: m.decoder), ("tokens", lambda m: m.prior.gpt),
+                                           ("latent", lambda m: m.net)])
 def test_stated_network_evaluations_per_sample(name, network):
     """NFE in the table = forward calls of the network while drawing one batch of samples."""
     r = recipes.recipe(name)
@@ -268,7 +269,7 @@ def test_lesson11_checks(check_verdicts, name, right, wrong):
     assert name in check.lesson11.__all__
 
 
-@pytest.mark.parametrize("name", recipes.NAMES)
+@pytest.mark.parametrize("name", recipes.NAMES + recipes.TWO_STAGE)
 def test_every_recipe_trains_in_quick_mode(name):
     """The lesson's RETRAIN path: each recipe trains (tiny settings) and its model samples and is measured."""
     model, seconds = recipes.train(name, quick=True, verbose=False)
