@@ -23,7 +23,9 @@ Discrete images (17 levels) are modelled by :class:`DigitsFlow`: uniform dequant
 Two refinements: :class:`VariationalDequantizer` learns the noise ``q(u | k)`` (Flow++), which gives the bound
 ``E_q[-log p(y) + log q(u | k)] + D ln 17`` (:func:`variational_dequantized_nll`, :func:`fit_dequantizer`), and
 :class:`MultiScaleDigitsFlow` is RealNVP's multi-scale architecture (:func:`squeeze`, then half the entries
-factored out).
+factored out). On 28x28 images (MNIST, 256 levels): :class:`ImageFlow`, the multi-scale architecture with
+convolutional couplings (:class:`ChannelCoupling`, checkerboard :class:`AffineCoupling`), ActNorm and invertible
+1x1 convolutions, trained by :func:`train_images` on the same dequantized bound.
 """
 from __future__ import annotations
 
@@ -784,3 +786,253 @@ def fit_digits_model(model, *, epochs: int = 50, seed: int = 0, patience: int | 
                   optimizer=adam(model.parameters(), lr), batch_size=batch_size, patience=patience, seed=seed,
                   max_seconds=max_seconds, desc=desc, verbose=verbose)
     return model, history
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images (MNIST, Fashion-MNIST): a multi-scale RealNVP / Glow with convolutional couplings
+# ----------------------------------------------------------------------------------------------
+
+MNIST_EPOCHS = 20  # at most; the best validation epoch is kept
+QUICK_IMAGE_MODEL = {"channel": 2, "final": 2, "hidden": 16}  # quick=True: checks that the code runs
+
+
+class ChannelCoupling(nn.Module):
+    """An affine coupling across the channels of images ``(B, C, H, W)`` (RealNVP's channel-wise masking).
+
+    With ``a`` = the first ``C // 2`` channels and ``b`` the rest (``parity=1``: the other way round),
+    ``(s, t) = net(a)``, a :class:`ConvNet` of 3x3 convolutions, and
+
+        z_a = a,   z_b = b * exp(s) + t,   log_det = sum of s over b's entries  (B,),
+
+    ``s`` bounded as in :class:`AffineCoupling` (``b * tanh(s_raw / b)``). The net's last layer starts at zero,
+    so the layer starts as the identity.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64, depth: int = 2, scale_bound: float = 3.0, parity: int = 0):
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
+            raise ValueError(f"a channel coupling needs at least 2 channels, got {channels!r}")
+        if parity not in (0, 1):
+            raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+        if scale_bound <= 0:
+            raise ValueError(f"scale_bound must be positive, got {scale_bound}")
+        self.channels, self.parity, self.scale_bound = channels, parity, float(scale_bound)
+        first = channels // 2
+        self.sizes = (first, channels - first) if parity == 0 else (channels - first, first)
+        self.net = ConvNet(self.sizes[0], 2 * self.sizes[1], hidden, depth)
+
+    def _split(self, x: torch.Tensor):
+        first = self.channels // 2
+        a, b = x[:, :first], x[:, first:]
+        return (a, b) if self.parity == 0 else (b, a)
+
+    def _join(self, cond: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+        return torch.cat([cond, trans] if self.parity == 0 else [trans, cond], dim=1)
+
+    def _scale_shift(self, cond: torch.Tensor):
+        s, t = self.net(cond).chunk(2, dim=1)
+        return self.scale_bound * torch.tanh(s / self.scale_bound), t
+
+    def forward(self, x: torch.Tensor):
+        cond, trans = self._split(x)
+        s, t = self._scale_shift(cond)
+        return self._join(cond, trans * torch.exp(s) + t), s.flatten(1).sum(1)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        cond, trans = self._split(z)
+        s, t = self._scale_shift(cond)
+        return self._join(cond, (trans - t) * torch.exp(-s))
+
+
+class ImageFlow(nn.Module):
+    """A multi-scale flow for discrete images ``(C, H, W)`` (default MNIST: ``(1, 28, 28)``, 256 levels):
+    RealNVP's squeeze, couplings and split (Dinh et al. 2017, section 3.6) with Glow's ActNorm and invertible 1x1
+    convolution (Kingma & Dhariwal 2018), convolutional throughout.
+
+    ``y = (k + u) / L`` (uniform dequantization) -> ``s = logit(alpha + (1 - 2 alpha) y)`` (fixed, its log-det
+    counted, as :class:`DigitsFlow`; ``alpha = 1e-6`` by default, MNIST's usual value since MAF, where the digits
+    use 0.05: most MNIST pixels sit at the extreme levels, and a small ``alpha`` stretches their boxes over a wide
+    range of the logit instead of a sliver) -> ``num_scales`` scales. Each scale but the last: ``checker`` couplings
+    with checkerboard masks (:class:`AffineCoupling` with a conv conditioner; RealNVP's order; default 0, Glow's
+    order, which squeezes first), :func:`squeeze` ``(C, H, W) -> (4C, H/2, W/2)``, ``channel`` couplings across
+    channels (:class:`ChannelCoupling`, alternating halves, each after an invertible 1x1 convolution when
+    ``invertible_1x1``), then the **split**: the first half of the channels leaves the flow as a latent of its
+    own. The last scale: ``final`` checkerboard couplings. An :class:`ActNorm` before every coupling (``actnorm``).
+    MNIST, 3 scales: ``(1, 28, 28) -> (4, 14, 14)``, then 392 numbers leave; ``(2, 14, 14) -> (8, 7, 7)``, 196
+    leave; the last 196 end as ``(4, 7, 7)``. Every conditioner: 3x3 convolutions of ``hidden`` channels
+    (``depth`` hidden layers), ReLU, last layer zero (each coupling starts as the identity).
+
+    ``forward(s) -> (z (B, D), log_det (B,))`` maps logit-space images ``s: (B, C, H, W)`` to all the latents,
+    flattened and concatenated in the order they leave; ``inverse(z) -> s``; the squeeze and the split are
+    permutations (log-det 0), so ``log_det`` sums the layers' log-dets, and
+
+        log p(y) = log N(z; 0, I) + log_det + log|det ds/dy|                            (:meth:`log_prob_y`)
+
+    :meth:`nll` is the discrete bound ``E_u[-log p(y)] + D ln L`` (eq. 2) estimated from ``draws`` uniform
+    dequantization draws per image, so ``likelihood = "bound"``.
+    """
+
+    likelihood = "bound"
+
+    def __init__(self, shape=(1, 28, 28), levels: int = 256, num_scales: int = 3, checker: int = 0, channel: int = 4,
+                 final: int = 4, hidden: int = 64, depth: int = 2, alpha: float = 1e-6, scale_bound: float = 3.0,
+                 actnorm: bool = True, invertible_1x1: bool = True, seed: int = 0):
+        super().__init__()
+        self.shape = tuple(shape)
+        if len(self.shape) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.shape):
+            raise ValueError(f"shape must be an image shape (C, H, W), got {shape!r}")
+        if isinstance(num_scales, bool) or not isinstance(num_scales, int) or num_scales < 1:
+            raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
+        step = 2 ** (num_scales - 1)
+        if self.shape[1] % step or self.shape[2] % step:
+            raise ValueError(f"{num_scales} scales need H and W divisible by {step}, got shape {self.shape}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels must be an integer >= 2 (256 for MNIST), got {levels!r}")
+        if checker < 0 or min(channel, final) < 1:
+            raise ValueError(f"channel and final must be positive numbers of couplings and checker >= 0, got "
+                             f"checker={checker}, channel={channel}, final={final}")
+        self.levels, self.num_dims = levels, math.prod(self.shape)
+        self.logit = LogitLayer(alpha)
+        g = torch.Generator().manual_seed(seed)
+        kw = dict(hidden=hidden, depth=depth, scale_bound=scale_bound)
+
+        def checker_flow(shape, n):
+            if n == 0:
+                return Flow([], shape)  # the identity (no couplings before the squeeze: Glow's order)
+            layers = []
+            for i in range(n):
+                layers += [ActNorm(shape[0])] if actnorm else []
+                layers.append(AffineCoupling(checkerboard_mask(shape, parity=i % 2), **kw))
+            return Flow(layers, shape)
+
+        def channel_flow(shape, n):
+            layers = []
+            for i in range(n):
+                layers += [ActNorm(shape[0])] if actnorm else []
+                layers += [InvertibleConv1x1(shape[0], generator=g)] if invertible_1x1 else []
+                layers.append(ChannelCoupling(shape[0], parity=i % 2, **kw))
+            return Flow(layers, shape)
+
+        self.before_squeeze, self.after_squeeze, self.out_shapes = nn.ModuleList(), nn.ModuleList(), []
+        c, h, w = self.shape
+        for _ in range(num_scales - 1):
+            self.before_squeeze.append(checker_flow((c, h, w), checker))
+            c, h, w = 4 * c, h // 2, w // 2
+            self.after_squeeze.append(channel_flow((c, h, w), channel))
+            self.out_shapes.append((c // 2, h, w))  # the first C/2 channels leave
+            c = c - c // 2
+        self.last = checker_flow((c, h, w), final)
+        self.out_shapes.append((c, h, w))
+
+    def _check_images(self, x: torch.Tensor, name: str = "x") -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be images of shape (B, {', '.join(map(str, self.shape))}), got {got}")
+
+    def forward(self, s: torch.Tensor):
+        """Logit-space images ``s: (B, C, H, W)`` -> ``(z (B, D), log_det (B,))``: the latents in the order they
+        leave the flow (each scale's split first, the last scale's output last), flattened and concatenated."""
+        self._check_images(s, "s")
+        h, log_det, zs = s, 0.0, []
+        for before, after in zip(self.before_squeeze, self.after_squeeze):
+            h, ld1 = before(h)
+            h, ld2 = after(squeeze(h))
+            out = h.shape[1] // 2
+            zs.append(h[:, :out].flatten(1))
+            h, log_det = h[:, out:], log_det + ld1 + ld2
+        h, ld = self.last(h)
+        zs.append(h.flatten(1))
+        return torch.cat(zs, dim=1), log_det + ld
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``z: (B, D)`` (as :meth:`forward` returns them) -> logit-space images ``(B, C, H, W)``."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.num_dims:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z must have shape (B, {self.num_dims}), got {got}")
+        sizes = [math.prod(shape) for shape in self.out_shapes]
+        pieces = [p.reshape(len(z), *shape) for p, shape in zip(z.split(sizes, dim=1), self.out_shapes)]
+        h = self.last.inverse(pieces[-1])
+        for i in reversed(range(len(self.after_squeeze))):
+            h = self.after_squeeze[i].inverse(torch.cat([pieces[i], h], dim=1))
+            h = self.before_squeeze[i].inverse(unsqueeze(h))
+        return h
+
+    def log_prob_y(self, y: torch.Tensor) -> torch.Tensor:
+        """``log p(y)`` ``(B,)`` of dequantized images ``y: (B, C, H, W)`` in ``[0, 1)``, logit log-det included."""
+        s, ld_logit = self.logit(y)
+        z, log_det = self(s)
+        return standard_normal_log_prob(z) + log_det + ld_logit
+
+    def nll(self, x: torch.Tensor, draws: int = 1, *, importance_weighted: bool = False,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        """Discrete NLL bound in nats per image ``(B,)`` of ``x = k / (L - 1)`` (eq. 2; :func:`dequantized_nll`):
+        with ``draws=1``, one uniform draw ``u`` per image, an unbiased estimate of the Jensen bound."""
+        self._check_images(x)
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"x must lie in [0, 1] (k / {self.levels - 1}), got [{x.min():.3g}, {x.max():.3g}]")
+        return dequantized_nll(self.log_prob_y, x, self.levels, draws=draws, importance_weighted=importance_weighted,
+                               generator=generator)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Training loss: the mean discrete bound of the batch, nats per image (one dequantization)."""
+        return self.nll(x).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)`` like the data: ``z ~ N(0, T^2 I)``, ``y = logit^-1(f^-1(z))``, quantized
+        to ``k = floor(L y)``, returned as ``k / (L - 1)``. One pass through the inverse flow."""
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        device = next(self.parameters()).device
+        z = temperature * torch.randn(n, self.num_dims, generator=generator, device="cpu" if generator is not None
+                                      else device).to(device)
+        y = self.logit.inverse(self.inverse(z)).clamp(0, 1 - 1e-6)
+        return torch.floor(y * self.levels).clamp(0, self.levels - 1) / (self.levels - 1)
+
+
+def image_model(dataset: str = "mnist", **kwargs) -> ImageFlow:
+    """A fresh :class:`ImageFlow` for a 28x28 dataset's images (``kwargs`` override its sizes)."""
+    if dataset not in _data.LEVELS or dataset == "digits":
+        raise ValueError(f"image_model is for the 28x28 datasets, "
+                         f"{', '.join(d for d in _data.LEVELS if d != 'digits')}; got {dataset!r} (digits: DigitsFlow)")
+    return ImageFlow((1, 28, 28), levels=_data.LEVELS[dataset], **kwargs)
+
+
+def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int = 0, quick: bool = False,
+                 lr: float = 1e-3, batch_size: int = 64, subset: int | None = None, patience: int | None = None,
+                 max_seconds: float | None = None, device=None, verbose: bool = True, **model_kwargs):
+    """Train :func:`image_model` on a 28x28 dataset's train split by maximum likelihood -> ``(model, history)``.
+
+    Loss: the discrete bound (eq. 2) in nats per image, one uniform dequantization per image and step. Adam with
+    a warm-up and cosine decay of ``lr`` over ``epochs`` epochs (default ``MNIST_EPOCHS``), batches of
+    ``batch_size``, gradients clipped at norm 100, ActNorm initialized on 512 training images first; the weights
+    of the best validation epoch are kept (validation: the one-draw bound on at most 1000 validation images, or
+    ``subset``; never the test split). ``subset``: only the first ``subset`` training images (a short CPU run);
+    ``quick``: one epoch of a small model (``QUICK_IMAGE_MODEL`` unless ``model_kwargs`` say otherwise), to check
+    that the code runs. ``"digits"`` is :func:`train_digits`. Returned in eval mode.
+    """
+    from gencourse.train import CosineAdam, fit, seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs or 50, seed=seed, quick=quick, device=device, verbose=verbose)
+    if dataset not in _data.LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(_data.LEVELS)}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
+        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    epochs = 1 if quick else (epochs or MNIST_EPOCHS)
+    seed_everything(seed)
+    train, val = _data.load(dataset, "train"), _data.load(dataset, "val")
+    images = train.images[:subset]
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model = image_model(dataset, seed=seed, **(model_kwargs or (QUICK_IMAGE_MODEL if quick else {}))).to(device)
+    with torch.no_grad():  # ActNorm's data-dependent initialization on a large batch
+        model.nll(images[:512].to(device))
+    optimizer = CosineAdam(model.parameters(), lr, epochs * math.ceil(len(images) / batch_size))
+    history = fit(model, model.loss, images, val_data=val.images[:min(1000, subset or 1000)], epochs=epochs, lr=lr,
+                  batch_size=batch_size, optimizer=optimizer, patience=patience, grad_clip=100.0, seed=seed,
+                  max_seconds=max_seconds, device=device, desc=f"multi-scale RealNVP ({dataset})", verbose=verbose)
+    return model.eval(), history

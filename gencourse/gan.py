@@ -3,6 +3,7 @@
     model, history = gan.train_ring("WGAN-GP", seed=0)   # the 8-Gaussians ring, seconds on a CPU
     gan.ring_coverage(model.sample(2000))               # {"modes_covered": ..., "between_modes": ..., ...}
     digits, history = gan.train_digits()                # the lesson's digits GAN; digits.sample(n) -> (n, 1, 8, 8)
+    big, history = gan.train_images("mnist")            # DCGAN-style with R1 on 28x28; big.sample(n) -> (n, 1, 28, 28)
 
 A generator ``G`` maps noise ``z ~ N(0, I)`` to data; a discriminator ``D`` returns a *logit* ``l(x)``,
 with ``D(x) = sigmoid(l(x))`` the probability that ``x`` is real. The game (Goodfellow et al. 2014) is
@@ -660,4 +661,125 @@ def train_digits(*, epochs: int = 250, seed: int = 0, quick: bool = False, arch:
     steps = 20 if quick else epochs * math.ceil(len(train) / batch_size)
     history = train_gan(model, train, steps=steps, batch_size=batch_size, lr=2e-3, betas=(0.5, 0.999), ema=0.995,
                         seed=seed, log_every=min(log_every, steps), eval_fn=eval_fn, desc="digits GAN")
+    return model, history
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images (MNIST, Fashion-MNIST): a DCGAN-style GAN with a regularized discriminator
+# ----------------------------------------------------------------------------------------------
+
+MNIST_EPOCHS = 10        # passes over the training images (782 generator steps each on MNIST's 50,000 at batch 64)
+IMAGE_LATENT = 64        # z in R^64
+IMAGE_R1 = 1.0           # the R1 weight gamma of the 28x28 recipe (images in [0, 1])
+
+
+class ImageGenerator(nn.Module):
+    """DCGAN-style generator for square images ``(C, S, S)`` in ``[0, 1]``, ``S`` divisible by 4 (MNIST: 28):
+
+    ``z (B, latent_dim) -> linear -> (2c, S/4, S/4) -> convT 4x4 stride 2 -> (c, S/2, S/2) -> convT 4x4 stride 2
+    -> (c/2, S, S) -> conv 3x3 -> (C, S, S) -> sigmoid`` (MNIST: 7 -> 14 -> 28), ``c = channels``.
+
+    Batch normalization after the linear layer and each transposed convolution (which then carry no bias),
+    before the ReLU, not on the output layer: DCGAN's generator (Radford et al. 2016), as :class:`ConvGenerator`.
+    """
+
+    def __init__(self, latent_dim: int = IMAGE_LATENT, channels: int = 64, image_shape=(1, 28, 28)):
+        super().__init__()
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2] or image_shape[1] < 4 or image_shape[1] % 4:
+            raise ValueError(f"image_shape must be (C, S, S) with S divisible by 4, got {image_shape!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2 or channels % 2:
+            raise ValueError(f"channels must be an even integer >= 2, got {channels!r}")
+        self.latent_dim, self.c, self.image_shape = latent_dim, channels, image_shape
+        c, s = channels, image_shape[1] // 4
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 2 * c * s * s, bias=False), nn.BatchNorm1d(2 * c * s * s), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),  # S/4 -> S/2
+            nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(),  # -> S
+            nn.Conv2d(c // 2, image_shape[0], 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        s = self.image_shape[1] // 4
+        return torch.sigmoid(self.net(self.fc(z).view(len(z), 2 * self.c, s, s)))
+
+
+class ImageDiscriminator(nn.Module):
+    """DCGAN-style discriminator for ``(B, C, S, S)`` in ``[0, 1]`` -> logits ``(B,)``: the input scaled to
+    ``2x - 1``, conv 4x4 stride 2 (``c``, ``S -> S/2``), conv 4x4 stride 2 (``2c``, ``-> S/4``), conv 3x3
+    (``4c``), LeakyReLU(0.2) after each, a linear logit. No batch normalization (its statistics would depend on
+    whether a batch holds real or fake images); ``spectral=True`` puts spectral norm on every layer."""
+
+    def __init__(self, channels: int = 64, image_shape=(1, 28, 28), spectral: bool = False):
+        super().__init__()
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2] or image_shape[1] < 4 or image_shape[1] % 4:
+            raise ValueError(f"image_shape must be (C, S, S) with S divisible by 4, got {image_shape!r}")
+        c, s = channels, image_shape[1] // 4
+        self.net = nn.Sequential(
+            _sn(nn.Conv2d(image_shape[0], c, 4, stride=2, padding=1), spectral), nn.LeakyReLU(0.2),  # S -> S/2
+            _sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), spectral), nn.LeakyReLU(0.2),           # -> S/4
+            _sn(nn.Conv2d(2 * c, 4 * c, 3, padding=1), spectral), nn.LeakyReLU(0.2),
+            nn.Flatten(), _sn(nn.Linear(4 * c * s * s, 1), spectral),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(2 * x - 1).squeeze(1)
+
+
+def image_gan(dataset: str = "mnist", *, latent_dim: int = IMAGE_LATENT, channels: int = 64, d_channels: int = 64,
+              d_norm: str = "none") -> GAN:
+    """A fresh DCGAN-style GAN for ``dataset``'s 28x28 images: :class:`ImageGenerator` (``latent_dim -> (2c, 7, 7)
+    -> (c, 14, 14) -> (c/2, 28, 28) -> (1, 28, 28)``, ``c = channels``) and :class:`ImageDiscriminator`
+    (``d_channels``; ``d_norm="spectral"`` for spectral norm on every layer, ``"none"`` without)."""
+    from gencourse.data import LEVELS
+
+    if dataset not in LEVELS or dataset == "digits":
+        raise ValueError(f"image_gan is for the 28x28 datasets, {', '.join(d for d in LEVELS if d != 'digits')}; "
+                         f"got {dataset!r} (digits: digits_gan or dcgan)")
+    if d_norm not in ("none", "spectral"):
+        raise ValueError(f"d_norm must be 'none' or 'spectral', got {d_norm!r}")
+    return GAN(ImageGenerator(latent_dim, channels), ImageDiscriminator(d_channels, spectral=d_norm == "spectral"))
+
+
+def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int = 0, quick: bool = False,
+                 subset: int | None = None, batch_size: int = 64, lr: float = 2e-4, r1_weight: float = IMAGE_R1,
+                 d_norm: str = "none", eval_fn=None, log_every: int | None = None, max_seconds: float | None = None,
+                 device=None, verbose: bool = True, **model_kwargs):
+    """Train :func:`image_gan` on a 28x28 dataset's train split -> ``(model, GANHistory)``, in eval mode.
+
+    The digits recipe's game and stabilizers, sized for 28x28: the non-saturating loss, one discriminator step
+    per generator step, Adam(``lr``, betas (0.5, 0.999)) for both players, batches of ``batch_size``, the R1
+    penalty ``(r1_weight / 2) * E ||grad_x l(x)||^2`` on real images (Mescheder et al. 2018; ``r1_weight=0``:
+    none) and an exponential moving average of the generator's weights that :meth:`GAN.sample` uses, with decay
+    ``min(0.999, 1 - 10 / steps)`` (it averages over at most a tenth of the run). ``epochs`` passes over the
+    training images (default ``MNIST_EPOCHS``); ``subset``: only the first ``subset`` training images (a short CPU
+    run); ``quick``: 30 generator steps, to check that the code runs. ``eval_fn(model)`` is recorded every
+    ``log_every`` steps (default: once per epoch). A GAN has no likelihood, so there is no validation loss and
+    no early stopping: the run's last (averaged) weights are the model. ``"digits"`` is :func:`train_digits`.
+    """
+    from gencourse.data import LEVELS, load
+    from gencourse.train import seed_everything
+
+    if dataset == "digits":
+        return train_digits(epochs=epochs or 250, seed=seed, quick=quick, eval_fn=eval_fn, device=device)
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
+        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    if r1_weight < 0:
+        raise ValueError(f"r1_weight must be >= 0, got {r1_weight!r}")
+    seed_everything(seed)
+    images = load(dataset, "train").images[:subset]
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    steps = 30 if quick else (epochs or MNIST_EPOCHS) * steps_per_epoch
+    model = image_gan(dataset, d_norm=d_norm, **model_kwargs)
+    if device is not None:
+        model.to(device)
+    history = train_gan(model, images, steps=steps, batch_size=batch_size, lr=lr, betas=(0.5, 0.999),
+                        ema=min(0.999, 1 - 10 / steps), r1_weight=r1_weight, seed=seed,
+                        log_every=min(log_every or steps_per_epoch, steps), eval_fn=eval_fn,
+                        max_seconds=max_seconds, desc=f"DCGAN-style GAN ({dataset})", verbose=verbose)
     return model, history

@@ -427,3 +427,159 @@ def test_fit_dequantizer_leaves_the_flow_alone_and_tightens_its_bound():
         uniform = model.nll(x, draws=8).mean()
         learned = flows.variational_dequantized_nll(model.log_prob_y, deq, x, 17, draws=8).mean()
     assert learned < uniform
+
+
+# ----------------------------------------------------------------------------------------------
+# The multi-scale flow of 28x28 images on 256 levels
+# ----------------------------------------------------------------------------------------------
+
+def _mnist_like(n, seed=0):
+    """Random images on the 256-level grid k / 255, shape (n, 1, 28, 28)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=g).float() / 255
+
+
+def _fake_mnist_root(tmp_path, n_train=96, n_test=16):
+    """A tiny MNIST laid out where torchvision looks (random 28x28 images as IDX files): a stand-in tensor."""
+    g = torch.Generator().manual_seed(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        data.write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g).numpy())
+        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g).numpy())
+    return tmp_path
+
+
+TINY = dict(hidden=8, depth=1, channel=2, final=2)
+
+
+def test_image_flow_shapes_latents_and_256_level_samples():
+    torch.manual_seed(0)
+    model = flows.image_model("mnist", **TINY)
+    assert model.levels == 256 and model.num_dims == 784 and model.likelihood == "bound"
+    assert model.out_shapes == [(2, 14, 14), (4, 7, 7), (4, 7, 7)]  # 392 + 196 + 196 = 784 numbers
+    x = _mnist_like(3)
+    with torch.no_grad():
+        z, log_det = model(model.logit(x)[0])
+        nll = model.nll(x)
+    assert z.shape == (3, 784) and log_det.shape == (3,) and nll.shape == (3,)
+    s = model.sample(4, generator=torch.Generator().manual_seed(0))
+    k = s * 255
+    assert s.shape == (4, 1, 28, 28) and s.min() >= 0 and s.max() <= 1 and (k - k.round()).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("config", [dict(shape=(1, 8, 8), checker=1, channel=2, final=2),    # RealNVP's order
+                                    dict(shape=(1, 8, 8), checker=0, channel=3, final=1),    # Glow's order
+                                    dict(shape=(3, 4, 4), num_scales=2, channel=2, final=2)])
+def test_image_flow_inverse_undoes_forward(config):
+    torch.manual_seed(0)
+    model = flows.ImageFlow(**config, hidden=8, depth=1).double()
+    s = torch.randn(5, *model.shape, dtype=torch.float64)
+    with torch.no_grad():
+        model(s)  # ActNorm's initialization
+    perturb(model, scale=0.1)
+    with torch.no_grad():
+        z, _ = model(s)
+        torch.testing.assert_close(model.inverse(z), s, atol=1e-9, rtol=0)
+        torch.testing.assert_close(model(model.inverse(z))[0], z, atol=1e-9, rtol=0)
+
+
+def test_image_flow_inverse_undoes_forward_at_28x28_in_float32():
+    torch.manual_seed(0)
+    model = flows.image_model("mnist", **TINY)
+    x = _mnist_like(4)
+    with torch.no_grad():
+        model.nll(x)
+    perturb(model, scale=0.05)
+    with torch.no_grad():
+        s = model.logit(data.dequantize(x, 256))[0]
+        z, _ = model(s)
+        assert (model.inverse(z) - s).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("checker", [0, 1])
+def test_image_flow_log_det_matches_the_autograd_jacobian(checker):
+    """The summed log-dets of every layer (the squeezes and splits add 0) against slogdet of the full Jacobian
+    of s -> z, and log p(y) against the Jacobian of y -> z through the logit, on 1x8x8 images (64 x 64)."""
+    torch.manual_seed(1)
+    model = flows.ImageFlow((1, 8, 8), checker=checker, channel=2, final=2, hidden=8, depth=1).double()
+    y = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        model(torch.randn(16, 1, 8, 8, dtype=torch.float64))
+    perturb(model, scale=0.1)
+    s = model.logit(y)[0]
+    _, log_det = model(s)
+    torch.testing.assert_close(log_det, jacobian_log_det(model, s), atol=1e-8, rtol=0)
+    full = lambda v: model(model.logit(v)[0])[0]
+    expected = []
+    for yi in y:
+        jac = jacobian(lambda v: full(v.view(1, 1, 8, 8))[0], yi.flatten())
+        z = full(yi[None])[0]
+        expected.append(-0.5 * (z.pow(2).sum() + 64 * math.log(2 * math.pi)) + torch.linalg.slogdet(jac)[1])
+    torch.testing.assert_close(model.log_prob_y(y), torch.stack(expected), atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("channels, parity", [(4, 0), (4, 1), (3, 0), (3, 1)])
+def test_channel_coupling_inverse_and_log_det(channels, parity):
+    torch.manual_seed(0)
+    layer = perturb(flows.ChannelCoupling(channels, hidden=8, depth=1, parity=parity).double(), scale=0.3)
+    x = torch.randn(3, channels, 3, 2, dtype=torch.float64)
+    z, log_det = layer(x)
+    torch.testing.assert_close(layer.inverse(z), x, atol=1e-10, rtol=0)
+    torch.testing.assert_close(log_det, jacobian_log_det(layer, x), atol=1e-8, rtol=0)
+    cond = slice(0, channels // 2) if parity == 0 else slice(channels // 2, channels)
+    assert torch.equal(z[:, cond], x[:, cond])  # the conditioning half is copied
+
+
+def test_image_flow_nll_is_the_dequantized_bound_on_256_levels():
+    """nll = -log p(y) + D ln 256 at the same uniform draw y = (k + u) / 256."""
+    torch.manual_seed(0)
+    model = flows.image_model("mnist", **TINY)
+    x = _mnist_like(2)
+    with torch.no_grad():
+        nll = model.nll(x, generator=torch.Generator().manual_seed(3))
+        y = data.dequantize(x, 256, generator=torch.Generator().manual_seed(3))
+        expected = -model.log_prob_y(y) + 784 * math.log(256)
+    torch.testing.assert_close(nll, expected, atol=1e-2, rtol=0)
+    k = torch.round(x * 255)
+    assert ((y * 256).floor() == k).all()  # each draw lies in its level's box
+
+
+def test_image_flow_rejects_bad_input():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        flows.ImageFlow((1, 30, 30))
+    with pytest.raises(ValueError, match="shape"):
+        flows.ImageFlow((28, 28))
+    with pytest.raises(ValueError, match="levels"):
+        flows.ImageFlow(levels=1)
+    with pytest.raises(ValueError, match="couplings"):
+        flows.ImageFlow(channel=0)
+    with pytest.raises(ValueError, match="28x28"):
+        flows.image_model("digits")
+    with pytest.raises(ValueError, match="channels"):
+        flows.ChannelCoupling(1)
+    model = flows.image_model("mnist", **TINY)
+    with pytest.raises(ValueError, match="shape"):
+        model.nll(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.nll(2 * _mnist_like(2))
+    with pytest.raises(ValueError, match="784"):
+        model.inverse(torch.randn(2, 100))
+    with pytest.raises(ValueError, match="positive integer"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        flows.train_images("cifar10")
+    with pytest.raises(ValueError, match="epochs"):
+        flows.train_images("mnist", epochs=0)
+    with pytest.raises(ValueError, match="subset"):
+        flows.train_images("mnist", subset=-5)
+
+
+def test_image_flow_train_images_quick_on_a_small_standin(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENCOURSE_DATA", str(_fake_mnist_root(tmp_path)))
+    model, history = flows.train_images("mnist", quick=True, subset=64, verbose=False)
+    assert isinstance(model, flows.ImageFlow) and not model.training
+    assert model.levels == 256 and model.shape == (1, 28, 28)
+    assert len(history.train_loss) == 1 and len(history.val_loss) == 1 and history.best_epoch == 1
+    assert math.isfinite(history.val_loss[0])
+    assert model.sample(3).shape == (3, 1, 28, 28)

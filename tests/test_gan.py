@@ -653,3 +653,75 @@ def test_ring_recipes_with_r1_and_spectral_norm_build_the_same_networks():
         assert [tuple(l.weight.shape) for l in layers] == [(64, 2), (64, 64), (1, 64)]
         spectral = any(nn.utils.parametrize.is_parametrized(l) for l in layers)
         assert spectral == (name == "plain GAN + SN")
+
+
+# ----------------------------------------------------------------------------------------------
+# The DCGAN-style GAN of 28x28 images
+# ----------------------------------------------------------------------------------------------
+
+def _fake_mnist_root(tmp_path, n_train=96, n_test=16):
+    """A tiny MNIST laid out where torchvision looks (random 28x28 images as IDX files): a stand-in tensor."""
+    g = torch.Generator().manual_seed(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        data.write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g).numpy())
+        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g).numpy())
+    return tmp_path
+
+
+def test_image_gan_shapes_layout_and_ranges():
+    torch.manual_seed(0)
+    g = gan.ImageGenerator(latent_dim=8, channels=8)
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, a, out: sizes.append(tuple(out.shape[1:])))
+             for m in g.net if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d))]
+    x = g(torch.randn(5, 8))
+    for h in hooks:
+        h.remove()
+    assert sizes == [(8, 14, 14), (4, 28, 28), (1, 28, 28)]  # 7x7 -> 14 -> 28, then one channel
+    assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
+    assert sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in g.modules()) == 3  # DCGAN's generator
+    for spectral in (False, True):
+        d = gan.ImageDiscriminator(8, spectral=spectral)
+        assert d(torch.rand(5, 1, 28, 28)).shape == (5,)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+        assert any(nn.utils.parametrize.is_parametrized(m) for m in d.modules()) == spectral
+    model = gan.image_gan("mnist", latent_dim=8, channels=8, d_channels=8)
+    assert model.latent_dim == 8 and model.likelihood == "none"
+    assert model.sample(3).shape == (3, 1, 28, 28)
+    r1 = gan.r1_penalty(model.discriminator, torch.rand(4, 1, 28, 28))
+    assert r1.item() > 0 and r1.requires_grad  # R1 reaches the discriminator's weights
+
+
+def test_image_gan_rejects_bad_input():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        gan.ImageGenerator(image_shape=(1, 30, 30))
+    with pytest.raises(ValueError, match="channels"):
+        gan.ImageGenerator(channels=7)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        gan.ImageDiscriminator(image_shape=(1, 28, 26))
+    with pytest.raises(ValueError, match="28x28"):
+        gan.image_gan("digits")
+    with pytest.raises(ValueError, match="d_norm"):
+        gan.image_gan("mnist", d_norm="batch")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        gan.train_images("cifar10")
+    with pytest.raises(ValueError, match="epochs"):
+        gan.train_images("mnist", epochs=0)
+    with pytest.raises(ValueError, match="subset"):
+        gan.train_images("mnist", subset=-5)
+    with pytest.raises(ValueError, match="r1_weight"):
+        gan.train_images("mnist", r1_weight=-1.0)
+
+
+def test_image_gan_train_images_quick_on_a_small_standin(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENCOURSE_DATA", str(_fake_mnist_root(tmp_path)))
+    seen = []
+    model, history = gan.train_images("mnist", quick=True, subset=64, verbose=False, channels=8, d_channels=8,
+                                      latent_dim=8, log_every=10, eval_fn=lambda m: seen.append(1) or len(seen))
+    assert not model.training and model.ema_generator is not None  # samples come from the averaged generator
+    assert history.steps == [10, 20, 30] and history.evals == [1, 2, 3]
+    assert all(math.isfinite(v) for v in history.d_loss + history.g_loss)
+    x = model.sample(5)
+    assert x.shape == (5, 1, 28, 28) and torch.isfinite(x).all()
