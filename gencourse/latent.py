@@ -40,6 +40,14 @@ Two velocity networks ``v_theta: (B, c, h, w), (B,) -> (B, c, h, w)``:
     ae, _ = train_autoencoder()                       # (4, 2, 2) latent, a few seconds
     model, _ = train_latent_fm(ae, network="dit")     # flow matching on the standardized latents
     images = model.sample(1000, steps=4, method="heun")   # (1000, 1, 8, 8) in [0, 1], NFE = 8
+
+**28x28 images** (MNIST, Fashion-MNIST): ``LatentAutoencoder(4, 7, image_size=28)`` is the same network with a
+``(4, 7, 7)`` latent (196 numbers for 784 pixels), and :func:`train_images` trains it and a DiT over its 49 cells
+(1x1 patches) of about the parameters of lesson 08's 28x28 U-Net (:func:`gencourse.flow_matching.image_model`).
+:mod:`gencourse.latent_bench` compares the two at equal training seconds on a CPU.
+
+    model, history = train_images("mnist", subset=512, quick=True)          # checks that it runs
+    images = model.sample(100, steps=10, method="euler")                     # (100, 1, 28, 28), 10 NFE + decoder
 """
 from __future__ import annotations
 
@@ -55,8 +63,11 @@ from gencourse.nets import Conditioning, MLPDenoiser
 from gencourse.transformer import CausalSelfAttention
 
 IMAGE_SHAPE = (1, 8, 8)
+LATENT_SIZES = {8: (1, 2, 4), 28: (7, 14)}  # latent grid sides: an image halved log2(image_size / s) times
+LEVELS_BY_SIZE = {8: 17, 28: 256}            # the data's intensity levels (digits; MNIST and Fashion-MNIST)
 NETWORKS = ("mlp", "dit")
 RECIPES = {"mlp": dict(epochs=300, lr=2e-3), "dit": dict(epochs=600, lr=5e-3)}  # train_latent_fm's defaults
+FIT_SCALE_IMAGES = 2000  # 28x28: the standardization (2) is fitted on the first this-many training images
 
 
 def _positive_int(name, value) -> int:
@@ -77,19 +88,30 @@ class LatentAutoencoder(nn.Module):
     transposed convolutions, ending in per-pixel logits; images are ``sigmoid(logits)``. Loss (1) with
     KL weight ``beta``. Buffers ``shift``, ``scale``: the standardization (2), set by :meth:`fit_scale`;
     :meth:`encode` and :meth:`decode` work on *standardized* latents.
+
+    ``image_size=28``: the same network for 28x28 images (MNIST) with ``s`` in {7, 14} (28 -> 14 -> 7: a
+    ``(4, 7, 7)`` latent, 196 numbers for 784 pixels). ``levels``: the data's intensity levels (17 for 8x8
+    digits, 256 for 28x28), to which :meth:`LatentFlowMatching.sample` rounds its images.
     """
 
-    def __init__(self, latent_channels: int = 4, latent_size: int = 2, width: int = 32, beta: float = 0.01):
+    def __init__(self, latent_channels: int = 4, latent_size: int = 2, width: int = 32, beta: float = 0.01, *,
+                 image_size: int = 8):
         super().__init__()
         _positive_int("latent_channels", latent_channels)
         _positive_int("width", width)
-        if latent_size not in (1, 2, 4):
+        if image_size not in LATENT_SIZES:
+            raise ValueError(f"image_size must be one of {tuple(LATENT_SIZES)} (8x8 digits, 28x28 MNIST), "
+                             f"got {image_size!r}")
+        if image_size == 8 and latent_size not in (1, 2, 4):
             raise ValueError(f"latent_size must be 1, 2 or 4 (an 8x8 image halved 3, 2 or 1 times), got {latent_size!r}")
+        if image_size == 28 and latent_size not in (7, 14):
+            raise ValueError(f"latent_size must be 7 or 14 for 28x28 images (halved 2 or 1 times), got {latent_size!r}")
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta!r}")
         self.latent_shape = (latent_channels, latent_size, latent_size)
+        self.image_shape, self.levels = (1, image_size, image_size), LEVELS_BY_SIZE[image_size]
         self.beta = float(beta)
-        downs = int(math.log2(8 // latent_size))
+        downs = int(math.log2(image_size // latent_size))
         widths = [width * 2 ** min(i, 1) for i in range(downs + 1)]          # e.g. 32, 64, 64
         enc = [nn.Conv2d(1, widths[0], 3, padding=1), nn.SiLU()]
         for a, b in zip(widths[:-1], widths[1:]):
@@ -103,10 +125,12 @@ class LatentAutoencoder(nn.Module):
         self.register_buffer("scale", torch.ones(()))
 
     def check_images(self, x) -> None:
-        """``ValueError`` unless ``x`` is a batch of images ``(B, 1, 8, 8)`` in ``[0, 1]``."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        """``ValueError`` unless ``x`` is a batch of images ``(B, 1, 8, 8)`` (or this autoencoder's 28x28) in ``[0, 1]``."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected digit images of shape (B, 1, 8, 8), got {got}")
+            size = self.image_shape[-1]
+            what = "digit images" if size == 8 else "images"
+            raise ValueError(f"expected {what} of shape (B, 1, {size}, {size}), got {got}")
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError(f"images must lie in [0, 1], got range [{x.min().item():.3g}, {x.max().item():.3g}]")
 
@@ -164,23 +188,48 @@ def quantize(images: torch.Tensor, levels: int = 17) -> torch.Tensor:
     return torch.round(images.clamp(0, 1) * (levels - 1)) / (levels - 1)
 
 
-def train_autoencoder(*, latent_channels: int = 4, latent_size: int = 2, width: int = 32, beta: float = 0.01,
-                      epochs: int = 60, lr: float = 2e-3, batch_size: int = 64, seed: int = 0,
-                      verbose: bool = True, device=None):
+def train_autoencoder(*, latent_channels: int = 4, latent_size: int | None = None, width: int = 32,
+                      beta: float = 0.01, epochs: int = 60, lr: float = 2e-3, batch_size: int = 64, seed: int = 0,
+                      verbose: bool = True, device=None, dataset: str = "digits", subset: int | None = None):
     """Train a :class:`LatentAutoencoder` on the digits train split by loss (1), early stopping on the
     validation loss (:func:`gencourse.train.fit`: progress bar, NaN stop, best weights kept), then
-    :meth:`~LatentAutoencoder.fit_scale` on the train split. Returns ``(autoencoder, history)``, in eval mode."""
+    :meth:`~LatentAutoencoder.fit_scale` on the train split. Returns ``(autoencoder, history)``, in eval mode.
+    ``latent_size`` defaults to 2 on the digits. ``dataset="mnist"`` (or ``"fashion-mnist"``): the 28x28
+    autoencoder (``latent_size`` 7 by default), its first ``subset`` training images, validated on at most 1000."""
     from gencourse.train import fit, seed_everything
 
+    size = _image_size(dataset)
+    latent_size = (2 if size == 8 else 7) if latent_size is None else latent_size
     seed_everything(seed)
-    ae = LatentAutoencoder(latent_channels, latent_size, width, beta).to(device or "cpu")
-    train, val = _data.load("digits", "train"), _data.load("digits", "val")
-    history = fit(ae, ae.loss, train.images, val_data=val.images, epochs=epochs, lr=lr, batch_size=batch_size,
+    ae = LatentAutoencoder(latent_channels, latent_size, width, beta, image_size=size).to(device or "cpu")
+    train, val = _data.load(dataset, "train"), _data.load(dataset, "val")
+    if size == 8:
+        train_x, val_x = train.images, val.images
+    else:
+        train_x, val_x = train.images[:subset], val.images[:min(1000, subset or 1000)]
+    history = fit(ae, ae.loss, train_x, val_data=val_x, epochs=epochs, lr=lr, batch_size=batch_size,
                   seed=seed, device=device, desc=f"autoencoder {ae.latent_shape}", verbose=verbose)
-    ae.fit_scale(train.images.to(next(ae.parameters()).device)).eval()
+    if size == 8:
+        ae.fit_scale(train.images.to(next(ae.parameters()).device)).eval()
+    else:
+        ae.fit_scale(train_x[:FIT_SCALE_IMAGES].to(next(ae.parameters()).device)).eval()
     for p in ae.parameters():
         p.requires_grad_(False)
     return ae, history
+
+
+def _image_size(dataset: str) -> int:
+    """8 for the digits, 28 for MNIST and Fashion-MNIST; ``ValueError`` for any other name."""
+    if dataset not in _data.LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(_data.LEVELS)}")
+    return 8 if dataset == "digits" else 28
+
+
+@torch.no_grad()
+def _encode_all(ae: "LatentAutoencoder", images: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """:meth:`LatentAutoencoder.encode` of many 28x28 images, ``chunk`` at a time (memory)."""
+    device = ae.scale.device
+    return torch.cat([ae.encode(part.to(device)) for part in images.split(chunk)])
 
 
 @torch.no_grad()
@@ -343,20 +392,23 @@ class LatentFlowMatching(nn.Module):
     def sample(self, n: int, steps: int = 4, method: str = "heun", *, quantized: bool = True,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images ``(n, 1, 8, 8)`` in ``[0, 1]``: :meth:`sample_latents`, then the decoder once; rounded to
-        the data's 17 levels unless ``quantized=False``. NFE = :meth:`nfe` ``(method, steps)``."""
+        the data's 17 levels unless ``quantized=False`` (28x28: the autoencoder's ``levels``, 256). NFE = :meth:`nfe`
+        ``(method, steps)``."""
         images = self.autoencoder.decode(self.sample_latents(n, steps, method, generator=generator))
-        return quantize(images) if quantized else images
+        return quantize(images, self.autoencoder.levels) if quantized else images
 
 
 def train_latent_fm(autoencoder: LatentAutoencoder, *, network: str = "dit", epochs: int | None = None,
-                    lr: float | None = None, batch_size: int = 128, seed: int = 0, verbose: bool = True, device=None, **net_kwargs):
+                    lr: float | None = None, batch_size: int = 128, seed: int = 0, verbose: bool = True, device=None,
+                    dataset: str = "digits", subset: int | None = None, **net_kwargs):
     """Train a :class:`LatentFlowMatching` on the standardized latents ``encode(x)`` of the digits train split:
     the CFM loss (3), :class:`~gencourse.train.CosineAdam` for a fixed number of epochs, the final weights kept
     (:func:`~gencourse.train.train_annealed`, as lesson 08 trains), the validation loss on the val split's
     latents with its times and noise drawn once. ``network``: "mlp" or "dit" (:func:`build_network`, extra
     keyword arguments passed on); ``epochs`` and ``lr`` default to :data:`RECIPES` (batches of 128: the MLP 300
     epochs at 2e-3, about 5 s on one CPU thread; the DiT, slower per step and slower to fit, 600 epochs at 5e-3,
-    about 60 s). Returns ``(model, history)``, in eval mode."""
+    about 60 s). Returns ``(model, history)``, in eval mode. ``dataset="mnist"`` (or ``"fashion-mnist"``), with a
+    28x28 autoencoder: the latents of its first ``subset`` training images, validated on at most 1000."""
     from gencourse.train import fixed_batches, seed_everything, train_annealed
 
     if not isinstance(autoencoder, LatentAutoencoder):
@@ -368,9 +420,17 @@ def train_latent_fm(autoencoder: LatentAutoencoder, *, network: str = "dit", epo
     seed_everything(seed)
     device = device or autoencoder.scale.device
     autoencoder = autoencoder.to(device).eval()
+    size = _image_size(dataset)
+    if autoencoder.image_shape[-1] != size:
+        raise ValueError(f"the autoencoder takes {autoencoder.image_shape[-1]}x{autoencoder.image_shape[-1]} images, "
+                         f"{dataset!r} has {size}x{size}")
     with torch.no_grad():
-        z_train = autoencoder.encode(_data.load("digits", "train").images.to(device))
-        z_val = autoencoder.encode(_data.load("digits", "val").images.to(device))
+        if size == 8:
+            z_train = autoencoder.encode(_data.load("digits", "train").images.to(device))
+            z_val = autoencoder.encode(_data.load("digits", "val").images.to(device))
+        else:
+            z_train = _encode_all(autoencoder, _data.load(dataset, "train").images[:subset])
+            z_val = _encode_all(autoencoder, _data.load(dataset, "val").images[:min(1000, subset or 1000)])
     model = LatentFlowMatching(autoencoder, build_network(network, autoencoder.latent_shape, **net_kwargs)).to(device)
     g = torch.Generator().manual_seed(seed + 1)
     t_val = torch.rand(len(z_val), generator=g).to(device)
@@ -387,3 +447,81 @@ def train_latent_fm(autoencoder: LatentAutoencoder, *, network: str = "dit", epo
     history = train_annealed(model.net, z_train, val, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                              loss_fn=loss_fn, desc=f"latent flow matching ({network})", verbose=verbose)
     return model.eval(), history
+
+
+def digits_model(network: str = "dit") -> LatentFlowMatching:
+    """The recipe's untrained architecture (what a checkpoint loads into): the default autoencoder and a
+    ``network`` velocity net on its ``(4, 2, 2)`` latent."""
+    ae = LatentAutoencoder()
+    return LatentFlowMatching(ae, build_network(network, ae.latent_shape))
+
+
+def train_digits(*, seed: int = 0, quick: bool = False, device=None, verbose: bool = True, network: str = "dit",
+                 ae_epochs: int = 60, fm_epochs: int = 1000, lr: float = 5e-3):
+    """Lesson 10's latent recipe on the digits -> ``(LatentFlowMatching, history)``, in eval mode: the autoencoder
+    (:func:`train_autoencoder`, ``ae_epochs``, best validation epoch), then flow matching on its standardized
+    latent with the DiT (:func:`train_latent_fm`, ``fm_epochs`` at ``lr``, final weights). ``quick``: 2 epochs each,
+    to check the code runs. ``history``: ``{"autoencoder": ..., "flow": ...}``."""
+    if quick:
+        ae_epochs, fm_epochs = 2, 2
+    ae, ae_history = train_autoencoder(epochs=ae_epochs, seed=seed, verbose=verbose, device=device)
+    model, fm_history = train_latent_fm(ae, network=network, epochs=fm_epochs, lr=lr, seed=seed, verbose=verbose,
+                                        device=device)
+    return model, {"autoencoder": ae_history, "flow": fm_history}
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images (MNIST, Fashion-MNIST): a (4, 7, 7) latent and a DiT over its 49 cells
+# ----------------------------------------------------------------------------------------------
+
+MNIST_DIT = dict(n_embd=64, n_layer=5, n_head=4)  # about the parameters of flow_matching's 28x28 U-Net (394k vs 422k)
+MNIST_EPOCHS = {"autoencoder": 10, "flow": 40}      # sized for a few minutes on a free Colab GPU (an estimate)
+MNIST_LR = 2e-3
+
+
+def image_model(dataset: str = "mnist", network: str = "dit", **net_kwargs) -> LatentFlowMatching:
+    """The untrained latent model for ``dataset``: :func:`digits_model` for ``"digits"``; for the 28x28 datasets a
+    :class:`LatentAutoencoder` with a ``(4, 7, 7)`` latent and a ``network`` velocity net on it (the DiT with
+    :data:`MNIST_DIT` unless overridden: 49 tokens, 1x1 patches, as on the digits)."""
+    size = _image_size(dataset)
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if size == 8:
+        if net_kwargs:
+            raise ValueError("the digits model takes no network settings (it is the recipe's architecture)")
+        return digits_model(network)
+    ae = LatentAutoencoder(4, 7, image_size=28)
+    kwargs = {**(MNIST_DIT if network == "dit" else {}), **net_kwargs}
+    return LatentFlowMatching(ae, build_network(network, ae.latent_shape, **kwargs))
+
+
+def train_images(dataset: str = "mnist", *, network: str = "dit", ae_epochs: int | None = None,
+                 fm_epochs: int | None = None, lr: float | None = None, subset: int | None = None,
+                 quick: bool = False, seed: int = 0, device=None, verbose: bool = True, **net_kwargs):
+    """Latent flow matching on ``dataset``'s train split -> ``(LatentFlowMatching, history)``, in eval mode,
+    ``history = {"autoencoder": ..., "flow": ...}``. ``"digits"`` is :func:`train_digits` (the recipe).
+
+    On the 28x28 datasets: the autoencoder with a ``(4, 7, 7)`` latent (:func:`train_autoencoder`, batches of 128,
+    best validation epoch; ``ae_epochs``, default :data:`MNIST_EPOCHS`), then flow matching on its standardized
+    latents (:func:`train_latent_fm`, final weights; ``fm_epochs`` at ``lr``, default :data:`MNIST_LR`) with a
+    ``network`` of about the pixel U-Net's parameters (:data:`MNIST_DIT`). ``subset``: only the first ``subset``
+    training images (a CPU run); ``quick``: at most 2 epochs each. Each history has ``.seconds``."""
+    size = _image_size(dataset)
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if size == 8:
+        epochs = {k: v for k, v in (("ae_epochs", ae_epochs), ("fm_epochs", fm_epochs), ("lr", lr)) if v is not None}
+        return train_digits(seed=seed, quick=quick, device=device, verbose=verbose, network=network, **epochs)
+    if subset is not None:
+        _positive_int("subset", subset)
+    ae_epochs = _positive_int("ae_epochs", MNIST_EPOCHS["autoencoder"] if ae_epochs is None else ae_epochs)
+    fm_epochs = _positive_int("fm_epochs", MNIST_EPOCHS["flow"] if fm_epochs is None else fm_epochs)
+    if quick:
+        ae_epochs, fm_epochs = min(ae_epochs, 2), min(fm_epochs, 2)
+    ae, ae_history = train_autoencoder(dataset=dataset, subset=subset, epochs=ae_epochs, batch_size=128, seed=seed,
+                                       verbose=verbose, device=device)
+    kwargs = {**(MNIST_DIT if network == "dit" else {}), **net_kwargs}
+    model, fm_history = train_latent_fm(ae, network=network, epochs=fm_epochs, lr=MNIST_LR if lr is None else lr,
+                                        seed=seed, verbose=verbose, device=device, dataset=dataset, subset=subset,
+                                        **kwargs)
+    return model, {"autoencoder": ae_history, "flow": fm_history}

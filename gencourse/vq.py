@@ -41,6 +41,13 @@ tokens, then decoding them (the decoded image *is* the sample). Two priors over 
     tokens = vqvae.encode(train_x)                                           # (N, 4, 4) int64
     prior, _ = train_token_prior("ar", tokens, vqvae.encode(val_x), num_codes=32)
     images = vqvae.decode(prior.sample(1000))                                # (1000, 1, 8, 8) in [0, 1]
+
+**28x28 images** (MNIST, Fashion-MNIST): ``VQVAE(..., image_size=28)`` is the same network with two stride-2
+convolutions (28 -> 14 -> 7, 49 tokens); :func:`train_images` trains it and a :class:`TokenGPT` over its tokens
+and returns them as one :class:`TokenSampler`.
+
+    model, history = train_images("mnist", subset=512, quick=True)          # checks that it runs
+    images = model.sample(100)                                               # (100, 1, 28, 28), 49 NFE each
 """
 from __future__ import annotations
 
@@ -57,6 +64,9 @@ from gencourse import transformer as tr
 
 IMAGE_SHAPE = (1, 8, 8)
 GRIDS = (2, 4)
+GRIDS_BY_SIZE = {8: GRIDS, 28: (7, 14)}  # tokens per side: two or one stride-2 convolutions (8x8 digits, 28x28 MNIST)
+DEFAULT_GRID = {8: 4, 28: 7}
+CHUNK = 512  # 28x28 images encoded / decoded per pass
 PRIOR_KINDS = ("ar", "maskgit")
 RESTART_POOL = 4  # dead codes restart on encoder outputs of the last this-many training batches
 
@@ -83,14 +93,22 @@ def _check_indices(indices, num_codes: int, grid: int | None = None, name: str =
     return indices
 
 
-def check_images(x) -> torch.Tensor:
-    """``ValueError`` unless ``x`` is a float tensor of digits ``(B, 1, 8, 8)`` in ``[0, 1]``."""
-    if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != IMAGE_SHAPE or x.dim() != 4:
+def check_images(x, size: int = 8) -> torch.Tensor:
+    """``ValueError`` unless ``x`` is a float tensor of digits ``(B, 1, 8, 8)`` in ``[0, 1]`` (``size=28``:
+    ``(B, 1, 28, 28)``, as ``data.load('mnist')`` gives)."""
+    source = "data.load('digits')" if size == 8 else "data.load('mnist')"
+    if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (1, size, size) or x.dim() != 4:
         what = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected digits images (B, 1, 8, 8) in [0, 1] (as data.load('digits') gives), got {what}")
+        name = "digits images" if size == 8 else "images"
+        raise ValueError(f"expected {name} (B, 1, {size}, {size}) in [0, 1] (as {source} gives), got {what}")
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise ValueError("images must be finite and lie in [0, 1] (as data.load('digits') gives)")
+        raise ValueError(f"images must be finite and lie in [0, 1] (as {source} gives)")
     return x.float()
+
+
+def _image_size(x) -> int:
+    """28 for a batch of 28x28 images, else 8 (whose check then says what was expected)."""
+    return 28 if isinstance(x, torch.Tensor) and x.dim() == 4 and tuple(x.shape[1:]) == (1, 28, 28) else 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,26 +230,43 @@ class VQVAE(nn.Module):
     sigmoid: its output is the mean image in ``[0, 1]``, trained by squared error, and it is deterministic, so the
     decoded tokens *are* the sample (COURSE.md 2.3: a latent model's deterministic decoder is a sampler). The
     encoder sees ``2 x - 1``.
+
+    ``image_size=28`` builds the same network for 28x28 images (MNIST): ``grid`` 7 (two stride-2 convolutions,
+    28 -> 14 -> 7, 49 tokens; the default there) or 14 (one, 196 tokens). ``grid=None``: 4 for 8x8, 7 for 28x28.
+    ``recon``: the reconstruction term, ``"mse"`` (squared error of the sigmoid's output, the default on 8x8) or
+    ``"bce"`` (binary cross-entropy of its logits, per pixel, the default on 28x28: MNIST is mostly black, and
+    squared error through a sigmoid stalls once the decoder outputs black everywhere, whose gradient vanishes).
     """
 
-    def __init__(self, num_codes: int = 32, *, grid: int = 4, code_dim: int = 16, hidden: int = 32,
-                 beta: float = 0.25):
+    def __init__(self, num_codes: int = 32, *, grid: int | None = None, code_dim: int = 16, hidden: int = 32,
+                 beta: float = 0.25, image_size: int = 8, recon: str | None = None):
         super().__init__()
-        if grid not in GRIDS:
-            raise ValueError(f"grid must be one of {GRIDS} (tokens per side of an 8x8 digit), got {grid!r}")
+        recon = ("mse" if image_size == 8 else "bce") if recon is None else recon
+        if recon not in ("mse", "bce"):
+            raise ValueError(f"recon must be 'mse' or 'bce', got {recon!r}")
+        self.recon = recon
+        if image_size not in GRIDS_BY_SIZE:
+            raise ValueError(f"image_size must be one of {tuple(GRIDS_BY_SIZE)} (8x8 digits, 28x28 MNIST), "
+                             f"got {image_size!r}")
+        grid = DEFAULT_GRID[image_size] if grid is None else grid
+        if grid not in GRIDS_BY_SIZE[image_size]:
+            raise ValueError(f"grid must be one of {GRIDS_BY_SIZE[image_size]} (tokens per side of an "
+                             f"{image_size}x{image_size} {'digit' if image_size == 8 else 'image'}), got {grid!r}")
         hidden = _positive_int("hidden", hidden)
         self.grid, self.num_codes, self.code_dim = grid, _positive_int("num_codes", num_codes), code_dim
+        self.image_size = image_size
+        two = image_size // grid == 4  # two stride-2 convolutions (8 -> 2, 28 -> 7), else one (8 -> 4, 28 -> 14)
         self.encoder = nn.Sequential(
             nn.Conv2d(1, hidden, 3, 1, 1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 4, 2, 1), nn.ReLU(),                       # 8 -> 4
-            *([nn.Conv2d(hidden, hidden, 4, 2, 1), nn.ReLU()] if grid == 2 else []),  # 4 -> 2
+            nn.Conv2d(hidden, hidden, 4, 2, 1), nn.ReLU(),                       # 8 -> 4 (28 -> 14)
+            *([nn.Conv2d(hidden, hidden, 4, 2, 1), nn.ReLU()] if two else []),   # 4 -> 2 (14 -> 7)
             nn.Conv2d(hidden, hidden, 3, 1, 1), nn.ReLU(),
             nn.Conv2d(hidden, code_dim, 1))
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta)
         self.decoder = nn.Sequential(
             nn.Conv2d(code_dim, hidden, 3, 1, 1), nn.ReLU(),
-            *([nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU()] if grid == 2 else []),  # 2 -> 4
-            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU(),                        # 4 -> 8
+            *([nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU()] if two else []),  # 2 -> 4 (7 -> 14)
+            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU(),                    # 4 -> 8 (14 -> 28)
             nn.Conv2d(hidden, hidden, 3, 1, 1), nn.ReLU(),
             nn.Conv2d(hidden, 1, 3, 1, 1), nn.Sigmoid())
 
@@ -247,35 +282,49 @@ class VQVAE(nn.Module):
         return self.decoder(z_q), indices, vq_loss
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The VQ-VAE objective: mean squared reconstruction error per pixel + the quantizer's loss (scalar)."""
-        recon, _, vq_loss = self(x)
-        return F.mse_loss(recon, x) + vq_loss
+        """The VQ-VAE objective: mean squared reconstruction error per pixel + the quantizer's loss (scalar)
+        (``recon="bce"``: binary cross-entropy per pixel instead of the squared error)."""
+        z_q, _, vq_loss = self.quantizer(self.encoder(2 * x - 1))
+        return self.reconstruction_loss(z_q, x) + vq_loss
+
+    def reconstruction_loss(self, z_q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction term of the objective, a mean over pixels: ``mean((D(z_q) - x)^2)``, or with
+        ``recon="bce"`` the binary cross-entropy of the decoder's logits (its layers before the sigmoid)."""
+        if self.recon == "mse":
+            return F.mse_loss(self.decoder(z_q), x)
+        return F.binary_cross_entropy_with_logits(self.decoder[:-1](z_q), x)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, 8, 8)`` in [0, 1] -> their tokens ``(B, g, g)`` int64."""
-        x = check_images(x).to(self.quantizer.codebook.device)
+        """Images ``(B, 1, 8, 8)`` (``(B, 1, 28, 28)`` at ``image_size=28``) in [0, 1] -> their tokens ``(B, g, g)``
+        int64."""
+        x = check_images(x, self.image_size).to(self.quantizer.codebook.device)
+        if self.image_size != 8 and len(x) > CHUNK:  # 28x28: in chunks, so 7500 images fit in memory
+            return torch.cat([self.encode(part) for part in x.split(CHUNK)])
         return self.quantizer(self.encoder(2 * x - 1))[1]
 
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens ``(B, g, g)`` int64 -> images ``(B, 1, 8, 8)`` in [0, 1] (deterministic), on the CPU."""
+        """Tokens ``(B, g, g)`` int64 -> images ``(B, 1, 8, 8)`` (or 28x28) in [0, 1] (deterministic), on the CPU."""
         _check_indices(indices, self.num_codes, self.grid)
+        if self.image_size != 8 and len(indices) > CHUNK:
+            return torch.cat([self.decode(part) for part in indices.split(CHUNK)])
         return self.decoder(self.quantizer.lookup(indices.to(self.quantizer.codebook.device))).cpu()
 
 
 @torch.no_grad()
 def reconstruction_mse(model: VQVAE, x: torch.Tensor, batch_size: int = 512) -> float:
-    """Mean squared error per pixel of ``decode(encode(x))`` against ``x: (N, 1, 8, 8)``."""
-    x = check_images(x)
+    """Mean squared error per pixel of ``decode(encode(x))`` against ``x: (N, 1, 8, 8)`` (or the model's 28x28)."""
+    x = check_images(x, model.image_size)
     total = sum(F.mse_loss(model.decode(model.encode(b)), b, reduction="sum").item() for b in x.split(batch_size))
     return total / x.numel()
 
 
-def train_vqvae(train_x: torch.Tensor, val_x: torch.Tensor | None = None, *, num_codes: int = 32, grid: int = 4,
-                code_dim: int = 16, hidden: int = 32, beta: float = 0.25, epochs: int = 30, batch_size: int = 32,
-                lr: float = 2e-3, restart_dead: bool = True, restart_every: int = 2, seed: int = 0,
-                progress: bool | None = None, device=None, verbose: bool = True):
+def train_vqvae(train_x: torch.Tensor, val_x: torch.Tensor | None = None, *, num_codes: int = 32,
+                grid: int | None = None, code_dim: int = 16, hidden: int = 32, beta: float = 0.25, epochs: int = 30,
+                batch_size: int = 32, lr: float = 2e-3, restart_dead: bool = True, restart_every: int = 2,
+                seed: int = 0, progress: bool | None = None, device=None, verbose: bool = True,
+                recon: str | None = None):
     """Train a :class:`VQVAE` on digits ``train_x: (N, 1, 8, 8)`` in [0, 1] -> ``(model, history)``, in eval mode.
 
     Adam with a warm-up and a cosine decay (:class:`~gencourse.train.CosineAdam`) for ``epochs`` epochs; the final
@@ -291,17 +340,24 @@ def train_vqvae(train_x: torch.Tensor, val_x: torch.Tensor | None = None, *, num
     ``history``: per epoch ``train_loss`` (mean objective), ``val_mse`` (reconstruction MSE per pixel on
     ``val_x``; empty without it), ``perplexity`` and ``dead_share`` of the codes on the whole training set at the
     end of the epoch (before any restart), ``restarted`` (codes moved after the epoch); and ``seconds``.
+
+    28x28 images ``(N, 1, 28, 28)`` train a VQ-VAE with ``image_size=28`` (``grid`` 7 unless given);
+    ``grid=None`` is 4 on the digits. ``recon``: :class:`VQVAE`'s reconstruction term (default: ``"mse"`` on
+    8x8, ``"bce"`` on 28x28).
     """
     from gencourse.train import CosineAdam, batches, check_finite, progress as progress_bar, seed_everything
 
-    train_x = check_images(train_x)
+    size = _image_size(train_x)
+    train_x = check_images(train_x, size)
     if val_x is not None:
-        val_x = check_images(val_x)
+        val_x = check_images(val_x, size)
+    grid = DEFAULT_GRID[size] if grid is None else grid
     epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
     restart_every = _positive_int("restart_every", restart_every)
     seed_everything(seed)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    model = VQVAE(num_codes, grid=grid, code_dim=code_dim, hidden=hidden, beta=beta).to(device)
+    model = VQVAE(num_codes, grid=grid, code_dim=code_dim, hidden=hidden, beta=beta, image_size=size,
+                  recon=recon).to(device)
     optimizer = CosineAdam(model.parameters(), lr, epochs * math.ceil(len(train_x) / batch_size))
     generator = torch.Generator().manual_seed(seed)
     history = {"train_loss": [], "val_mse": [], "perplexity": [], "dead_share": [], "restarted": [], "seconds": 0.0}
@@ -314,7 +370,7 @@ def train_vqvae(train_x: torch.Tensor, val_x: torch.Tensor | None = None, *, num
             x = x.to(device)
             z = model.encoder(2 * x - 1)
             z_q, indices, vq_loss = model.quantizer(z)
-            loss = F.mse_loss(model.decoder(z_q), x) + vq_loss
+            loss = model.reconstruction_loss(z_q, x) + vq_loss
             check_finite(loss, epoch=epoch, step=step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -577,3 +633,219 @@ def train_token_prior(kind: str, train_indices: torch.Tensor, val_indices: torch
 def sample_images(vqvae: VQVAE, prior: nn.Module, n: int, **kwargs) -> torch.Tensor:
     """``n`` images ``(n, 1, 8, 8)`` in [0, 1]: tokens from ``prior.sample(n, **kwargs)``, decoded by ``vqvae``."""
     return vqvae.decode(prior.sample(n, **kwargs))
+
+
+# ----------------------------------------------------------------------------------------------
+# The digits recipe: a VQ-VAE and its token GPT as one model, with a likelihood bound
+# ----------------------------------------------------------------------------------------------
+
+def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, scale: float | torch.Tensor,
+                             levels: int = 17) -> torch.Tensor:
+    """NLL in nats per image ``(B,)`` of images ``x: (B, 1, H, W)`` on the grid ``k / (levels - 1)`` under
+    independent pixels, each a Gaussian ``N(mean, scale^2)`` discretized into the grid's bins:
+
+        p(k | mean) = Phi((b_k+ - mean) / scale) - Phi((b_k- - mean) / scale),   b_k+- = (k +- 1/2) / (levels - 1)
+
+    with the outer bins open (``b_0- = -inf``, ``b_{L-1}+ = +inf``), so the ``levels`` probabilities sum to 1
+    (PixelCNN++'s discretization, with a Gaussian). Computed in float64 and log space, from the tail each bin lies in."""
+    if not isinstance(x, torch.Tensor) or x.shape != mean.shape:
+        raise ValueError(f"x and mean must be tensors of the same shape, got {getattr(x, 'shape', type(x))} "
+                         f"and {getattr(mean, 'shape', type(mean))}")
+    scale = torch.as_tensor(scale, dtype=torch.float64)
+    if not (scale > 0).all():
+        raise ValueError(f"scale must be positive, got {scale}")
+    k = torch.round(x.double().clamp(0, 1) * (levels - 1))
+    mu = mean.double()
+    lo = torch.where(k > 0, ((k - 0.5) / (levels - 1) - mu) / scale, torch.full_like(mu, -math.inf))
+    hi = torch.where(k < levels - 1, ((k + 0.5) / (levels - 1) - mu) / scale, torch.full_like(mu, math.inf))
+    upper = lo > 0  # a bin above the mean: Phi(-lo) - Phi(-hi), the same mass from the tail it lies in
+    a, b = torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)       # mass = Phi(b) - Phi(a), a < b
+    log_b = torch.special.log_ndtr(b)
+    log_mass = log_b + torch.log1p(-torch.exp(torch.special.log_ndtr(a) - log_b))  # in log space: tails of 1e-80
+    return -log_mass.flatten(1).sum(1).to(x.dtype)
+
+
+class TokenImageModel(nn.Module):
+    """A :class:`VQVAE` and a :class:`TokenGPT` over its tokens, as one generative model of digits (the recipe).
+
+    **Sampling** draws tokens ``k ~ p(k)`` from the GPT and decodes them, ``x = D(k)``: the deterministic decoder
+    is the sampler (COURSE.md 2.3). **Likelihood**: for the pixels the decoder needs a stochastic head. Here
+    ``p(x | k)`` is a discretized Gaussian around ``D(k)`` with one standard deviation ``head_scale`` fitted on the
+    training split (:func:`discretized_gaussian_nll`), so the model is ``p(x) = sum_k p(k) p(x | k)``. One term of
+    that sum bounds it from below, the term of the encoder's tokens ``k(x)``:
+
+        -log p(x) <= -log p(k(x)) - log p(x | k(x))    (exactly, with no Monte Carlo)             (5)
+
+    :meth:`nll` is that bound, :meth:`token_nll` its first term (exact under the GPT) and :meth:`decoder_nll` the
+    second: the price of the decoder, paid whatever the prior.
+    """
+
+    def __init__(self, num_codes: int = 32, grid: int = 4, *, code_dim: int = 16, hidden: int = 32,
+                 n_layer: int = 2, n_head: int = 4, n_embd: int = 64, dropout: float = 0.3):
+        super().__init__()
+        self.vqvae = VQVAE(num_codes, grid=grid, code_dim=code_dim, hidden=hidden)
+        self.prior = TokenGPT(num_codes, grid, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout)
+        self.register_buffer("head_scale", torch.tensor(0.1))
+
+    @torch.no_grad()
+    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` digits ``(n, 1, 8, 8)`` in [0, 1]: ``D(k)``, ``k ~ p(k)`` (``T`` GPT evaluations and one decoder pass)."""
+        return self.vqvae.decode(self.prior.sample(n, temperature=temperature, generator=generator))
+
+    @torch.no_grad()
+    def token_nll(self, x: torch.Tensor) -> torch.Tensor:
+        """``-log p(k(x))`` in nats per image ``(B,)``: the GPT's exact NLL of the encoder's tokens of ``x (B, 1, 8, 8)``."""
+        return self.prior.nll(self.vqvae.encode(x)).cpu()
+
+    @torch.no_grad()
+    def decoder_nll(self, x: torch.Tensor) -> torch.Tensor:
+        """``-log p(x | k(x))`` in nats per image ``(B,)``: ``x (B, 1, 8, 8)`` on the 17 levels under the head."""
+        x = check_images(x)
+        mean = self.vqvae.decode(self.vqvae.encode(x))
+        return discretized_gaussian_nll(x.cpu(), mean, self.head_scale.cpu())
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        """The bound (5) in nats per image ``(B,)``, images ``x (B, 1, 8, 8)`` on the 17 levels."""
+        return self.token_nll(x) + self.decoder_nll(x)
+
+    @torch.no_grad()
+    def fit_head(self, x: torch.Tensor) -> float:
+        """Set ``head_scale`` to the standard deviation that minimizes the mean :meth:`decoder_nll` of ``x`` (the
+        training split): a bounded 1-D search over ``log scale``. Returns it."""
+        from scipy.optimize import minimize_scalar
+
+        x = check_images(x)
+        mean = self.vqvae.decode(self.vqvae.encode(x))
+        best = minimize_scalar(lambda s: discretized_gaussian_nll(x, mean, math.exp(s)).mean().item(),
+                               bounds=(math.log(1e-3), 0.0), method="bounded", options={"xatol": 1e-4})
+        self.head_scale.fill_(math.exp(best.x))
+        return float(self.head_scale)
+
+
+def train_digits(*, seed: int = 0, quick: bool = False, device=None, verbose: bool = True,
+                 num_codes: int = 32, grid: int = 4, vq_epochs: int = 30, prior_epochs: int = 150):
+    """Lesson 10's token recipe on the digits -> ``(TokenImageModel, history)``, in eval mode: a VQ-VAE (K = 32
+    codes, a 4x4 grid, dead codes restarted; :func:`train_vqvae`, final weights) for ``vq_epochs`` epochs, then its
+    tokens' GPT prior (:func:`train_token_prior`, dropout 0.3, best validation epoch) for ``prior_epochs``, then the
+    likelihood head fitted on the training split. ``quick``: 2 epochs each on 200 images, to check the code runs.
+    ``history``: ``{"vqvae": ..., "prior": ...}``."""
+    from gencourse import data
+
+    train_x, val_x = data.load("digits", "train").images, data.load("digits", "val").images
+    if quick:
+        train_x, vq_epochs, prior_epochs = train_x[:200], 2, 2
+    vqvae, vq_history = train_vqvae(train_x, val_x, num_codes=num_codes, grid=grid, epochs=vq_epochs, seed=seed,
+                                    device=device, verbose=verbose)
+    prior, prior_history = train_token_prior("ar", vqvae.encode(train_x), vqvae.encode(val_x), num_codes=num_codes,
+                                             epochs=prior_epochs, dropout=0.3, seed=seed, device=device,
+                                             verbose=verbose)
+    model = TokenImageModel(num_codes, grid, dropout=0.3).to(vqvae.quantizer.codebook.device)
+    model.vqvae.load_state_dict(vqvae.state_dict())
+    model.prior.load_state_dict(prior.state_dict())
+    model.eval().fit_head(train_x)
+    return model, {"vqvae": vq_history, "prior": prior_history}
+
+
+# ----------------------------------------------------------------------------------------------
+# 28x28 images (MNIST, Fashion-MNIST): the same two stages, 49 tokens
+# ----------------------------------------------------------------------------------------------
+
+MNIST_SETTINGS = dict(num_codes=128, code_dim=16, hidden=32, n_layer=4, n_head=4, n_embd=128, dropout=0.1)
+MNIST_EPOCHS = {"vqvae": 8, "prior": 20}  # sized for a few minutes on a free Colab GPU (estimate; not timed there)
+
+
+class TokenSampler(nn.Module):
+    """A :class:`VQVAE` and a :class:`TokenGPT` over its tokens as one sampler of images of the VQ-VAE's size (the
+    28x28 model of :func:`train_images`; :class:`TokenImageModel` is the digits recipe, with a likelihood head).
+
+    ``sample(n)`` draws ``T = g*g`` tokens one by one (:meth:`TokenGPT.sample`: ``T`` network evaluations, the
+    :attr:`nfe`) and decodes them once; :meth:`token_nll` is the GPT's exact NLL of the encoder's tokens (a
+    likelihood of the code, not of the pixels)."""
+
+    def __init__(self, vqvae: VQVAE, prior: TokenGPT):
+        super().__init__()
+        if not isinstance(vqvae, VQVAE) or not isinstance(prior, TokenGPT):
+            raise ValueError(f"need a VQVAE and a TokenGPT, got {type(vqvae).__name__} and {type(prior).__name__}")
+        if (prior.num_codes, prior.grid) != (vqvae.num_codes, vqvae.grid):
+            raise ValueError(f"the prior models {prior.num_codes} codes on a {prior.grid}x{prior.grid} grid, the "
+                             f"VQ-VAE has {vqvae.num_codes} on {vqvae.grid}x{vqvae.grid}")
+        self.vqvae, self.prior = vqvae, prior
+
+    @property
+    def nfe(self) -> int:
+        """GPT evaluations per sample: one per token (the decoder adds one pass, not counted)."""
+        return self.prior.num_tokens
+
+    @torch.no_grad()
+    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images ``(n, 1, S, S)`` in [0, 1], on the CPU: ``D(k)``, ``k ~ p(k)``."""
+        return self.vqvae.decode(self.prior.sample(n, temperature=temperature, generator=generator))
+
+    @torch.no_grad()
+    def token_nll(self, x: torch.Tensor) -> torch.Tensor:
+        """``-log p(k(x))`` in nats per image ``(B,)``, exact under the GPT, of the tokens of images ``x``."""
+        return torch.cat([self.prior.nll(k).cpu() for k in self.vqvae.encode(x).split(CHUNK)])
+
+
+def image_model(dataset: str = "mnist", **kwargs) -> nn.Module:
+    """The untrained token model for ``dataset``: the digits recipe's :class:`TokenImageModel` for ``"digits"``;
+    for the 28x28 datasets a :class:`TokenSampler` of a VQ-VAE (``image_size=28``, a 7x7 grid: 49 tokens) and its
+    token GPT, with :data:`MNIST_SETTINGS` unless overridden in ``kwargs``."""
+    from gencourse.data import LEVELS
+
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if dataset == "digits":
+        return TokenImageModel(**kwargs)
+    unknown = set(kwargs) - set(MNIST_SETTINGS) - {"grid"}
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; choose from {sorted(MNIST_SETTINGS)} and grid")
+    s = {**MNIST_SETTINGS, **kwargs}
+    vqvae = VQVAE(s["num_codes"], grid=s.get("grid"), code_dim=s["code_dim"], hidden=s["hidden"], image_size=28)
+    prior = TokenGPT(s["num_codes"], vqvae.grid, n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
+                     dropout=s["dropout"])
+    return TokenSampler(vqvae, prior)
+
+
+def train_images(dataset: str = "mnist", *, vq_epochs: int | None = None, prior_epochs: int | None = None,
+                 subset: int | None = None, quick: bool = False, seed: int = 0, device=None, verbose: bool = True,
+                 batch_size: int = 128, lr: float = 2e-3, **settings):
+    """The token model on ``dataset``'s train split -> ``(model, history)``, in eval mode, ``history`` =
+    ``{"vqvae": ..., "prior": ...}``. ``"digits"`` is :func:`train_digits` (the recipe).
+
+    On the 28x28 datasets: a VQ-VAE with a 7x7 grid of :data:`MNIST_SETTINGS`' codes (:func:`train_vqvae`, binary
+    cross-entropy, final weights; ``vq_epochs``, default :data:`MNIST_EPOCHS`), its dead codes restarted after
+    every epoch (its first epochs collapse onto a few codes; on the MNIST stand-in, 4 epochs reached a validation
+    MSE of 0.018, against 0.023 restarting every other epoch), then a :class:`TokenGPT` over
+    its 49 tokens (:func:`train_token_prior`, best validation epoch; ``prior_epochs``), both at ``batch_size``
+    and ``lr``, validated on at most 1000 validation images. ``subset``: only the first ``subset`` training
+    images (a CPU run); ``quick``: at most 2 epochs each. ``settings``: :data:`MNIST_SETTINGS` overrides."""
+    from gencourse.data import LEVELS, load
+
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if dataset == "digits":
+        epochs = {k: v for k, v in (("vq_epochs", vq_epochs), ("prior_epochs", prior_epochs)) if v is not None}
+        return train_digits(seed=seed, quick=quick, device=device, verbose=verbose, **epochs)
+    if subset is not None:
+        subset = _positive_int("subset", subset)
+    vq_epochs = _positive_int("vq_epochs", MNIST_EPOCHS["vqvae"] if vq_epochs is None else vq_epochs)
+    prior_epochs = _positive_int("prior_epochs", MNIST_EPOCHS["prior"] if prior_epochs is None else prior_epochs)
+    if quick:
+        vq_epochs, prior_epochs = min(vq_epochs, 2), min(prior_epochs, 2)
+    model = image_model(dataset, **settings)  # checks the settings before any training
+    s = {**MNIST_SETTINGS, **settings}
+    train_x = load(dataset, "train").images[:subset]
+    val_x = load(dataset, "val").images[:min(1000, subset or 1000)]
+    vqvae, vq_history = train_vqvae(train_x, val_x, num_codes=s["num_codes"], grid=s.get("grid"),
+                                    code_dim=s["code_dim"], hidden=s["hidden"], epochs=vq_epochs,
+                                    batch_size=batch_size, lr=lr, restart_every=1, seed=seed, device=device,
+                                    verbose=verbose)
+    prior, prior_history = train_token_prior("ar", vqvae.encode(train_x), vqvae.encode(val_x),
+                                             num_codes=s["num_codes"], epochs=prior_epochs, batch_size=batch_size,
+                                             lr=lr, n_layer=s["n_layer"], n_head=s["n_head"], n_embd=s["n_embd"],
+                                             dropout=s["dropout"], seed=seed, device=device, verbose=verbose)
+    model = model.to(vqvae.quantizer.codebook.device)
+    model.vqvae.load_state_dict(vqvae.state_dict())
+    model.prior.load_state_dict(prior.state_dict())
+    return model.eval(), {"vqvae": vq_history, "prior": prior_history}

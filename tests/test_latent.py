@@ -174,3 +174,109 @@ def test_bad_inputs_raise_value_errors():
         latent.train_latent_fm(object())
     with pytest.raises(ValueError, match="latent_shape"):
         latent.DiT((4, 2))
+
+
+def test_recipe_trains_quick_and_loads_into_digits_model():
+    model, history = latent.train_digits(quick=True, verbose=False)
+    assert set(history) == {"autoencoder", "flow"} and not model.training
+    fresh = latent.digits_model()
+    fresh.load_state_dict(model.state_dict())  # the recipe's architecture is what a checkpoint loads into
+    torch.manual_seed(0)
+    a = fresh.eval().sample(3)
+    torch.manual_seed(0)
+    torch.testing.assert_close(a, model.sample(3))
+
+
+# --- 28x28 images: a (4, 7, 7) latent and a DiT over its 49 cells ---------------------------------------
+
+def _fake_mnist(monkeypatch, n_train=48, n_val=24):
+    """data.load("mnist", split) -> a few synthetic 28x28 images on the 256 levels (no files needed)."""
+    from gencourse import data
+
+    def fake(name, split="train", **kwargs):
+        if name == "digits":
+            return real_load(name, split, **kwargs)
+        n = {"train": n_train, "val": n_val, "test": n_val}[split]
+        g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+        x = torch.zeros(n, 1, 28, 28)
+        x[:, :, 6:22, 10:18] = torch.randint(0, 256, (n, 1, 16, 8), generator=g) / 255
+        return data.ImageDataset(x, torch.randint(0, 10, (n,), generator=g), name=name, split=split)
+
+    real_load = data.load
+    monkeypatch.setattr(data, "load", fake)
+
+
+@pytest.mark.parametrize("s, downs", [(7, 2), (14, 1)])
+def test_28x28_autoencoder_shapes(s, downs):
+    torch.manual_seed(0)
+    ae = latent.LatentAutoencoder(4, s, width=8, image_size=28).eval()
+    x = torch.rand(3, 1, 28, 28)
+    z = ae.encode(x)
+    assert z.shape == (3, 4, s, s) and ae.latent_shape == (4, s, s) and ae.levels == 256
+    assert ae.decode(z).shape == (3, 1, 28, 28) and ae(x).shape == x.shape
+    strided = [m for m in ae.encoder if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == downs
+
+
+def test_8x8_autoencoder_keeps_its_parameters_and_messages():
+    # the parameter counts before 28x28 was added (the stored recipes load into these)
+    assert sum(p.numel() for p in latent.LatentAutoencoder().parameters()) == 198281
+    assert sum(p.numel() for p in latent.LatentAutoencoder(2, 4).parameters()) == 66693
+    assert latent.LatentAutoencoder().levels == 17
+    with pytest.raises(ValueError, match=r"expected digit images of shape \(B, 1, 8, 8\)"):
+        latent.LatentAutoencoder().encode(torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="latent_size must be 1, 2 or 4"):
+        latent.LatentAutoencoder(4, 7)
+
+
+def test_28x28_bad_inputs_raise_value_errors():
+    with pytest.raises(ValueError, match="latent_size must be 7 or 14"):
+        latent.LatentAutoencoder(4, 2, image_size=28)
+    with pytest.raises(ValueError, match="image_size"):
+        latent.LatentAutoencoder(4, 2, image_size=16)
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        latent.LatentAutoencoder(4, 7, image_size=28).encode(_images(2))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        latent.image_model("cifar10")
+    with pytest.raises(ValueError, match="network"):
+        latent.image_model("mnist", network="unet")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        latent.train_images("cifar10")
+    with pytest.raises(ValueError, match="fm_epochs"):
+        latent.train_images("mnist", fm_epochs=0)
+    with pytest.raises(ValueError, match="takes 8x8 images"):
+        latent.train_latent_fm(latent.LatentAutoencoder(), dataset="mnist")
+
+
+def test_28x28_samples_lie_on_the_256_levels():
+    torch.manual_seed(0)
+    model = latent.image_model("mnist", n_embd=16, n_layer=1)
+    assert model.latent_shape == (4, 7, 7) and isinstance(model.net, latent.DiT)
+    x = model.sample(3, steps=2, method="euler")
+    assert x.shape == (3, 1, 28, 28)
+    torch.testing.assert_close(x * 255, torch.round(x * 255))
+    assert latent.image_model("mnist", network="mlp").net.__class__.__name__ == "MLPDenoiser"
+    digits = latent.image_model("digits")  # the recipe's architecture
+    assert digits.latent_shape == (4, 2, 2) and latent.num_parameters(digits.net) == \
+        latent.num_parameters(latent.digits_model().net)
+
+
+def test_28x28_dit_has_about_the_pixel_unet_parameters():
+    from gencourse import flow_matching as fm
+
+    dit = latent.num_parameters(latent.image_model("mnist").net)
+    unet = latent.num_parameters(fm.image_model("mnist"))
+    assert abs(dit - unet) < 0.1 * unet
+
+
+def test_train_images_quick_on_28x28(monkeypatch):
+    _fake_mnist(monkeypatch)
+    model, history = latent.train_images("mnist", quick=True, verbose=False, n_embd=16, n_layer=1)
+    assert set(history) == {"autoencoder", "flow"} and not model.training
+    assert len(history["flow"].train_loss) == 2
+    from gencourse import data
+
+    z = model.autoencoder.encode(data.load("mnist", "train").images)  # standardized on the training images
+    assert abs(z.mean().item()) < 1e-4 and abs(z.var().item() - 1) < 1e-3
+    x = model.sample(4, steps=2, method="euler")
+    assert x.shape == (4, 1, 28, 28) and 0 <= x.min() and x.max() <= 1

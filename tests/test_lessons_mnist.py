@@ -17,8 +17,9 @@ from gencourse import authoring, data
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 LESSONS = ["03_variational_autoencoders", "04_generative_adversarial_networks", "05_normalizing_flows",
            "06_diffusion_models", "07_autoregressive_models", "08_flow_matching",
-           "09_transformers"]  # the lessons with DATASET = "mnist" tested here
-SECTION_PRINTS = {"03_variational_autoencoders": "conv VAE, IWAE NLL bound", "07_autoregressive_models": "PixelCNN, exact",
+           "09_transformers", "10_latent_and_token_models"]  # the lessons with DATASET = "mnist" tested here
+SECTION_PRINTS = {"10_latent_and_token_models": "token GPT: test NLL",
+                  "03_variational_autoencoders": "conv VAE, IWAE NLL bound", "07_autoregressive_models": "PixelCNN, exact",
                   "04_generative_adversarial_networks": "no likelihood to report",  # (a GAN: its samples, scored)
                   "05_normalizing_flows": "multi-scale flow, Jensen bound (one draw)"}
 # below the quick settings: a 28x28 network costs a CPU many times the digits' (few steps, samples, test images)

@@ -264,3 +264,191 @@ def test_train_token_priors_run_and_reject_bad_input():
         vq.train_token_prior("pixelcnn", k, num_codes=8)
     with pytest.raises(ValueError, match="0..3"):
         vq.train_token_prior("ar", k, num_codes=4)
+
+
+# --- the digits recipe: one model, a likelihood bound through a stochastic head ---------------
+
+def test_discretized_gaussian_matches_normal_cdf_and_sums_to_one():
+    from scipy.stats import norm
+
+    g = torch.Generator().manual_seed(0)
+    mean, scale = torch.rand(4, 1, 8, 8, generator=g), 0.2
+    x = torch.randint(0, 17, (4, 1, 8, 8), generator=g) / 16
+    normal = torch.distributions.Normal(mean.double(), scale)
+    lo, hi = normal.cdf(x.double() - 1 / 32), normal.cdf(x.double() + 1 / 32)
+    p = torch.where(x == 0, hi, torch.where(x == 1, 1 - lo, hi - lo))
+    torch.testing.assert_close(vq.discretized_gaussian_nll(x, mean, scale).double(), -p.log().flatten(1).sum(1),
+                               rtol=1e-5, atol=1e-4)
+    pixels = mean.reshape(-1, 1, 1, 1).double()
+    total = sum(torch.exp(-vq.discretized_gaussian_nll(torch.full_like(pixels, k / 16), pixels, 0.07)) for k in range(17))
+    torch.testing.assert_close(total, torch.ones_like(total))
+    # a far tail stays finite and exact: a white pixel where the decoder says black
+    far = vq.discretized_gaussian_nll(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), 0.05)
+    assert far.item() == pytest.approx(-norm.logsf(15.5 / 16 / 0.05), rel=1e-5)
+
+
+def test_token_image_model_bound_is_above_the_exact_nll_by_enumeration():
+    torch.manual_seed(0)
+    model = vq.TokenImageModel(3, grid=2, code_dim=4, hidden=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    model.head_scale.fill_(0.15)
+    x = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(1)) / 16
+    grids = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2)  # all 81 token grids
+    with torch.no_grad():
+        log_prior = -model.prior.nll(grids)
+        torch.testing.assert_close(log_prior.exp().sum(), torch.tensor(1.0))
+        means = model.vqvae.decode(grids)
+        log_joint = torch.stack([log_prior - vq.discretized_gaussian_nll(xi.expand_as(means), means, 0.15) for xi in x])
+    exact = -torch.logsumexp(log_joint.double(), 1)  # -log sum_k p(k) p(x | k)
+    bound = model.nll(x)
+    torch.testing.assert_close(bound, model.token_nll(x) + model.decoder_nll(x))
+    assert (bound.double() >= exact - 1e-3).all()
+    # the bound is the joint's term of the encoder's tokens
+    k = model.vqvae.encode(x).view(5, -1)
+    index = (k * torch.tensor([27, 9, 3, 1])).sum(1)
+    torch.testing.assert_close(bound.double(), -log_joint.double()[torch.arange(5), index], rtol=1e-5, atol=1e-3)
+
+
+def test_fit_head_finds_the_best_scale():
+    torch.manual_seed(0)
+    model = vq.TokenImageModel(8, grid=4, code_dim=4, hidden=8, n_layer=1, n_head=2, n_embd=16).eval()
+    from gencourse.data import load
+
+    x = load("digits", "train").images[:100]
+    scale = model.fit_head(x)
+    assert 1e-3 < scale < 1 and model.head_scale.item() == pytest.approx(scale)
+    best = model.decoder_nll(x).mean()
+    for factor in (0.9, 1.1):
+        model.head_scale.fill_(scale * factor)
+        assert model.decoder_nll(x).mean() > best
+    with pytest.raises(ValueError, match="scale"):
+        vq.discretized_gaussian_nll(x, x, 0.0)
+
+
+def test_train_digits_quick_gives_a_token_image_model():
+    model, history = vq.train_digits(quick=True, verbose=False)
+    assert isinstance(model, vq.TokenImageModel) and not model.training
+    assert set(history) == {"vqvae", "prior"}
+    x = model.sample(4)
+    assert x.shape == (4, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+
+
+# --- 28x28 images: the same VQ-VAE with two stride-2 convolutions, 49 tokens, and its token GPT ------------
+
+def _fake_mnist(monkeypatch, n_train=48, n_val=24):
+    """data.load("mnist", split) -> a few synthetic 28x28 images on the 256 levels (no files needed)."""
+    from gencourse import data
+
+    def load(name, split="train", **kwargs):
+        if name == "digits":
+            return real_load(name, split, **kwargs)
+        n = {"train": n_train, "val": n_val, "test": n_val}[split]
+        g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+        x = torch.zeros(n, 1, 28, 28)
+        x[:, :, 6:22, 10:18] = torch.randint(0, 256, (n, 1, 16, 8), generator=g) / 255  # a blob of strokes
+        return data.ImageDataset(x, torch.randint(0, 10, (n,), generator=g), name=name, split=split)
+
+    real_load = data.load
+    monkeypatch.setattr(data, "load", load)
+
+
+@pytest.mark.parametrize("grid, downs", [(7, 2), (14, 1)])
+def test_vqvae_28x28_shapes(grid, downs):
+    torch.manual_seed(0)
+    model = vq.VQVAE(16, grid=grid, code_dim=4, hidden=8, image_size=28).eval()
+    x = torch.rand(3, 1, 28, 28)
+    k = model.encode(x)
+    assert k.shape == (3, grid, grid) and k.dtype == torch.long and model.num_tokens == grid * grid
+    assert model.decode(k).shape == (3, 1, 28, 28)
+    recon, idx, loss = model(x)
+    assert recon.shape == x.shape and torch.equal(idx, k) and loss.dim() == 0
+    strided = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == downs
+    assert vq.VQVAE(8, image_size=28).grid == 7 and vq.VQVAE(8).grid == 4  # the defaults per size
+
+
+def test_vqvae_28x28_encodes_in_chunks_like_one_pass(monkeypatch):
+    torch.manual_seed(0)
+    model = vq.VQVAE(16, code_dim=4, hidden=8, image_size=28).eval()
+    x = torch.rand(10, 1, 28, 28)
+    whole = model.encode(x)
+    monkeypatch.setattr(vq, "CHUNK", 3)
+    assert torch.equal(model.encode(x), whole)
+    torch.testing.assert_close(model.decode(whole), torch.cat([model.decode(k[None]) for k in whole]))
+
+
+def test_vqvae_8x8_keeps_its_parameters_and_messages():
+    # the parameter counts of the 8x8 models before 28x28 was added (the stored recipes load into these)
+    assert sum(p.numel() for p in vq.VQVAE().parameters()) == 57617
+    assert sum(p.numel() for p in vq.VQVAE(grid=2).parameters()) == 90449
+    with pytest.raises(ValueError, match=r"expected digits images \(B, 1, 8, 8\)"):
+        vq.VQVAE().encode(torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"tokens per side of an 8x8 digit"):
+        vq.VQVAE(grid=7)
+
+
+def test_28x28_bad_inputs_raise_value_errors():
+    with pytest.raises(ValueError, match=r"\(7, 14\)"):
+        vq.VQVAE(8, grid=4, image_size=28)
+    with pytest.raises(ValueError, match="image_size"):
+        vq.VQVAE(8, image_size=16)
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        vq.VQVAE(8, image_size=28).encode(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        vq.VQVAE(8, image_size=28).encode(torch.full((2, 1, 28, 28), 2.0))
+    with pytest.raises(ValueError, match=r"\(7, 14\)"):
+        vq.train_vqvae(torch.rand(4, 1, 28, 28), grid=4, epochs=1, verbose=False, progress=False)
+    with pytest.raises(ValueError, match="7x7"):
+        vq.TokenSampler(vq.VQVAE(8, image_size=28), vq.TokenGPT(8, 4))
+    with pytest.raises(ValueError, match="TokenGPT"):
+        vq.TokenSampler(vq.VQVAE(8, image_size=28), vq.MaskedTokenModel(8, 7))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        vq.image_model("cifar10")
+    with pytest.raises(ValueError, match="unknown settings"):
+        vq.image_model("mnist", codes=64)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        vq.train_images("cifar10")
+    with pytest.raises(ValueError, match="vq_epochs"):
+        vq.train_images("mnist", vq_epochs=0)
+
+
+def test_token_gpt_over_49_tokens_is_causal_and_samples_7x7_grids():
+    torch.manual_seed(0)
+    prior = vq.TokenGPT(16, 7, n_layer=1, n_head=2, n_embd=16, dropout=0.0).eval()
+    k = torch.randint(0, 16, (2, 7, 7))
+    changed = k.clone()
+    changed[:, 2, 6] = (k[:, 2, 6] + 1) % 16  # token 20 (raster order) changes the predictions after it only
+    a, b = prior.logits(k), prior.logits(changed)
+    torch.testing.assert_close(a[:, :21], b[:, :21])
+    assert not torch.allclose(a[:, 21], b[:, 21])
+    assert prior.sample(3).shape == (3, 7, 7) and prior.nll(k).shape == (2,)
+
+
+def test_train_images_quick_on_28x28(monkeypatch):
+    _fake_mnist(monkeypatch)
+    model, history = vq.train_images("mnist", quick=True, verbose=False, num_codes=16, n_layer=1, n_embd=32)
+    assert isinstance(model, vq.TokenSampler) and not model.training and set(history) == {"vqvae", "prior"}
+    assert len(history["vqvae"]["train_loss"]) == 2 and model.nfe == 49
+    x = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    from gencourse import data
+
+    nll = model.token_nll(data.load("mnist", "val").images)
+    assert nll.shape == (24,) and torch.isfinite(nll).all() and (nll > 0).all()
+
+
+def test_reconstruction_terms_mse_on_8x8_and_bce_on_28x28():
+    torch.manual_seed(0)
+    small = vq.VQVAE(8, code_dim=4, hidden=8)
+    x = torch.rand(4, 1, 8, 8)
+    recon, _, vq_loss = small(x)
+    assert small.recon == "mse"
+    torch.testing.assert_close(small.loss(x), torch.nn.functional.mse_loss(recon, x) + vq_loss)  # as before
+    big = vq.VQVAE(8, code_dim=4, hidden=8, image_size=28)
+    x = torch.rand(4, 1, 28, 28)
+    recon, _, vq_loss = big(x)
+    assert big.recon == "bce"
+    bce = -(x * recon.log() + (1 - x) * (1 - recon).log()).mean()  # on the sigmoid's output, directly
+    torch.testing.assert_close(big.loss(x), bce + vq_loss, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="recon"):
+        vq.VQVAE(8, recon="l1")
+
