@@ -620,18 +620,12 @@ def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int
     check that the code runs. ``max_seconds`` caps the training time. ``"digits"`` is :func:`train_digits`.
     Returned in eval mode.
     """
-    from gencourse.data import LEVELS as levels
-    from gencourse.data import load
+    from gencourse.data import check_training_request, load
     from gencourse.train import CosineAdam, fit, seed_everything
 
     if dataset == "digits":
         return train_digits(epochs=epochs, seed=seed, quick=quick, device=device, verbose=verbose)
-    if dataset not in levels:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(levels)}")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs <= 0):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset <= 0):
-        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    check_training_request(dataset, epochs, subset)
     epochs = 1 if quick else int(epochs or MNIST_EPOCHS)
     seed_everything(seed)
     train, val = load(dataset, "train"), load(dataset, "val")

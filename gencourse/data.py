@@ -155,6 +155,23 @@ class DatasetUnavailableError(RuntimeError):
     """A dataset that is neither on disk nor downloadable right now."""
 
 
+def check_training_request(dataset: str, epochs, subset) -> None:
+    """What every family's ``train_images`` checks first: ``dataset`` one of :data:`LEVELS`, ``epochs`` a
+    positive integer or None (the family's default), ``subset`` a positive number of training images or None
+    (all); a ``ValueError`` that says which is wrong otherwise."""
+    import numbers
+
+    def positive(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+
+    if dataset not in LEVELS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
+    if epochs is not None and not positive(epochs):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if subset is not None and not positive(subset):
+        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+
+
 def data_root(root=None) -> Path:
     """Where datasets are cached: ``root``, else ``$GENCOURSE_DATA``, else ``data/`` of the repository."""
     if root is not None:

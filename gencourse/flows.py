@@ -1017,12 +1017,7 @@ def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int
 
     if dataset == "digits":
         return train_digits(epochs=epochs or 50, seed=seed, quick=quick, device=device, verbose=verbose)
-    if dataset not in _data.LEVELS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(_data.LEVELS)}")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
-        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    _data.check_training_request(dataset, epochs, subset)
     epochs = 1 if quick else (epochs or MNIST_EPOCHS)
     seed_everything(seed)
     train, val = _data.load(dataset, "train"), _data.load(dataset, "val")

@@ -758,17 +758,12 @@ def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int
     ``log_every`` steps (default: once per epoch). A GAN has no likelihood, so there is no validation loss and
     no early stopping: the run's last (averaged) weights are the model. ``"digits"`` is :func:`train_digits`.
     """
-    from gencourse.data import LEVELS, load
+    from gencourse.data import check_training_request, load
     from gencourse.train import seed_everything
 
     if dataset == "digits":
         return train_digits(epochs=epochs or 250, seed=seed, quick=quick, eval_fn=eval_fn, device=device)
-    if dataset not in LEVELS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
-        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    check_training_request(dataset, epochs, subset)
     if r1_weight < 0:
         raise ValueError(f"r1_weight must be >= 0, got {r1_weight!r}")
     seed_everything(seed)

@@ -543,16 +543,12 @@ def train_images(dataset: str = "mnist", *, epochs: int | None = None, seed: int
     ``model_kwargs`` go to :class:`ConvVAE` (``latent_dim``, ``channels``, ``hidden``, ``decoder``).
     ``"digits"`` is :func:`train_digits`, the MLP VAE of the 8x8 digits.
     """
+    from gencourse.data import check_training_request
     from gencourse.train import seed_everything
 
     if dataset == "digits":
         return train_digits(epochs=epochs or 150, seed=seed, quick=quick, device=device, verbose=verbose)
-    if dataset not in LEVELS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(LEVELS)}")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
-        raise ValueError(f"subset must be a positive number of training images or None, got {subset!r}")
+    check_training_request(dataset, epochs, subset)
     epochs = 1 if quick else (epochs or MNIST_EPOCHS)
     seed_everything(seed)
     train, val = load(dataset, "train"), load(dataset, "val")
