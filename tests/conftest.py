@@ -42,3 +42,39 @@ def _torch_threads_unchanged(request):
         torch.set_num_threads(_THREADS_AT_START)
         pytest.fail(f"{request.node.nodeid} left torch with {now} threads (it started with {_THREADS_AT_START}); "
                     "restore torch.set_num_threads in the test")
+
+
+@pytest.fixture
+def fake_mnist_files(tmp_path, monkeypatch):
+    """A tiny MNIST where torchvision looks (random 28x28 images as IDX files: 96 train, 16 test) under
+    ``$GENCOURSE_DATA``; the path."""
+    from gencourse import data
+
+    g = torch.Generator().manual_seed(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 96), ("t10k", 16)):
+        data.write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g).numpy())
+        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g).numpy())
+    monkeypatch.setenv("GENCOURSE_DATA", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """``data.load("mnist", split)`` -> a few synthetic 28x28 images on the 256 levels (48 train, 24 val and test;
+    a blob of random strokes), no files needed; the digits still load."""
+    from gencourse import data
+
+    real_load = data.load
+
+    def load(name, split="train", **kwargs):
+        if name == "digits":
+            return real_load(name, split, **kwargs)
+        n = {"train": 48, "val": 24, "test": 24}[split]
+        g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+        x = torch.zeros(n, 1, 28, 28)
+        x[:, :, 6:22, 10:18] = torch.randint(0, 256, (n, 1, 16, 8), generator=g) / 255
+        return data.ImageDataset(x, torch.randint(0, 10, (n,), generator=g), name=name, split=split)
+
+    monkeypatch.setattr(data, "load", load)

@@ -439,17 +439,6 @@ def _mnist_like(n, seed=0):
     return torch.randint(0, 256, (n, 1, 28, 28), generator=g).float() / 255
 
 
-def _fake_mnist_root(tmp_path, n_train=96, n_test=16):
-    """A tiny MNIST laid out where torchvision looks (random 28x28 images as IDX files): a stand-in tensor."""
-    g = torch.Generator().manual_seed(0)
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        data.write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g).numpy())
-        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g).numpy())
-    return tmp_path
-
-
 TINY = dict(hidden=8, depth=1, channel=2, final=2)
 
 
@@ -575,8 +564,7 @@ def test_image_flow_rejects_bad_input():
         flows.train_images("mnist", subset=-5)
 
 
-def test_image_flow_train_images_quick_on_a_small_standin(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENCOURSE_DATA", str(_fake_mnist_root(tmp_path)))
+def test_image_flow_train_images_quick_on_a_small_standin(fake_mnist_files):
     model, history = flows.train_images("mnist", quick=True, subset=64, verbose=False)
     assert isinstance(model, flows.ImageFlow) and not model.training
     assert model.levels == 256 and model.shape == (1, 28, 28)

@@ -659,17 +659,6 @@ def test_ring_recipes_with_r1_and_spectral_norm_build_the_same_networks():
 # The DCGAN-style GAN of 28x28 images
 # ----------------------------------------------------------------------------------------------
 
-def _fake_mnist_root(tmp_path, n_train=96, n_test=16):
-    """A tiny MNIST laid out where torchvision looks (random 28x28 images as IDX files): a stand-in tensor."""
-    g = torch.Generator().manual_seed(0)
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        data.write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g).numpy())
-        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g).numpy())
-    return tmp_path
-
-
 def test_image_gan_shapes_layout_and_ranges():
     torch.manual_seed(0)
     g = gan.ImageGenerator(latent_dim=8, channels=8)
@@ -715,8 +704,7 @@ def test_image_gan_rejects_bad_input():
         gan.train_images("mnist", r1_weight=-1.0)
 
 
-def test_image_gan_train_images_quick_on_a_small_standin(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENCOURSE_DATA", str(_fake_mnist_root(tmp_path)))
+def test_image_gan_train_images_quick_on_a_small_standin(fake_mnist_files):
     seen = []
     model, history = gan.train_images("mnist", quick=True, subset=64, verbose=False, channels=8, d_channels=8,
                                       latent_dim=8, log_every=10, eval_fn=lambda m: seen.append(1) or len(seen))

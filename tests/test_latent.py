@@ -189,23 +189,6 @@ def test_recipe_trains_quick_and_loads_into_digits_model():
 
 # --- 28x28 images: a (4, 7, 7) latent and a DiT over its 49 cells ---------------------------------------
 
-def _fake_mnist(monkeypatch, n_train=48, n_val=24):
-    """data.load("mnist", split) -> a few synthetic 28x28 images on the 256 levels (no files needed)."""
-    from gencourse import data
-
-    def fake(name, split="train", **kwargs):
-        if name == "digits":
-            return real_load(name, split, **kwargs)
-        n = {"train": n_train, "val": n_val, "test": n_val}[split]
-        g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
-        x = torch.zeros(n, 1, 28, 28)
-        x[:, :, 6:22, 10:18] = torch.randint(0, 256, (n, 1, 16, 8), generator=g) / 255
-        return data.ImageDataset(x, torch.randint(0, 10, (n,), generator=g), name=name, split=split)
-
-    real_load = data.load
-    monkeypatch.setattr(data, "load", fake)
-
-
 @pytest.mark.parametrize("s, downs", [(7, 2), (14, 1)])
 def test_28x28_autoencoder_shapes(s, downs):
     torch.manual_seed(0)
@@ -269,8 +252,7 @@ def test_28x28_dit_has_about_the_pixel_unet_parameters():
     assert abs(dit - unet) < 0.1 * unet
 
 
-def test_train_images_quick_on_28x28(monkeypatch):
-    _fake_mnist(monkeypatch)
+def test_train_images_quick_on_28x28(fake_mnist):
     model, history = latent.train_images("mnist", quick=True, verbose=False, n_embd=16, n_layer=1)
     assert set(history) == {"autoencoder", "flow"} and not model.training
     assert len(history["flow"].train_loss) == 2

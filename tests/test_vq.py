@@ -334,23 +334,6 @@ def test_train_digits_quick_gives_a_token_image_model():
 
 # --- 28x28 images: the same VQ-VAE with two stride-2 convolutions, 49 tokens, and its token GPT ------------
 
-def _fake_mnist(monkeypatch, n_train=48, n_val=24):
-    """data.load("mnist", split) -> a few synthetic 28x28 images on the 256 levels (no files needed)."""
-    from gencourse import data
-
-    def load(name, split="train", **kwargs):
-        if name == "digits":
-            return real_load(name, split, **kwargs)
-        n = {"train": n_train, "val": n_val, "test": n_val}[split]
-        g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
-        x = torch.zeros(n, 1, 28, 28)
-        x[:, :, 6:22, 10:18] = torch.randint(0, 256, (n, 1, 16, 8), generator=g) / 255  # a blob of strokes
-        return data.ImageDataset(x, torch.randint(0, 10, (n,), generator=g), name=name, split=split)
-
-    real_load = data.load
-    monkeypatch.setattr(data, "load", load)
-
-
 @pytest.mark.parametrize("grid, downs", [(7, 2), (14, 1)])
 def test_vqvae_28x28_shapes(grid, downs):
     torch.manual_seed(0)
@@ -423,8 +406,7 @@ def test_token_gpt_over_49_tokens_is_causal_and_samples_7x7_grids():
     assert prior.sample(3).shape == (3, 7, 7) and prior.nll(k).shape == (2,)
 
 
-def test_train_images_quick_on_28x28(monkeypatch):
-    _fake_mnist(monkeypatch)
+def test_train_images_quick_on_28x28(fake_mnist):
     model, history = vq.train_images("mnist", quick=True, verbose=False, num_codes=16, n_layer=1, n_embd=32)
     assert isinstance(model, vq.TokenSampler) and not model.training and set(history) == {"vqvae", "prior"}
     assert len(history["vqvae"]["train_loss"]) == 2 and model.nfe == 49
