@@ -73,14 +73,23 @@ def student_badge(name: str, url: str | None = None) -> str:
             f"[the instructor edition]({colab_url(name, url=url)}) has them all, run.")
 
 
+# The packages whose versions every lesson prints first (its figures depend on them).
+VERSIONED = ("torch", "torchvision", "numpy", "scikit-learn", "gencourse")
+
+
 def colab_bootstrap(url: str | None = None) -> str:
-    """The one Colab bootstrap cell: installs the course package on Colab, does nothing elsewhere."""
+    """The one bootstrap cell, every lesson's first: installs the course package on Colab (nothing elsewhere) and
+    prints the versions of Python and of :data:`VERSIONED`."""
     url = url or repo_url()
     return (
         "# On Google Colab: install the course package (and its dependencies) once. Elsewhere: nothing to do.\n"
         "import subprocess, sys\n"
+        "from importlib import metadata\n"
         "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"gencourse @ git+{url}\"], check=True)"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"gencourse @ git+{url}\"], check=True)\n"
+        "# The versions that matter: where a figure differs from the committed one, look here first.\n"
+        f"packages = {VERSIONED!r}\n"
+        "print(f\"Python {sys.version.split()[0]}\", *(f\"{p} {metadata.version(p)}\" for p in packages), sep=\" · \")"
     )
 
 

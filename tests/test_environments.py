@@ -56,6 +56,17 @@ def test_bootstrap_leaves_other_environments_alone(monkeypatch):
     assert _run_bootstrap(monkeypatch, on_colab=False) == []
 
 
+def test_bootstrap_prints_the_versions_that_matter(monkeypatch, capsys):
+    import importlib.metadata
+    import platform
+
+    _run_bootstrap(monkeypatch, on_colab=False)
+    printed = capsys.readouterr().out.strip().split(" · ")
+    assert printed[0] == f"Python {platform.python_version()}"
+    assert printed[1:] == [f"{p} {importlib.metadata.version(p)}" for p in authoring.VERSIONED]
+    assert {"torch", "torchvision", "numpy", "gencourse"} <= set(authoring.VERSIONED)
+
+
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
     import yaml
 
