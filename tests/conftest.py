@@ -1,4 +1,6 @@
 """Shared test helpers."""
+from pathlib import Path
+
 import pytest
 
 import torch
@@ -42,6 +44,27 @@ def _torch_threads_unchanged(request):
         torch.set_num_threads(_THREADS_AT_START)
         pytest.fail(f"{request.node.nodeid} left torch with {now} threads (it started with {_THREADS_AT_START}); "
                     "restore torch.set_num_threads in the test")
+
+
+MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"  # the official MNIST test files
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory):
+    """The MNIST stand-in (:func:`gencourse.data.install_mnist_standin`: the official test files in ../shared as
+    7,500 / 1,500 / 1,000 digits) under a temporary root, with its sample-quality classifier trained for one epoch
+    (the protocol trains it longer on first use). Returns the root to pass as ``$GENCOURSE_DATA``."""
+    from gencourse import data
+    from gencourse.classifier import save_classifier, train_classifier
+
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test files are not in {MNIST}")
+    root = data.install_mnist_standin(MNIST, tmp_path_factory.mktemp("mnist"))
+    train = data.load("mnist", "train", root=root, download=False)
+    model = train_classifier(train.images, train.labels, levels=256, seed=0, epochs=1)
+    save_classifier(model, root / "classifiers" / "mnist_classifier.pt",
+                    {**model.meta, "dataset": "mnist", "split": "train (stand-in)"})
+    return root
 
 
 @pytest.fixture

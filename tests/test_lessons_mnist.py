@@ -2,20 +2,19 @@
 
 No internet here: the official MNIST *test* files in ../shared/data/mnist/ are laid out where torchvision looks
 for MNIST (:func:`gencourse.data.install_mnist_standin`: 9,000 shuffled digits as the "training" file, 1,000 as
-the "test" file), under a temporary ``$GENCOURSE_DATA``. The sample-quality classifier for that stand-in is
-trained briefly first (1 epoch) so that the lesson does not train its own. This checks that a lesson runs on
-28x28 data, not what it learns.
+the "test" file), under a temporary ``$GENCOURSE_DATA`` (the ``standin`` fixture of conftest.py, with a
+sample-quality classifier trained for 1 epoch so that the lesson does not train its own). This checks that a
+lesson runs on 28x28 data, not what it learns.
 """
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from gencourse import authoring, data
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-LESSONS = ["03_variational_autoencoders", "04_generative_adversarial_networks", "05_normalizing_flows",
+from conftest import MNIST
+LESSONS = ["02_autoencoders", "03_variational_autoencoders", "04_generative_adversarial_networks", "05_normalizing_flows",
            "06_diffusion_models", "07_autoregressive_models", "08_flow_matching",
            "09_transformers", "10_latent_and_token_models"]  # the lessons with DATASET = "mnist" tested here
 SECTION_PRINTS = {"10_latent_and_token_models": "token GPT: test NLL",
@@ -28,18 +27,6 @@ SMALLER = {"GENCOURSE_T": "24", "GENCOURSE_SAMPLES": "40", "GENCOURSE_SWEEP_SAMP
 pytestmark = [pytest.mark.student,
               pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
                                  reason=f"the MNIST test files are not in {MNIST}")]
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    from gencourse.classifier import save_classifier, train_classifier
-
-    root = data.install_mnist_standin(MNIST, tmp_path_factory.mktemp("mnist"))
-    train = data.load("mnist", "train", root=root, download=False)
-    model = train_classifier(train.images, train.labels, levels=256, seed=0, epochs=1)
-    path = root / "classifiers" / "mnist_classifier.pt"
-    save_classifier(model, path, {**model.meta, "dataset": "mnist", "split": "train (stand-in)"})
-    return root
 
 
 def test_standin_layout_loads_like_mnist(standin):

@@ -83,6 +83,7 @@ if DATASET != "digits":  # MNIST-sized data: a subset keeps the lesson short; ra
     test.images, test.labels = test.images[:2_000], test.labels[:2_000]
 x_train, x_val, x_test = (ds.images.to(device) for ds in (train, val, test))
 SHAPE = train.shape
+print(f"{DATASET}: {len(train)} training images, shape {SHAPE}, {train.levels} levels")
 
 # %% [markdown]
 # **Exercise 1 (build and train).** Write `train_my_autoencoder(x_train, latent_dim)`, all of it:
