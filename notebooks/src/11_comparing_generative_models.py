@@ -100,16 +100,20 @@ for name in recipes.NAMES:
 gencourse.show(recipes.load)
 
 # %%
+def load_or_train(name, seed):
+    """A recipe's model and its metadata: trained here when RETRAIN is set, else loaded from its checkpoint."""
+    if not RETRAIN:
+        model, meta = recipes.load(name, seed=seed, with_meta=True)
+        return model.to(device), meta
+    cpu = time.process_time()
+    model, seconds = recipes.train(name, seed=seed, quick=QUICK, device=device)
+    return model.to(device), {"train_seconds": seconds, "cpu_seconds": time.process_time() - cpu, "seed": seed}
+
+
 models, metas = {}, {}
 for seed in SEEDS:
     for name in recipes.NAMES:
-        if RETRAIN:
-            cpu = time.process_time()
-            model, seconds = recipes.train(name, seed=seed, quick=QUICK, device=device)
-            meta = {"train_seconds": seconds, "cpu_seconds": time.process_time() - cpu, "seed": seed}
-        else:
-            model, meta = recipes.load(name, seed=seed, with_meta=True)
-        models[name, seed], metas[name, seed] = model.to(device), meta
+        models[name, seed], metas[name, seed] = load_or_train(name, seed)
 for name in recipes.NAMES:
     wall = "  ".join(f"{metas[name, s]['train_seconds']:5.1f}" for s in SEEDS)
     cpu = "  ".join(f"{metas[name, s]['cpu_seconds']:5.1f}" for s in SEEDS)
@@ -920,13 +924,8 @@ ceiling_of = {"tokens": "token decoder's ceiling", "latent": "latent decoder's c
 start = time.perf_counter()
 for seed in SEEDS:
     for name, label in TWO_STAGE.items():
-        if RETRAIN:
-            cpu = time.process_time()
-            model, seconds = recipes.train(name, seed=seed, quick=QUICK, device=device)
-            meta = {"train_seconds": seconds, "cpu_seconds": time.process_time() - cpu, "seed": seed}
-        else:
-            model, meta = recipes.load(name, seed=seed, with_meta=True)
-        models[name, seed], metas[name, seed] = model.to(device), meta
+        model, meta = load_or_train(name, seed)
+        models[name, seed], metas[name, seed] = model, meta
         stored = meta.get("likelihood")
         if recipes.recipe(name).nll is not None and (LIVE_LIKELIHOOD or stored is None):
             stored = meta["likelihood"] = recipes.likelihood(name, model, seed=seed)
