@@ -16,7 +16,7 @@
 # - run lesson 08's **flow matching in a continuous latent** (latent diffusion's recipe), with an MLP and with a tiny
 #   **diffusion transformer** (DiT, adaLN-Zero), against flow matching on the pixels at equal parameters.
 #
-# **Running time:** about 64 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to
+# **Running time:** about 170 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to
 # download. Every model here is trained live, for fewer epochs than the library's defaults (each cell says which);
 # on a GPU, `GENCOURSE_DEVICE=auto` trains them there.
 
