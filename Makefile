@@ -10,7 +10,7 @@ PARALLEL_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 GENCOURSE_PROGRESS=0
 COMPAT_VENV  := .venv-compat
 COMPAT_TORCH ?= torch==2.9.1 torchvision==0.24.1
 
-.PHONY: lab test unit nbval student student-run browser browser-deps book book-test test-compat notebooks recipes bench clean help
+.PHONY: lab test unit nbval student student-run browser browser-deps book book-test test-compat notebooks recipes bench bench-mnist clean help
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
@@ -22,6 +22,8 @@ help:
 	@echo "make notebooks  re-execute every lesson from notebooks/src/ (LESSONS='03 05' for some)"
 	@echo "make recipes    retrain the recipes (eight digits families, lesson 10's two-stage models, their variants, lesson 09's text GPT) and rewrite their checkpoints"
 	@echo "make bench      time every lesson and print its headline figures"
+	@echo "make bench-mnist  train every family's 28x28 model a few CPU minutes on the offline MNIST stand-in and score it"
+	@echo "                (FAMILIES='vae gan' for some; grids and results.md in build/bench-mnist/)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -94,6 +96,10 @@ recipes: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m gencourse.bench
+
+# The MNIST stand-in (../shared/data/mnist/, the official test files) on this CPU: not MNIST's figures.
+bench-mnist: $(STAMP)
+	GENCOURSE_PROGRESS=0 $(PY) -m gencourse.bench_mnist $(FAMILIES)
 
 clean:
 	rm -rf build .pytest_cache

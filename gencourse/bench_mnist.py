@@ -1,0 +1,227 @@
+"""`make bench-mnist`: every family's 28x28 model trained a few CPU minutes on the MNIST stand-in, and scored.
+
+The lessons' `DATASET = "mnist"` sections are sized for a GPU. This script trains the same models (each family's
+``train_images``) on this machine's CPU, on the stand-in that works offline (COURSE.md 2.2: the official MNIST
+*test* files laid out by :func:`gencourse.data.install_mnist_standin` as 7,500 train / 1,500 val / 1,000 test
+digits; figures on it are the stand-in's, not MNIST's). For each family it prints
+
+- the epochs run and the CPU seconds of training (``time.process_time``, every torch thread counted),
+- a test likelihood in bits/dim on the 256 levels where the family has a cheap one (exact, or a bound: said which),
+  on the first ``--eval`` test digits, beside the per-pixel baseline,
+- its samples scored by the course's protocol with the stand-in's classifier (recognized against real, classes
+  covered, memorization), with the sampler and its network evaluations,
+
+and writes a sample grid per family and the table (``results.md``) to ``--out``. The epochs are
+:data:`EPOCHS`, sized to a few minutes each on a 2-core CPU; ``--scale`` multiplies them.
+
+    python -m gencourse.bench_mnist                     # all families (about half an hour on 2 cores)
+    python -m gencourse.bench_mnist vae gan --scale 2   # some of them, twice the epochs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DIMS = 28 * 28
+
+
+@dataclass
+class Family:
+    """One family's 28x28 model: how to train it (``train(epochs, seed, subset)`` -> model), sample it
+    (``sample(model, n, generator)`` -> ``(n, 1, 28, 28)`` in [0, 1]), and its test NLL in nats per image if cheap
+    (``nll(model, x)`` -> ``(B,)``, with ``nll_kind`` saying what it is)."""
+    label: str
+    lesson: str
+    train: Callable
+    sample: Callable
+    sampler: str
+    nll: Callable | None = None
+    nll_kind: str = "not computed here"
+    subset: int | None = None  # train on the first `subset` digits only (the costliest networks on a CPU)
+    max_samples: int | None = None  # fewer samples where each costs 784 network evaluations
+
+
+def _families() -> dict:
+    from gencourse import autoregressive as ar
+    from gencourse import diffusion, flows, gan, latent, transformer, vae, vq
+    from gencourse import flow_matching as fm
+
+    def first(pair):
+        return pair[0]
+
+    return {
+        "vae": Family("VAE (conv, discretized logistic)", "03",
+                      lambda e, s, sub: first(vae.train_images("mnist", epochs=e, seed=s, subset=sub, verbose=False)),
+                      lambda m, n, g: m.sample(n, generator=g), "z ~ p(z), then the decoder: 1 NFE",
+                      lambda m, x: m.nll(x, k=100), "IWAE bound, k = 100"),
+        "gan": Family("GAN (DCGAN-style, R1, EMA)", "04",
+                      lambda e, s, sub: first(gan.train_images("mnist", epochs=e, seed=s, subset=sub, verbose=False)),
+                      lambda m, n, g: m.sample(n), "G(z): 1 NFE"),
+        "flow": Family("flow (multi-scale RealNVP)", "05",
+                       lambda e, s, sub: first(flows.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                  verbose=False)),
+                       lambda m, n, g: m.sample(n, generator=g), "inverse flow: 1 NFE",
+                       lambda m, x: m.nll(x), "Jensen bound, one dequantization draw"),
+        "diffusion": Family("diffusion (U-Net)", "06",
+                            lambda e, s, sub: first(diffusion.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                           verbose=False)),
+                            lambda m, n, g: m.sample(n, steps=25, generator=g), "DDIM, 25 NFE"),
+        "pixelcnn": Family("PixelCNN", "07",
+                           lambda e, s, sub: first(ar.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                   verbose=False)),
+                           lambda m, n, g: m.sample(n, generator=g), "pixel by pixel: 784 NFE",
+                           lambda m, x: m.nll(x), "exact", max_samples=100),
+        "flow_matching": Family("flow matching (U-Net)", "08",
+                                lambda e, s, sub: first(fm.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                        verbose=False)),
+                                lambda m, n, g: m.sample(n, steps=5, method="heun", generator=g), "Heun, 9 NFE"),
+        "image_gpt": Family("image GPT", "09",
+                            lambda e, s, sub: first(transformer.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                             verbose=False)),
+                            lambda m, n, g: m.sample(n, generator=g), "token by token, KV cache: 784 NFE",
+                            lambda m, x: m.nll(x), "exact", subset=500, max_samples=200),
+        "tokens": Family("VQ-VAE + token GPT", "10",
+                         lambda e, s, sub: first(vq.train_images("mnist", vq_epochs=e[0], prior_epochs=e[1], seed=s,
+                                                                 subset=sub, verbose=False)),
+                         lambda m, n, g: m.sample(n, generator=g), "49 tokens, then the decoder: 49 NFE"),
+        "latent": Family("latent flow matching (DiT)", "10",
+                         lambda e, s, sub: first(latent.train_images("mnist", ae_epochs=e[0], fm_epochs=e[1], seed=s,
+                                                                     subset=sub, verbose=False)),
+                         lambda m, n, g: m.sample(n, steps=4, method="heun", generator=g),
+                         "Heun in the latent, then the decoder: 7 NFE"),
+    }
+
+
+# Epochs on the stand-in's 7,500 training digits (the image GPT: its first 500): one to three CPU minutes each on
+# 2 cores (the printout says how many). Two-stage models: (first stage, prior).
+EPOCHS = {"vae": 6, "gan": 3, "flow": 3, "diffusion": 2, "pixelcnn": 1, "flow_matching": 2, "image_gpt": 1,
+          "tokens": (3, 4), "latent": (3, 12)}
+FAMILIES = tuple(EPOCHS)
+
+
+def _scaled(epochs, scale: float):
+    if isinstance(epochs, tuple):
+        return tuple(max(1, round(e * scale)) for e in epochs)
+    return max(1, round(epochs * scale))
+
+
+def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int = 500, seed: int = 0,
+        subset: int | None = None, root=None, source=DEFAULT_SOURCE, out="build/bench-mnist") -> dict:
+    """Train, sample and score the families ``names`` on the MNIST stand-in; print the table and return its rows."""
+    import matplotlib.pyplot as plt
+
+    from gencourse import basics, data, metrics, viz
+    from gencourse.train import seed_everything
+
+    unknown = [n for n in names if n not in EPOCHS]
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if samples < 10:
+        raise ValueError(f"samples must be at least 10 (the protocol's smallest set), got {samples}")
+    source = Path(source)
+    if not (source / "t10k-images-idx3-ubyte.gz").exists():
+        raise FileNotFoundError(f"the MNIST test files (t10k-*-idx*-ubyte.gz) are not in {source}; pass --source")
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="mnist-standin-"))
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        data.install_mnist_standin(source, root)
+    os.environ["GENCOURSE_DATA"] = str(root)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train, test = data.load("mnist", "train"), data.load("mnist", "test")
+    x_eval = test.images[:n_eval]
+    print(f"MNIST stand-in under {root}: {len(train)} training digits, {len(test)} test; "
+          f"torch threads {torch.get_num_threads()}")
+    real = metrics.reference_quality("mnist", samples)  # trains the stand-in's classifier on first use
+    baseline = basics.PixelCategorical(256).fit(train.images[:subset]).nll(x_eval).mean().item()
+
+    families, rows = _families(), {}
+    for name in names:
+        family, epochs = families[name], _scaled(EPOCHS[name], scale)
+        seed_everything(seed)
+        cpu, wall = time.process_time(), time.perf_counter()
+        n_train = min(n for n in (subset, family.subset, len(train)) if n is not None)
+        model = family.train(epochs, seed, n_train)
+        row = {"family": family.label, "lesson": family.lesson, "epochs": epochs, "train_digits": n_train,
+               "train_cpu_s": time.process_time() - cpu, "train_wall_s": time.perf_counter() - wall}
+        with torch.no_grad():
+            if family.nll is not None:
+                nats = torch.cat([family.nll(model, x).cpu() for x in x_eval.split(100)]).mean().item()
+                row.update(nll_bpd=metrics.bits_per_dim(nats, DIMS), nll_kind=family.nll_kind)
+            torch.manual_seed(seed)  # the GAN draws its z from the global generator
+            cpu = time.process_time()
+            n = min(samples, family.max_samples or samples)
+            x = family.sample(model, n, torch.Generator().manual_seed(seed)).cpu()
+            row["sample_cpu_ms_per_1000"] = 1000 * (time.process_time() - cpu) * 1000 / n
+        if not torch.isfinite(x).all():
+            raise RuntimeError(f"{family.label}: its samples hold NaN or inf; the training diverged")
+        quality = metrics.sample_quality(x, "mnist")
+        row.update(sampler=family.sampler, samples=n, quality={k: v for k, v in quality.items() if isinstance(v, (int, float))})
+        rows[name] = row
+        viz.image_grid(x[:64], nrow=8, title=f"{family.label}, stand-in, {epochs} epochs").figure.savefig(
+            out / f"{name}.png", dpi=80, bbox_inches="tight")
+        plt.close("all")
+        print(f"{family.label}: {epochs} epochs in {row['train_cpu_s']:.0f} CPU s; "
+              f"recognized {quality['recognized']:.3f} (real {real['recognized']:.3f})", flush=True)
+
+    text = table(rows, real, baseline, samples=samples, n_eval=n_eval)
+    print("\n" + text)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps({"real": {k: v for k, v in real.items() if isinstance(v, (int, float))},
+                                                  "per_pixel_bpd": metrics.bits_per_dim(baseline, DIMS),
+                                                  "rows": rows}, indent=1, default=str))
+    return rows
+
+
+def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int) -> str:
+    """The markdown table of :func:`run`'s rows."""
+    from gencourse import metrics
+
+    lines = [f"MNIST stand-in (7,500 / 1,500 / 1,000 digits of the official test set), this machine's CPU; "
+             f"the real row {real['recognized']:.3f} recognized; test bits/dim on the first {n_eval} test digits "
+             f"(per-pixel categorical: {metrics.bits_per_dim(baseline, DIMS):.2f}).", "",
+             "| family (lesson) | digits x epochs | train CPU s | test bits/dim | sampler | CPU ms / 1000 | samples | "
+             "recognized (x real) | classes | memorization |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows.values():
+        q = row["quality"]
+        epochs = " + ".join(map(str, row["epochs"])) if isinstance(row["epochs"], tuple) else str(row["epochs"])
+        nll = f"{row['nll_bpd']:.3f} ({row['nll_kind']})" if "nll_bpd" in row else "-"
+        ratio = f"{q['recognized'] / real['recognized']:.2f}" if real["recognized"] > 0 else "-"  # a classifier that
+        # recognizes no real digit (one trained too briefly) gives no ratio
+        lines.append(f"| {row['family']} ({row['lesson']}) | {row['train_digits']:,} x {epochs} | "
+                     f"{row['train_cpu_s']:.0f} | {nll} | {row['sampler']} | {row['sample_cpu_ms_per_1000']:.0f} | "
+                     f"{row['samples']} | {q['recognized']:.3f} "
+                     f"({ratio}) | {q['classes_covered']:.0f} | "
+                     f"{q['memorization']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"default: all ({', '.join(FAMILIES)})")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every family's epochs (default 1)")
+    parser.add_argument("--samples", type=int, default=500, help="samples scored per model (default 500; at most 100 for the PixelCNN and 200 for the image GPT)")
+    parser.add_argument("--eval", type=int, default=500, dest="n_eval", help="test digits for the likelihood")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, default=None, help="train on the first SUBSET digits (a dry run)")
+    parser.add_argument("--root", default=None, help="where the stand-in is laid out (default: a temporary folder)")
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="folder with the MNIST t10k IDX files")
+    parser.add_argument("--out", default="build/bench-mnist", help="folder for the grids and results.md")
+    args = parser.parse_args(argv)
+    run(args.families, scale=args.scale, samples=args.samples, n_eval=args.n_eval, seed=args.seed,
+        subset=args.subset, root=args.root, source=args.source, out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
