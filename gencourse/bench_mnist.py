@@ -14,7 +14,8 @@ digits; figures on it are the stand-in's, not MNIST's). For each family it print
 and writes a sample grid per family and the table (``results.md``) to ``--out``. The epochs are
 :data:`EPOCHS`, sized to a few minutes each on a 2-core CPU; ``--scale`` multiplies them.
 
-    python -m gencourse.bench_mnist                     # all families (about half an hour on 2 cores)
+    python -m gencourse.bench_mnist                     # all families: about 40 min on 2 cores, half of it
+                                                        # training the stand-in's classifier (first use only)
     python -m gencourse.bench_mnist vae gan --scale 2   # some of them, twice the epochs
 """
 from __future__ import annotations
@@ -101,8 +102,8 @@ def _families() -> dict:
     }
 
 
-# Epochs on the stand-in's 7,500 training digits (the image GPT: its first 500): one to three CPU minutes each on
-# 2 cores (the printout says how many). Two-stage models: (first stage, prior).
+# Epochs on the stand-in's 7,500 training digits (the image GPT: its first 500): under a minute to six CPU minutes each
+# with two torch threads (measured 43-372 CPU s; the printout says how many). Two-stage models: (first stage, prior).
 EPOCHS = {"vae": 6, "gan": 3, "flow": 3, "diffusion": 2, "pixelcnn": 1, "flow_matching": 2, "image_gpt": 1,
           "tokens": (3, 4), "latent": (3, 12)}
 FAMILIES = tuple(EPOCHS)
