@@ -354,16 +354,21 @@ class AutoregressiveModel(nn.Module):
         _check_temperature(temperature)
         was_training = self.training
         self.eval()
-        device = self._device()
-        scale = self.levels - 1
+        k = sample_autoregressive(self.sampling_logits(), len(canvas), self.num_pixels, temperature=temperature,
+                                  generator=generator, canvas=canvas, start=start, top_k=top_k, top_p=top_p)
+        self.train(was_training)
+        return (k.float() / (self.levels - 1)).view(len(canvas), *self.image_shape)
+
+    def sampling_logits(self):
+        """A fresh ``logits_fn(k, i)`` for one run of :func:`sample_autoregressive`: :meth:`pixel_logits` on the
+        canvas of levels ``k: (n, D)`` int64. Models that can reuse work between the sequential calls (a
+        transformer's KV cache) return a stateful one instead, with the same logits."""
+        device, scale = self._device(), self.levels - 1
 
         def logits_fn(k, i):
             return self.pixel_logits(k.to(device).float() / scale, i).float().cpu()
 
-        k = sample_autoregressive(logits_fn, len(canvas), self.num_pixels, temperature=temperature,
-                                  generator=generator, canvas=canvas, start=start, top_k=top_k, top_p=top_p)
-        self.train(was_training)
-        return (k.float() / scale).view(len(canvas), *self.image_shape)
+        return logits_fn
 
 
 class MADE(AutoregressiveModel):

@@ -250,7 +250,8 @@ def _transformer():
     return Recipe(
         "image GPT", "09", "transformer", "exact",
         build=lambda: transformer.DigitsGPT(dropout=0.2), train=lambda **kw: transformer.train_digits(**kw),
-        sample=lambda m, n: m.sample(n), nfe=lambda m: NUM_DIMS, sampler="pixel by pixel, temperature 1",
+        sample=lambda m, n: m.sample(n), nfe=lambda m: NUM_DIMS,
+        sampler="pixel by pixel with the KV cache, temperature 1",
         nll=lambda m, x: m.nll(x), estimator="exact: one network pass, a categorical over the 17 levels per pixel",
         selection=BEST_VALIDATION)
 

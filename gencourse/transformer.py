@@ -379,6 +379,26 @@ class DigitsGPT(ar.AutoregressiveModel):
         tokens = torch.cat([torch.full_like(canvas[:, :1], self.START, dtype=torch.long), k], 1)
         return self.gpt(tokens)[:, -1, :self.levels]
 
+    def sampling_logits(self):
+        """Lesson 07's sampling loop with lesson 09's KV cache: the first call runs the start token and the given
+        pixels ``k[:, :i]``; each later call feeds only the pixels drawn since, one new position on top of the
+        cached keys and values, instead of a pass over the whole prefix (:meth:`pixel_logits`). Same logits up
+        to rounding; the calls must come in order ``i = start, start + 1, ...``, as sampling makes them."""
+        device, cache, fed = self._device(), self.gpt.new_cache(), [0]  # fed: tokens in the cache
+
+        def logits_fn(k, i):
+            k = k.to(device)
+            if fed[0] == 0:
+                new = torch.cat([torch.full_like(k[:, :1], self.START), k[:, :i]], 1)
+            elif i == fed[0]:
+                new = k[:, fed[0] - 1:i]
+            else:
+                raise RuntimeError(f"cached sampling asked for pixel {i} after {fed[0] - 1}: call in raster order")
+            fed[0] = i + 1
+            return self.gpt(new, cache)[:, -1, :self.levels].float().cpu()
+
+        return logits_fn
+
 
 def train_digits(*, epochs: int | None = None, seed: int = 0, quick: bool = False, n_layer: int = 2, n_head: int = 4,
                  n_embd: int = 64, dropout: float = 0.2, lr: float = 2e-3, batch_size: int = 32, default_epochs: int = 100,

@@ -213,6 +213,28 @@ def test_digits_gpt_is_autoregressive_and_exact():
     assert torch.equal(images * 16, torch.round(images * 16))
 
 
+def test_digits_gpt_cached_sampling_matches_the_full_pass():
+    """The KV cache in lesson 07's sampling loop changes the cost, never the result: the same logits as a full
+    pass at every step, the same draws from the same generator, and completions keep the given pixels."""
+    torch.manual_seed(0)
+    model = _perturb(tr.DigitsGPT(n_layer=2, n_head=2, n_embd=16, dropout=0.0), scale=0.2).eval()
+    k = torch.randint(0, 17, (5, 64), generator=torch.Generator().manual_seed(3))
+    cached = model.sampling_logits()
+    for i in range(7, 64):  # the first call feeds the start token and the given prefix k[:, :7]
+        torch.testing.assert_close(cached(k, i), model.pixel_logits(k.float() / 16, i), atol=1e-5, rtol=1e-5)
+    full = ar.AutoregressiveModel.sampling_logits(model)  # the base class's pass over the whole prefix
+    draws_full = ar.sample_autoregressive(full, 6, 64, generator=torch.Generator().manual_seed(1))
+    images = model.sample(6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.round(images.view(6, 64) * 16).long(), draws_full)
+    x = k[:2].float().view(2, 1, 8, 8) / 16
+    done = model.complete(x, 20, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(done.view(2, 64)[:, :20], x.view(2, 64)[:, :20])
+    with pytest.raises(RuntimeError, match="raster order"):
+        out_of_order = model.sampling_logits()
+        out_of_order(k, 3)
+        out_of_order(k, 9)
+
+
 def test_train_digits_quick_runs_and_learns():
     model, history = tr.train_digits(quick=True, verbose=False)
     assert history.epochs == 2 and history.val_loss[-1] < history.val_loss[0] + 1.0

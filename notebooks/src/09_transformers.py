@@ -24,11 +24,12 @@ import os
 
 QUICK = os.environ.get("GENCOURSE_QUICK", "0") == "1"  # smallest settings: only checks that the lesson runs
 SEED = int(os.environ.get("GENCOURSE_SEED", 0))
-TEXT_STEPS = int(os.environ.get("GENCOURSE_TEXT_STEPS", 20 if QUICK else 600))  # the live character GPT
-MLP_STEPS = int(os.environ.get("GENCOURSE_MLP_STEPS", 20 if QUICK else 600))  # the live window MLP
+TEXT_STEPS = int(os.environ.get("GENCOURSE_TEXT_STEPS", 20 if QUICK else 300))  # the live character GPT
+MLP_STEPS = int(os.environ.get("GENCOURSE_MLP_STEPS", 20 if QUICK else 300))  # the live window MLP
 DIGITS_EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 1 if QUICK else 8))  # the live image GPT
 N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # digit samples scored
 SAMPLE_CHARS = int(os.environ.get("GENCOURSE_SAMPLE_CHARS", 100 if QUICK else 400))  # per text sample, 10 samples a model
+STYLE_CHARS = int(os.environ.get("GENCOURSE_STYLE_CHARS", 100 if QUICK else 200))  # per sample, section 7's sampler table
 DEVICE = os.environ.get("GENCOURSE_DEVICE", "cpu")  # "auto" picks a GPU when there is one
 DATASET = os.environ.get("GENCOURSE_DATASET", "digits")  # section 10: "mnist" / "fashion-mnist" (a GPU run)
 EPOCHS_IMAGES = int(os.environ.get("GENCOURSE_EPOCHS_IMAGES", 1 if QUICK else 5))  # section 10's 28x28 image GPT
@@ -192,8 +193,8 @@ print(f"window MLP (8 characters, {tr.count_parameters(window_mlp):,} parameters
       f"{ngram_bits['val']:.3f}")
 
 # %% [markdown]
-# After a few seconds of training the MLP is only level with a 3-gram: 600 steps of 32 windows of 64 characters
-# are about three passes over the 419k training characters, too few gradient steps to learn what the counts take
+# After a few seconds of training the MLP is still behind a 3-gram: 300 steps of 32 windows of 64 characters
+# are under two passes over the 340k training characters, too few gradient steps to learn what the counts take
 # from one pass. It is under-trained, not unable: the GPT recipe below shows what minutes of training buy.
 
 # %% [markdown]
@@ -601,10 +602,11 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
 check.next_token_probs(next_token_probs)
 
 # %% [markdown]
-# What each trick trades, measured on the GPT recipe (seed 0): ten samples of each setting, scored by the share of
+# What each trick trades, measured on the GPT recipe (seed 0): ten samples of `STYLE_CHARS` characters for each
+# setting, scored by the share of
 # their words that are words of the training text (a crude check of spelling, not of sense) and the share of their
-# 4-character strings that are distinct (variety; low values mean repetition). Real validation text is the
-# reference, but not a ceiling: it has topic words the training text lacks. These are tricks, labelled as such:
+# 4-character strings that are distinct (variety; low values mean repetition). Real validation text, cut to the
+# same length, is the reference, but not a ceiling: it has topic words the training text lacks. These are tricks, labelled as such:
 # the recipe's own distribution is $T = 1$ with nothing cut.
 
 # %%
@@ -623,10 +625,11 @@ def distinct_4grams(samples):
 
 settings = {"T = 1 (the model)": {}, "T = 0.7": {"temperature": 0.7}, "T = 0.4": {"temperature": 0.4},
             "top-k 5": {"top_k": 5}, "top-p 0.8": {"top_p": 0.8}}
-sampling = {"real validation text": (word_share(real_chunks), distinct_4grams(real_chunks))}
+style_chunks = [chunk[:STYLE_CHARS] for chunk in real_chunks]
+sampling = {"real validation text": (word_share(style_chunks), distinct_4grams(style_chunks))}
 for name, kw in settings.items():
     gen = torch.Generator().manual_seed(SEED)
-    out = [tokenizer.decode(r) for r in recipe_gpts[0].generate(prompts, SAMPLE_CHARS, generator=gen, **kw)]
+    out = [tokenizer.decode(r) for r in recipe_gpts[0].generate(prompts, STYLE_CHARS, generator=gen, **kw)]
     sampling[name] = (word_share(out), distinct_4grams(out))
 print(f"{'setting':<24}{'known words':>12}{'distinct 4-grams':>18}")
 for name, (w, d) in sampling.items():
@@ -641,10 +644,10 @@ verdict(all(sampling[k][0] > w1 for k in ("top-k 5", "top-p 0.8")),
         "top-k 5 and top-p 0.8 both raise the share of known words above T = 1's")
 
 # %% [markdown]
-# At $T = 1$ the samples reach real text's share of known words, though they read as gibberish: many short words
-# are real, and the measure checks words, not sense. At $T = 0.4$ almost every word is a known one, but fewer than
-# one 4-character string in ten is new: the sampler loops on its favourite phrases. Top-k and the nucleus sit in
-# between.
+# At $T = 1$ about three words in four are known ones, against about nine in ten in real text, and the samples
+# read as gibberish: many short words are real, and the measure checks words, not sense. At $T = 0.4$ almost every
+# word is a known one, but the share of distinct 4-character strings falls to a fraction of $T = 1$'s: the sampler
+# loops on its favourite phrases. Top-k and the nucleus sit in between on both measures (the table).
 
 # %% [markdown]
 # **Exposure bias.** Training always conditions on real text; sampling conditions on the model's own output. A
