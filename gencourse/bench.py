@@ -38,8 +38,21 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
 
 
-def run_lesson(path) -> tuple[float, list]:
-    """Execute one lesson in a fresh kernel; return its seconds and the headline figures it recorded."""
+def children_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of this process's finished child processes, or None where the platform does
+    not count them (Windows). A lesson's kernel is such a child once it has shut down."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_lesson(path) -> tuple[float, float | None, list]:
+    """Execute one lesson in a fresh kernel -> ``(wall seconds, CPU seconds, headline figures)``. The CPU seconds
+    are the kernel's, all its threads together (None where the platform does not count them): with two threads
+    they can exceed the wall seconds, and unlike those they hardly change when other jobs share the machine."""
     import tempfile
 
     import nbformat
@@ -47,6 +60,7 @@ def run_lesson(path) -> tuple[float, list]:
     from gencourse.authoring import execute
 
     nb = nbformat.read(path, as_version=4)
+    cpu_before = children_cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         record = os.path.join(tmp, "headlines.jsonl")
         seconds = execute(nb, cwd=path.parent, env={"GENCOURSE_HEADLINES": record})
@@ -54,17 +68,21 @@ def run_lesson(path) -> tuple[float, list]:
         if os.path.exists(record):
             with open(record) as fh:
                 figures = [json.loads(line) for line in fh if line.strip()]
-    return seconds, figures
+    cpu_after = children_cpu_seconds()
+    cpu = None if cpu_before is None else cpu_after - cpu_before
+    return seconds, cpu, figures
 
 
 def table(rows) -> str:
-    """Markdown table of ``(lesson, seconds, figures)`` rows with the course total."""
-    lines = ["| lesson | seconds | headline figures |", "| --- | ---: | --- |"]
-    for name, seconds, figures in rows:
+    """Markdown table of ``(lesson, wall seconds, CPU seconds or None, figures)`` rows with the course total."""
+    lines = ["| lesson | seconds | CPU seconds | headline figures |", "| --- | ---: | ---: | --- |"]
+    for name, seconds, cpu, figures in rows:
         text = "; ".join(f"{f['name']}: {f['text']}" for f in figures) or "—"
-        lines.append(f"| {name} | {seconds:.0f} | {text} |")
-    total = sum(seconds for _, seconds, _ in rows)
-    lines.append(f"| **course total** | **{total:.0f}** ({total / 60:.1f} min) | |")
+        lines.append(f"| {name} | {seconds:.0f} | {'—' if cpu is None else f'{cpu:.0f}'} | {text} |")
+    total = sum(row[1] for row in rows)
+    cpus = [row[2] for row in rows]
+    cpu_total = "—" if None in cpus else f"**{sum(cpus):.0f}**"
+    lines.append(f"| **course total** | **{total:.0f}** ({total / 60:.1f} min) | {cpu_total} | |")
     return "\n".join(lines)
 
 
@@ -101,10 +119,11 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for path in paths:
-        seconds, figures = run_lesson(path)
-        print(f"{path.stem}: {seconds:.1f} s", flush=True)
-        rows.append((path.stem, seconds, figures))
-    text = f"Measured {datetime.date.today()} on {machine()}.\n\n" + table(rows)
+        seconds, cpu, figures = run_lesson(path)
+        print(f"{path.stem}: {seconds:.1f} s" + ("" if cpu is None else f", {cpu:.1f} CPU s"), flush=True)
+        rows.append((path.stem, seconds, cpu, figures))
+    text = (f"Measured {datetime.date.today()} on {machine()}: wall seconds, and the kernel's CPU seconds "
+            "(both threads together).\n\n" + table(rows))
     print("\n" + text)
     if args.readme:
         update_readme(text)

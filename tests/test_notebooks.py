@@ -172,3 +172,28 @@ def test_no_reference_shown_before_its_exercise(path):
                 last = shown.split(".")[-1]
                 assert not any(last == n or n.endswith(last) or last.endswith(n) for n in names), (
                     f"{path.name}: show({shown}) appears before the exercise {fn} it solves")
+
+
+COST = re.compile(r"[Aa]bout (\d+) s on a 2-core laptop CPU \((\d+) CPU seconds with two threads, measured by "
+                  r"`make bench`\)")
+
+
+def _bench_rows():
+    """{lesson: (wall seconds, CPU seconds)} from the README's `make bench` table."""
+    text = (authoring.NOTEBOOKS.parent / "README.md").read_text()
+    table = text.split("<!-- bench:start -->")[1].split("<!-- bench:end -->")[0]
+    return {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^\| (\d\d_\w+) \| (\d+) \| (\d+) \|", table, re.M)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_header_gives_the_cost_measured_by_make_bench(path):
+    """COURSE.md §4: a lesson opens with what it costs, and the figure is `make bench`'s row in the README (to 5 s
+    and 10 CPU seconds), so neither drifts from the other."""
+    found = COST.findall(_read(path).cells[0].source)
+    assert len(found) == 1, f"{path.name}: the first cell must say 'about N s on a 2-core laptop CPU (M CPU seconds " \
+                            "with two threads, measured by `make bench`)' once"
+    wall, cpu = map(int, found[0])
+    rows = _bench_rows()
+    assert path.stem in rows, f"README's bench table has no row for {path.stem}: run `make bench` (with --readme)"
+    assert abs(wall - rows[path.stem][0]) <= 5 and abs(cpu - rows[path.stem][1]) <= 10, \
+        f"{path.name}: the header says {wall} s / {cpu} CPU s, the README's bench row {rows[path.stem]}"

@@ -8,7 +8,7 @@
 # - read the tables of likelihood and sample-quality figures the later lessons print, because you have seen
 #   the same figures for real digits, for noise, for a collapsed model and for copied training images.
 #
-# **Running time:** about 8 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download; nothing here needs a GPU.
+# **Running time:** about 14 s on a 2-core laptop CPU (14 CPU seconds with two threads, measured by `make bench`); nothing to download; nothing here needs a GPU.
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter

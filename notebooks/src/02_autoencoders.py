@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Autoencoders
 #
-# *About 25 s on a 2-core laptop CPU (measured by `make bench`, two threads); nothing to download. On a GPU set `GENCOURSE_DATASET=mnist` for the
+# *About 35 s on a 2-core laptop CPU (55 CPU seconds with two threads, measured by `make bench`); nothing to download. On a GPU set `GENCOURSE_DATASET=mnist` for the
 # convolutional autoencoder on 28×28 digits.*
 #
 # **Learning objectives.** After this lesson you can
