@@ -52,7 +52,7 @@ def children_cpu_seconds() -> float | None:
 def run_lesson(path) -> tuple[float, float | None, list]:
     """Execute one lesson in a fresh kernel -> ``(wall seconds, CPU seconds, headline figures)``. The CPU seconds
     are the kernel's, all its threads together (None where the platform does not count them): with two threads
-    they can exceed the wall seconds, and unlike those they hardly change when other jobs share the machine."""
+    they can exceed the wall seconds."""
     import tempfile
 
     import nbformat
