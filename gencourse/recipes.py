@@ -380,10 +380,23 @@ def recipe(name: str) -> Recipe:
 
 def train(name: str, *, seed: int = 0, quick: bool = False, device=None, verbose: bool = True):
     """Train recipe ``name`` as its lesson does -> ``(model in eval mode, training seconds)``."""
-    r = recipe(name)
+    model, seconds, _ = _train_with_history(name, seed=seed, quick=quick, device=device, verbose=verbose)
+    return model, seconds
+
+
+def _train_with_history(name: str, **kwargs):
+    """:func:`train`, also returning the trainer's history (``None`` where it is not a :class:`History`)."""
+    from gencourse.train import History
+
     start = time.perf_counter()
-    model, _ = r.train(seed=seed, quick=quick, device=device, verbose=verbose)
-    return model.eval(), time.perf_counter() - start
+    model, history = recipe(name).train(**kwargs)
+    return model.eval(), time.perf_counter() - start, history if isinstance(history, History) else None
+
+
+def loss_curve(history) -> dict:
+    """The per-epoch losses of a :class:`~gencourse.train.History` as plain lists, for a checkpoint's metadata
+    (``meta["history"]``): a lesson that loads the recipe can still draw its training curve."""
+    return {"train_loss": [float(v) for v in history.train_loss], "val_loss": [float(v) for v in history.val_loss]}
 
 
 def fingerprint(name: str) -> str:
@@ -448,7 +461,8 @@ def load(name: str, directory=None, *, seed: int = 0, with_meta: bool = False):
     """Recipe ``name``'s checkpoint for ``seed`` in :func:`build`'s architecture (``weights_only=True``), eval mode.
 
     ``with_meta=True`` also returns the metadata (``seed``, ``train_seconds``, ``cpu_seconds``, ``machine``,
-    ``date``, ``fingerprint`` and, where the family has one, ``likelihood``: the figures of :func:`likelihood`)."""
+    ``date``, ``fingerprint`` and, where the family has one, ``likelihood``: the figures of :func:`likelihood`;
+    ``history``: the per-epoch losses, for checkpoints trained since it was recorded, see :func:`loss_curve`)."""
     from gencourse.train import load_checkpoint
 
     path = checkpoint_path(name, directory, seed=seed)
@@ -824,10 +838,12 @@ def main(argv=None) -> int:
                 print(f"{name} seed {seed}: {_remeasure(name, seed, args.directory)}", flush=True)
                 continue
             cpu, stamp = time.process_time(), fingerprint(name)  # the source as it is when training starts
-            model, seconds = train(name, seed=seed, quick=args.quick, verbose=False)
+            model, seconds, history = _train_with_history(name, seed=seed, quick=args.quick, verbose=False)
             cpu = time.process_time() - cpu
             figures = likelihood(name, model, seed=seed, convergence=not args.quick)
             extra = {} if figures is None else {"likelihood": figures}
+            if history is not None:
+                extra["history"] = loss_curve(history)
             path = save(name, model, seconds, args.directory, seed=seed, cpu_seconds=cpu, recipe_fingerprint=stamp,
                         **extra)
             print(f"{name} seed {seed}: trained in {seconds:.1f} s ({cpu:.1f} s of CPU) -> {path}", flush=True)

@@ -222,6 +222,18 @@ def test_format_table_shows_dashes_for_missing_figures():
     assert "90.1" in lines[2] and "—" in lines[2] and lines[3].startswith("bb")
 
 
+@pytest.mark.parametrize("seed", recipes.SEEDS)
+def test_diffusion_checkpoints_carry_their_training_curve(seed):
+    """Lesson 06 loads the diffusion recipe and draws the loss curve recorded while it trained."""
+    from gencourse import diffusion
+
+    _, meta = recipes.load("diffusion", seed=seed, with_meta=True)
+    train, val = meta["history"]["train_loss"], meta["history"]["val_loss"]
+    assert len(train) == len(val) == diffusion.DIGITS_EPOCHS
+    assert all(math.isfinite(v) and v > 0 for v in train + val)
+    assert sum(train[-10:]) < 0.8 * sum(train[:10]) and sum(val[-10:]) < 0.8 * sum(val[:10])
+
+
 def test_main_quick_writes_loadable_checkpoints(tmp_path, capsys):
     assert recipes.main(["autoencoder", "autoregressive", "--quick", "--seeds", "1", "--directory", str(tmp_path)]) == 0
     assert "autoencoder seed 1: trained in" in capsys.readouterr().out
@@ -229,6 +241,9 @@ def test_main_quick_writes_loadable_checkpoints(tmp_path, capsys):
     assert recipes.recipe("autoencoder").sample(model, 4).shape == (4, 1, 8, 8)
     _, meta = recipes.load("autoregressive", tmp_path, seed=1, with_meta=True)
     assert meta["likelihood"]["kind"] == "exact"
+    curve = meta["history"]  # the per-epoch losses, so that a lesson loading the recipe can draw them
+    assert len(curve["train_loss"]) == len(curve["val_loss"]) >= 1
+    assert all(math.isfinite(v) for v in curve["train_loss"] + curve["val_loss"])
     assert recipes.main(["autoregressive", "--remeasure", "--seeds", "1", "--directory", str(tmp_path)]) == 0
     _, again = recipes.load("autoregressive", tmp_path, seed=1, with_meta=True)
     assert again["likelihood"]["nll_test"] == pytest.approx(meta["likelihood"]["nll_test"])

@@ -20,7 +20,7 @@
 # - steer samples with classifier-free guidance, and measure what guidance trades away;
 # - compare the sampling cost of diffusion with that of a one-pass generator.
 #
-# **Running time:** about 115 s on a 2-core laptop CPU (215 CPU seconds with two threads, measured by `make bench`); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
+# **Running time:** about 115 s on a 2-core laptop CPU (215 CPU seconds with two threads, measured by `make bench`); nothing to download; the digits model is the course's recipe, loaded from its checkpoint (`RETRAIN = True` trains it here, about 45 s); on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
@@ -32,6 +32,7 @@ T = int(os.environ.get("GENCOURSE_T", 50 if QUICK else 200))  # diffusion steps 
 DATASET = os.environ.get("GENCOURSE_DATASET", "digits")  # sections 6-10: "digits", or "mnist" / "fashion-mnist" (a U-Net; a GPU)
 EPOCHS = int(os.environ.get("GENCOURSE_EPOCHS", 2 if QUICK else 300 if DATASET == "digits" else 20))  # of the image model
 EPOCHS_2D = int(os.environ.get("GENCOURSE_EPOCHS_2D", 2 if QUICK else 30))  # epochs of the 2D model
+RETRAIN = os.environ.get("GENCOURSE_RETRAIN", "0") == "1"  # train the digits model here instead of loading it
 N_SAMPLES = int(os.environ.get("GENCOURSE_SAMPLES", 100 if QUICK else 1000))  # digits per measured sample set
 N_SWEEP = int(os.environ.get("GENCOURSE_SWEEP_SAMPLES", 100 if QUICK else 1000))  # digits per guidance scale
 N_2D = int(os.environ.get("GENCOURSE_SAMPLES_2D", 300 if QUICK else 2000))  # sampled 2D points
@@ -697,17 +698,28 @@ gencourse.show(diffusion.ImageDiffusion.pixel_denoiser)
 # `train_digits` is the recipe. It trains for a fixed number of epochs while the learning rate anneals to zero,
 # and keeps the final weights, where `fit` would keep those of the best validation epoch: the validation loss
 # barely moves over the last part of training (see the curve), so it cannot tell those epochs apart, while the
-# annealing still changes the weights.
+# annealing still changes the weights. On the digits, `make recipes` has run this training for each seed (about
+# 45 s of one core): the lesson loads its weights and the loss curve recorded while they trained. On one thread a
+# run here gives the same weights to the last bit (training is deterministic for a seed; more threads may sum in
+# another order). `RETRAIN = True` trains it here instead.
 
 # %%
 gencourse.show(diffusion.train_digits)
 
 # %%
-model, history = diffusion.train_images(DATASET, T=T, epochs=EPOCHS, seed=SEED, quick=QUICK, subset=SUBSET,
-                                        device=device)
+IS_RECIPE = DATASET == "digits" and not RETRAIN and (T, EPOCHS) == (diffusion.DIGITS_T, diffusion.DIGITS_EPOCHS)
+if IS_RECIPE:  # the same training, done once by `make recipes`: load its weights and its loss curve
+    model, model_meta = recipes.load("diffusion", seed=SEED, with_meta=True)
+    model = model.to(device)
+    history = gencourse.train.History(**model_meta["history"])
+    print(f"the recipe loaded from its checkpoint (seed {SEED}): trained for {model_meta['train_seconds']:.0f} s on "
+          f"{model_meta['machine']}; RETRAIN = True trains it here")
+else:
+    model, history = diffusion.train_images(DATASET, T=T, epochs=EPOCHS, seed=SEED, quick=QUICK, subset=SUBSET,
+                                            device=device)
+    print(f"training took {history.seconds:.1f} s")
 history.plot(title=f"{DATASET}: noise-prediction loss")
 plt.show()
-print(f"training took {history.seconds:.1f} s")
 
 # %%
 g = torch.Generator().manual_seed(SEED)
@@ -857,12 +869,17 @@ print(f"the first {T // 10} of {T} steps (the least noise) hold {small:.0f} nats
 
 # %%
 g = torch.Generator().manual_seed(SEED)
-bounds = {steps: model.nll(eval_images.to(device), steps=steps, generator=g).mean().item() for steps in (T, 5 * T)}
+bounds = {T: model.nll(eval_images.to(device), steps=T, generator=g).mean().item()}
+if IS_RECIPE:  # `make recipes` computed this checkpoint's 1000- and 4000-step bounds (11 s and 45 s here): read them
+    recorded = model_meta["likelihood"]["convergence"]
+    bounds.update({steps: b for steps, b in zip(recorded["steps"], recorded["nll_test"]) if steps > T})
+else:
+    bounds[5 * T] = model.nll(eval_images.to(device), steps=5 * T, generator=g).mean().item()
 limit = model.continuous_nll(eval_images.to(device), draws=64, generator=g).cpu()
 limit_val = model.continuous_nll(val_set.images[:len(eval_images)].to(device), draws=64, generator=g).mean().item()
 print(f"{'steps':>12}{'test bound (nats)':>20}")
 for steps, b in bounds.items():
-    print(f"{steps:>12}{b:>20.1f}")
+    print(f"{steps:>12}{b:>20.1f}" + ("   (make recipes: the same weights, draws of its own)" if steps > T and IS_RECIPE else ""))
 print(f"{'continuous':>12}{limit.mean().item():>20.1f} ± {1.96 * limit.std().item() / len(limit) ** 0.5:.1f}   "
       f"(validation {limit_val:.1f}" + ("; validation is harder for every model, lesson 11: per-pixel 110.5 vs 106.3)"
                                         if DATASET == "digits" else ")"))
@@ -1028,7 +1045,10 @@ if DATASET == "digits":  # the recipes were trained on the digits
                          ("diffusion_long", recipes.LONG_EPOCHS)):
         run, meta = recipes.load(name, seed=SEED, with_meta=True)
         g = torch.Generator().manual_seed(SEED)
-        recipe_samples[epochs] = run.to(device).sample(N_SAMPLES, generator=g).cpu()
+        if name == "diffusion" and IS_RECIPE:  # section 6's model and noise: its samples are those already drawn
+            recipe_samples[epochs] = samples
+        else:
+            recipe_samples[epochs] = run.to(device).sample(N_SAMPLES, generator=g).cpu()
         by_length[epochs] = (meta["likelihood"]["nll_test"], metrics.sample_quality(recipe_samples[epochs]))
     print(f"{'epochs':>7}{'test bound':>12}{'recognized':>14}{'frechet':>13}{'memorization':>15}")
     for epochs, (b, q) in by_length.items():
