@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gencourse.data import RING_CENTERS, RING_STD
-from gencourse.train import batches, check_finite, progress
+from gencourse.train import adam, batches, check_finite, progress
 
 GENERATOR_LOSSES = ("non-saturating", "minimax")
 TRAINING_LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
@@ -385,8 +385,8 @@ def train_gan(model: GAN, data, *, steps: int = 1000, batch_size: int = 256, los
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if seed is not None:
         torch.manual_seed(seed)
-    opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr_d or lr, betas=betas)
+    opt_g = adam(model.generator.parameters(), lr, betas=betas)
+    opt_d = adam(model.discriminator.parameters(), lr_d or lr, betas=betas)
     history, sums, count = GANHistory(), [0.0, 0.0], 0
     model.train()
 

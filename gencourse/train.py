@@ -383,15 +383,15 @@ def train_annealed(model: nn.Module, train_data, val_data=None, *, epochs: int, 
 # Checkpoints: state_dicts only, loaded with weights_only=True
 # ----------------------------------------------------------------------------------------------
 
-def adam(params, lr: float) -> torch.optim.Optimizer:
+def adam(params, lr: float, *, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
     """Adam over ``params``, with the fused kernel where this torch and device have it (several small
     parameter tensors step in one kernel: about 30% faster for small models on a CPU with torch >= 2.4);
     plain Adam otherwise. The same algorithm either way."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def save_checkpoint(model: nn.Module, path, **meta) -> Path:
