@@ -16,7 +16,7 @@
 #   log-likelihood never goes down;
 # - place the families of this course on one map: what likelihood each gives, how it samples, how it fails.
 #
-# **Running time:** about 30 s on a 2-core laptop CPU (35 CPU seconds with two threads, measured by `make bench`); nothing to download; nothing here needs a GPU.
+# **Running time:** about 25 s on a 2-core laptop CPU (30 CPU seconds with two threads, measured by `make bench`); nothing to download; nothing here needs a GPU.
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Autoencoders
 #
-# *About 35 s on a 2-core laptop CPU (55 CPU seconds with two threads, measured by `make bench`); nothing to download. On a GPU set `GENCOURSE_DATASET=mnist` for the
+# *About 40 s on a 2-core laptop CPU (60 CPU seconds with two threads, measured by `make bench`); nothing to download. On a GPU set `GENCOURSE_DATASET=mnist` for the
 # convolutional autoencoder on 28×28 digits.*
 #
 # **Learning objectives.** After this lesson you can

@@ -16,7 +16,7 @@
 #   17-level discrete scale, next to the ELBO, the validation split and published figures, and measure why
 #   the prior is a poor proposal.
 #
-# **Running time:** about 70 s on a 2-core laptop CPU (120 CPU seconds with two threads, measured by `make bench`); a GPU changes little at this size.
+# **Running time:** about 65 s on a 2-core laptop CPU (110 CPU seconds with two threads, measured by `make bench`); a GPU changes little at this size.
 # Set `GENCOURSE_DATASET=mnist` (or `fashion-mnist`) for section 13, a convolutional VAE on 28×28 images with 256
 # levels: a GPU run, sized to finish within about 10 minutes on a free Colab GPU (our estimate from CPU timings; not measured on one).
 

@@ -15,7 +15,7 @@
 # - derive the optimal discriminator between two Gaussians, write the losses, a training step and the gradient
 #   penalty, and build and train a GAN yourself, free of the classic pitfalls.
 #
-# **Running time:** about 105 s on a 2-core laptop CPU (195 CPU seconds with two threads, measured by `make bench`). The digits recipe is loaded
+# **Running time:** about 85 s on a 2-core laptop CPU (150 CPU seconds with two threads, measured by `make bench`). The digits recipe is loaded
 # from its checkpoint; the ring GANs, the first 768 steps of the digits GAN and a convolutional GAN train live. A
 # GPU speeds up the convolutional GAN most: raise `DCGAN_STEPS` there.
 # Set `GENCOURSE_DATASET=mnist` (or `fashion-mnist`) for section 8, a DCGAN-style GAN on 28×28 images: a GPU run,

@@ -14,7 +14,7 @@
 # - (optional sections) measure why a high likelihood is neither good samples nor a reliable detector of
 #   unusual inputs, and why flows are not the models of text.
 #
-# *About 75 s on a 2-core laptop CPU (130 CPU seconds with two threads, measured by `make bench`); nothing to download. On a GPU, `GENCOURSE_DEVICE=auto` trains the digits
+# *About 75 s on a 2-core laptop CPU (135 CPU seconds with two threads, measured by `make bench`); nothing to download. On a GPU, `GENCOURSE_DEVICE=auto` trains the digits
 # flows there; raise `GENCOURSE_EPOCHS` with it. Set `GENCOURSE_DATASET=mnist` (or `fashion-mnist`) for section 14, a
 # multi-scale convolutional flow on 28×28 images with 256 levels: a GPU run, sized to finish within about 10 minutes
 # on a free Colab GPU (our estimate from FLOP counts and CPU timings; not measured on one).*

@@ -14,7 +14,7 @@
 # - explain why this family, slow to sample pixels, rules text, and how a transformer's causal mask is MADE's
 #   mask after a shift by one position.
 #
-# **Running time:** about 50 s on a 2-core laptop CPU (90 CPU seconds with two threads, measured by `make bench`); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
+# **Running time:** about 45 s on a 2-core laptop CPU (75 CPU seconds with two threads, measured by `make bench`); nothing to download; on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it.
 # Set `GENCOURSE_DATASET=mnist` (or `fashion-mnist`) for section 9, a PixelCNN on 28×28 images with 256 levels: a
 # GPU run, sized to finish within about 10 minutes on a free Colab GPU (our estimate from CPU timings; not measured on one).
 

@@ -15,7 +15,7 @@
 # - steer samples with guidance, and compute a likelihood by the instantaneous change of variables, converged
 #   and beside every baseline.
 #
-# **Running time:** about 105 s on a 2-core laptop CPU (185 CPU seconds with two threads, measured by `make bench`); nothing to download; the digits models are the course's recipes (`make recipes`), `RETRAIN = True` trains the main one here instead (about a minute); on a GPU, `DATASET = "mnist"` adds section 9, a U-Net on 28×28 digits (a few minutes; not timed here).
+# **Running time:** about 75 s on a 2-core laptop CPU (135 CPU seconds with two threads, measured by `make bench`); nothing to download; the digits models are the course's recipes (`make recipes`), `RETRAIN = True` trains the main one here instead (about a minute); on a GPU, `DATASET = "mnist"` adds section 9, a U-Net on 28×28 digits (a few minutes; not timed here).
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.

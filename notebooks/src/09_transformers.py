@@ -14,7 +14,7 @@
 # - put the same GPT on digit pixels (an image GPT) and compare it with lesson 07's PixelCNN at equal parameters,
 #   with the training seconds each needs.
 #
-# **Running time:** about 95 s on a 2-core laptop CPU (165 CPU seconds with two threads, measured by `make bench`); nothing to download; the
+# **Running time:** about 65 s on a 2-core laptop CPU (115 CPU seconds with two threads, measured by `make bench`); nothing to download; the
 # text and digits GPTs compared here are the course's recipes (`make recipes`, about 5 minutes each on one core);
 # on a GPU, `GENCOURSE_DEVICE=auto` trains the live models there.
 

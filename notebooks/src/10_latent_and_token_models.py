@@ -17,7 +17,7 @@
 # - run lesson 08's **flow matching in a continuous latent** (latent diffusion's recipe), with an MLP and with a tiny
 #   **diffusion transformer** (DiT, adaLN-Zero), against flow matching on the pixels at equal parameters.
 #
-# **Running time:** about 90 s on a 2-core laptop CPU (160 CPU seconds with two threads, measured by `make bench`); nothing to
+# **Running time:** about 70 s on a 2-core laptop CPU (130 CPU seconds with two threads, measured by `make bench`); nothing to
 # download. The first stages and the token GPT are the course's recipes (`make recipes`), loaded from their
 # checkpoints: the VQ-VAE with its GPT prior, and the autoencoder (whose recipe DiT appears once, as a reference
 # row); `RETRAIN = True` trains both recipes here (a few minutes more). The experiments on top of them (dead

@@ -16,7 +16,7 @@
 # - say what a latent space buys a generator (sampling cost, quality at equal size) and what it costs (the
 #   decoder's ceiling, the likelihood), from lesson 10's two-stage models measured beside the pixel-space ones.
 #
-# **Running time:** about 50 s on a 2-core laptop CPU (80 CPU seconds with two threads, measured by `make bench`); nothing to download; it loads trained checkpoints, so a
+# **Running time:** about 40 s on a 2-core laptop CPU (65 CPU seconds with two threads, measured by `make bench`); nothing to download; it loads trained checkpoints, so a
 # GPU changes little.
 
 # %% tags=["parameters"]
