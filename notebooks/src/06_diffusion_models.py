@@ -925,7 +925,7 @@ if DATASET == "digits":
             "the bound is far worse (by more than 40 nats), and grows with more steps (200 < 1000 < 4000)")
 
 # %% [markdown]
-# The network takes the bound from independent pixels' 106 nats to about 93: that is what it learned about how
+# The network takes the bound from independent pixels' 106 nats to about 93 or 94: that is what it learned about how
 # pixels go together. As bounds, the continuous-time figure is below RealNVP's (lesson 05, about 98) and above the
 # VAE's and the PixelCNN's (lessons 03 and 07); the capstone puts them side by side. It is the bound of a model we
 # do not sample from: our samples come from the 200-step model, whose own bound is worse than independent pixels.
@@ -968,7 +968,7 @@ else:
     print("skipped: this part reads a recipe trained on the 8x8 digits")
 
 # %% [markdown]
-# A better likelihood (about two and a half nats on every seed) and somewhat worse samples from the same network
+# A better likelihood (two to three nats on every seed) and somewhat worse samples from the same network
 # and budget: recognized less often on every seed (beyond noise on two seeds of three) and a larger Fréchet
 # distance (point estimates), while recall moves either way. The two aims pull the training towards different
 # noise levels. The bound cares most about the ends of the chain, the small noise near the data where pixels
@@ -1362,7 +1362,7 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 #   $\epsilon$-prediction cannot give $\hat x_0$ at large noise, $v$ does well at both ends. Clipping $\hat x_0$ changes
 #   nothing measurable for our digits model.
 # - Diffusion has a likelihood bound, and it can be computed: on the test digits the continuous-time bound of the
-#   digits model beats independent pixels (about 93 against 106 nats), while the 200-step model we sample from
+#   digits model beats independent pixels (about 93 to 94 against 106 nats), while the 200-step model we sample from
 #   loses to them; its nats sit in the steps nearest the data, where the levels of the pixels must be learned
 #   (here built in, by the per-pixel denoiser the network corrects).
 # - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps, at a cost

@@ -647,7 +647,7 @@ verdict(all(sampling[k][0] > w1 for k in ("top-k 5", "top-p 0.8")),
         "top-k 5 and top-p 0.8 both raise the share of known words above T = 1's")
 
 # %% [markdown]
-# At $T = 1$ about three or four words in five are known ones, against about nine in ten in real text, and the samples
+# At $T = 1$ three in four to four in five words are known ones, against about nine in ten in real text, and the samples
 # read as gibberish: many short words are real, and the measure checks words, not sense. At $T = 0.4$ almost every
 # word is a known one, but the share of distinct 4-character strings falls to a fraction of $T = 1$'s: the sampler
 # loops on its favourite phrases. Top-k and the nucleus sit in between on both measures (the table).
