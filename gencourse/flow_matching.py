@@ -342,7 +342,8 @@ def divergence_hutchinson(velocity_fn, x: torch.Tensor, t: torch.Tensor, eps: to
 
 
 def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: str = "exact",
-                 probes: int = 1, warp: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                 probes: int = 1, warp: float = 1.0, generator: torch.Generator | None = None,
+                 differentiable: bool = False) -> torch.Tensor:
     """``log p_1(x_1)`` ``(B,)`` of points ``x1 (B, ...)`` under the flow of ``velocity_fn`` (eq. 5):
     integrate ``dx/dt = v`` and ``d log p / dt = -div v`` backwards from ``t = 1`` to 0 with Heun's method
     (``steps`` steps), then ``log p_1(x_1) = log N(x_0; 0, I) - int_0^1 div v dt``.
@@ -352,6 +353,10 @@ def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: 
     is estimated with noise). ``warp``: the steps sit at ``t_j = 1 - (j / steps)^warp``, equal for
     ``warp = 1``, finer near the data for ``warp > 1``, where a velocity that sharpens the density changes
     fastest. The result is an estimate of the model's log-density that converges as ``steps`` grows.
+
+    ``differentiable=True`` (Hutchinson only): the result keeps its graph back to ``x1``, so a loss on it
+    trains whatever produced ``x1`` (a dequantization noise, :func:`gencourse.flows.fit_dequantizer`); it costs
+    a backward pass through every step.
     """
     steps = _check_steps(steps)
     if not warp >= 1:
@@ -360,18 +365,24 @@ def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: 
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
     if not isinstance(x1, torch.Tensor) or x1.dim() < 2:
         raise ValueError(f"x1 must be a batch of shape (B, ...), got {getattr(x1, 'shape', type(x1))}")
+    if differentiable and divergence != "hutchinson":
+        raise ValueError("differentiable=True needs divergence='hutchinson' (the exact trace takes D passes)")
     if divergence == "hutchinson":
         shape = (probes, *x1.shape)
         eps = (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(x1)
 
-        def field(x, t):
-            vs, divs = zip(*(divergence_hutchinson(velocity_fn, x, t, e) for e in eps))
-            return vs[0], torch.stack(divs).mean(0)
+        def field(x, t):  # one forward pass shared by the probes (divergence_hutchinson, once per probe)
+            with torch.enable_grad():
+                x = x if differentiable and x.requires_grad else x.detach().requires_grad_(True)
+                v = velocity_fn(x, t)
+                divs = [(torch.autograd.grad(v, x, grad_outputs=e, retain_graph=True,
+                                             create_graph=differentiable)[0] * e).flatten(1).sum(1) for e in eps]
+            return (v if differentiable else v.detach()), torch.stack(divs).mean(0)
     else:
         def field(x, t):
             return divergence_exact(velocity_fn, x, t)
 
-    x = x1.detach()
+    x = x1 if differentiable else x1.detach()
     times = 1 - torch.linspace(0, 1, steps + 1, dtype=torch.float64) ** warp  # 1 = t_0 > t_1 > ... > t_steps = 0
     integral = torch.zeros(len(x1), dtype=x1.dtype, device=x1.device)  # int_0^1 div v dt
     for t_hi, t_lo in zip(times[:-1].tolist(), times[1:].tolist()):
@@ -384,7 +395,7 @@ def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: 
         integral = integral + 0.5 * h * (d + d2)
     d = x[0].numel()
     log_p0 = -0.5 * x.flatten(1).pow(2).sum(1) - 0.5 * d * math.log(2 * math.pi)
-    return (log_p0 - integral).detach()
+    return log_p0 - integral if differentiable else (log_p0 - integral).detach()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -640,22 +651,65 @@ class DigitsFlowMatching(nn.Module):
             return y01
         return torch.floor(y01 * self.levels).clamp(0, self.levels - 1) / (self.levels - 1)
 
+    def log_prob_y(self, y: torch.Tensor, steps: int = 48, divergence: str = "exact", probes: int = 1,
+                   warp: float = 2.0, differentiable: bool = False) -> torch.Tensor:
+        """``log p(y)`` ``(B,)`` of dequantized images ``y (B, C, H, W)`` in ``[0, 1)``: the unconditional ODE's
+        log-density of ``z = 2 y - 1`` (:func:`ode_log_prob`, ``steps`` Heun steps, finer near the data with
+        ``warp``) plus the rescaling's log-det ``D ln 2``. ``differentiable=True`` keeps the graph back to
+        ``y`` (Hutchinson probes only), to train a dequantization noise against it."""
+        z = 2 * y - 1
+        log_pz = ode_log_prob(self.velocity, z, steps, divergence=divergence, probes=probes, warp=warp,
+                              differentiable=differentiable)
+        return log_pz + self.num_dims * math.log(2.0)
+
     def nll(self, x: torch.Tensor, steps: int = 48, divergence: str = "exact", probes: int = 1,
             warp: float = 2.0, batch_size: int = 512) -> torch.Tensor:
-        """Discrete NLL bound in nats per image ``(B,)`` of ``x = k / 16`` (one dequantization), estimated
-        by integrating the unconditional ODE backwards (:func:`ode_log_prob`, ``steps`` Heun steps, finer near
-        the data with ``warp``; on the digits model 32 steps come within about a nat of 256)."""
+        """Discrete NLL bound in nats per image ``(B,)`` of ``x = k / 16`` (one uniform dequantization),
+        ``-log p(y) + D ln 17`` with :meth:`log_prob_y` (on the digits model 32 steps come within about a nat
+        of 256)."""
         self._check_images(x)
         was_training = self.training
         self.eval()
         out = []
         for xb in x.split(batch_size):
-            z = self.to_z(xb.to(self.gauss_mean.device))
-            log_pz = ode_log_prob(self.velocity, z, steps, divergence=divergence, probes=probes, warp=warp)
-            log_py = log_pz + self.num_dims * math.log(2.0)
+            y = _data.dequantize(xb.to(self.gauss_mean.device), self.levels)  # to_z(xb) = 2 y - 1
+            log_py = self.log_prob_y(y, steps, divergence, probes, warp)
             out.append(_data.discrete_nll_bound(-log_py, self.num_dims, self.levels).cpu())
         self.train(was_training)
         return torch.cat(out)
+
+
+VD_TRAIN_STEPS, VD_EPOCHS = 16, 6  # the learned dequantization noise: ODE steps while it trains, epochs
+
+
+def variational_dequantization(model: DigitsFlowMatching, *, seed: int = 0, eval_steps: int = 128, probes: int = 2,
+                               train_steps: int = VD_TRAIN_STEPS, epochs: int = VD_EPOCHS, quick: bool = False,
+                               verbose: bool = False) -> dict:
+    """Lesson 05's variational dequantization (:func:`gencourse.flows.fit_dequantizer`) for a trained flow-matching
+    model whose density stays fixed: ``q(u | k)`` learns to minimize the bound
+    ``E_q[-log p(y) + log q(u | k)] + D ln 17`` through the ODE's log-density (:meth:`DigitsFlowMatching.log_prob_y`,
+    ``train_steps`` Heun steps, Hutchinson probes, differentiable), early-stopped on validation. Then the test
+    images are scored twice at ``eval_steps`` steps with ``probes`` probes, once with uniform noise and once with
+    ``q``: the figure ``d = uniform - learned`` per image is paired over the images.
+
+    -> ``{"nll_test_uniform", "nll_test_variational", "drop", "drop_interval" (95% over test images),
+    "train_steps", "eval_steps", "epochs", "seconds"}``. ``quick=True``: 1 epoch at 2 steps on 64 training
+    images, scored on 32 test images at 4 steps (only to check that it runs)."""
+    from gencourse.flows import learned_noise_experiment
+
+    train, val, test = (_data.load("digits", split) for split in ("train", "val", "test"))
+    x_test = test.images
+    if quick:
+        subset = lambda d: torch.utils.data.TensorDataset(d.images[:64])  # batches (images,) like the splits'
+        train, val, x_test = subset(train), subset(val), x_test[:32]
+        train_steps, epochs, eval_steps = 2, 1, 4
+    model.eval()
+    out = learned_noise_experiment(
+        model, seed=seed, epochs=epochs, train=train, val=val, test_images=x_test.to(model.gauss_mean.device),
+        uniform_nll=lambda x: model.nll(x, steps=eval_steps, divergence="hutchinson", probes=probes),
+        fit_log_prob_y=lambda y: model.log_prob_y(y, train_steps, "hutchinson", 1, differentiable=True),
+        eval_log_prob_y=lambda y: model.log_prob_y(y, eval_steps, "hutchinson", probes))
+    return {**out, "train_steps": train_steps, "eval_steps": eval_steps}
 
 
 def _fixed_validation(model: DigitsFlowMatching, dataset, seed: int):

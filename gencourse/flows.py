@@ -628,10 +628,11 @@ def variational_dequantized_nll(log_prob_y, dequantizer: VariationalDequantizer,
 
 
 def fit_dequantizer(model, *, epochs: int = 15, lr: float = 2e-3, batch_size: int = 64, hidden: int = 128,
-                    seed: int = 0, verbose: bool = True, train=None, val=None):
+                    seed: int = 0, verbose: bool = True, train=None, val=None, log_prob_y=None):
     """Learn ``q(u | k)`` (:class:`VariationalDequantizer`) for a trained digits model whose density stays fixed
-    (``model.log_prob_y``, e.g. a :class:`DigitsFlow`): minimize the variational bound on the train split,
-    early-stopped on the validation split. The flow's weights are not changed. Returns ``(dequantizer, history)``.
+    (``model.log_prob_y``, e.g. a :class:`DigitsFlow`, or the given ``log_prob_y``, a differentiable function of
+    ``y``: a flow-matching model's ODE density, say): minimize the variational bound on the train split,
+    early-stopped on the validation split. The model's weights are not changed. Returns ``(dequantizer, history)``.
     """
     from gencourse.train import adam, fit, seed_everything
 
@@ -642,7 +643,8 @@ def fit_dequantizer(model, *, epochs: int = 15, lr: float = 2e-3, batch_size: in
     for p in model.parameters():
         p.requires_grad_(False)
     dequantizer = VariationalDequantizer(model.num_dims, hidden)
-    loss = lambda batch: variational_dequantized_nll(model.log_prob_y, dequantizer, batch[0], model.levels).mean()
+    log_prob_y = log_prob_y or model.log_prob_y
+    loss = lambda batch: variational_dequantized_nll(log_prob_y, dequantizer, batch[0], model.levels).mean()
     try:
         history = fit(dequantizer, loss, train, val_data=val, epochs=epochs, lr=lr,
                       optimizer=adam(dequantizer.parameters(), lr), batch_size=batch_size, seed=seed,
@@ -651,6 +653,39 @@ def fit_dequantizer(model, *, epochs: int = 15, lr: float = 2e-3, batch_size: in
         for p in model.parameters():
             p.requires_grad_(True)
     return dequantizer.eval(), history
+
+
+def learned_noise_experiment(model, *, uniform_nll, seed: int = 0, fit_log_prob_y=None, eval_log_prob_y=None,
+                             epochs: int = 15, train=None, val=None, test_images=None, verbose: bool = False) -> dict:
+    """Lesson 05's experiment on any fixed digits density: fit ``q(u | k)`` (:func:`fit_dequantizer`, through
+    ``fit_log_prob_y``, default ``model.log_prob_y``), then score the test images twice, each time after
+    ``seed_everything(seed)``: ``uniform_nll(x)`` (the model's own bound with one uniform draw, ``(B,)`` nats) and
+    the variational bound with one draw of ``q`` under ``eval_log_prob_y``. ``d = uniform - learned`` is paired
+    over the images.
+
+    -> ``{"nll_test_uniform", "nll_test_variational", "drop", "drop_interval" (95% over the test images),
+    "epochs", "best_epoch", "seconds"}``."""
+    import time
+
+    from gencourse.train import seed_everything
+
+    start = time.perf_counter()
+    x = test_images if test_images is not None else _data.load("digits", "test").images
+    dequantizer, history = fit_dequantizer(model, epochs=epochs, seed=seed, verbose=verbose, train=train, val=val,
+                                           log_prob_y=fit_log_prob_y)
+    eval_log_prob_y = eval_log_prob_y or model.log_prob_y
+    with torch.no_grad():
+        seed_everything(seed)
+        uniform = uniform_nll(x).cpu()
+        seed_everything(seed)
+        learned = torch.cat([variational_dequantized_nll(eval_log_prob_y, dequantizer, xb, model.levels).cpu()
+                             for xb in x.split(512)])
+    drop = (uniform - learned).double()
+    half = 1.96 * drop.std().item() / math.sqrt(len(drop))
+    return {"nll_test_uniform": uniform.mean().item(), "nll_test_variational": learned.mean().item(),
+            "drop": drop.mean().item(), "drop_interval": (drop.mean().item() - half, drop.mean().item() + half),
+            "epochs": len(history.train_loss), "best_epoch": history.best_epoch,
+            "seconds": time.perf_counter() - start}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -57,7 +57,9 @@ class Recipe:
     why there is none. ``nll_steps(model, x, steps)``: the same estimate at another number of steps, for
     estimators that depend on a discretization (its table: ``convergence_steps``; ``reported_steps``, the steps of
     the reported figure, whose doubling must move it by less than :data:`CONVERGED_NATS`, or None where the
-    reported figure is the limit itself and the table shows the approach). ``selection``: which weights are kept;
+    reported figure is the limit itself and the table shows the approach). ``variational(model, seed)``: a learned
+    dequantization noise for the fixed model and its paired test figures (lesson 08's experiment), or None.
+    ``selection``: which weights are kept;
     ``conditioning``: what the network is conditioned on. ``intro_dgm``: the test figure of Tomczak's intro_dgm
     code (README), or None.
     """
@@ -81,6 +83,7 @@ class Recipe:
     ode_nll: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None
     ode_steps: tuple = ()
     ode_estimator: str = ""
+    variational: Callable[[nn.Module, int], dict] | None = None
     intro_dgm: float | None = None
     intro_dgm_note: str = ""
 
@@ -157,6 +160,8 @@ def _flow():
         nll=lambda m, x: m.nll(x, draws=DEQUANTIZATION_DRAWS),
         estimator=f"dequantization (Jensen) bound, {DEQUANTIZATION_DRAWS} uniform draw per image (the same draws "
                   "as flow matching); exact log-determinants",
+        variational=lambda m, seed: flows.learned_noise_experiment(
+            m, seed=seed, uniform_nll=lambda x: m.nll(x, draws=DEQUANTIZATION_DRAWS)),
         selection=BEST_VALIDATION,
         intro_dgm=167.0, intro_dgm_note="discrete bound of their continuous 122.5")
 
@@ -304,6 +309,8 @@ def _flow_matching():
         nll=lambda m, x: m.nll(x, steps=FM_NLL_STEPS, divergence="hutchinson", probes=FM_NLL_PROBES),
         nll_steps=lambda m, x, steps: m.nll(x, steps=steps, divergence="hutchinson", probes=FM_NLL_PROBES),
         convergence_steps=FM_CONVERGENCE_STEPS, reported_steps=FM_NLL_STEPS,
+        variational=lambda m, seed: flow_matching.variational_dequantization(m, seed=seed, eval_steps=FM_NLL_STEPS,
+                                                                              probes=FM_NLL_PROBES),
         estimator=f"dequantization (Jensen) bound, {DEQUANTIZATION_DRAWS} uniform draw per image (the same draws as "
                   f"RealNVP); log-density by the probability-flow ODE, {FM_NLL_STEPS} Heun steps (finer near the "
                   f"data), Hutchinson trace estimate with {FM_NLL_PROBES} probes: discretization can move it "
@@ -319,7 +326,7 @@ def _flow_matching_conditional():
 
     from gencourse import flow_matching
 
-    return replace(_flow_matching(), name="flow matching (class-conditional)",
+    return replace(_flow_matching(), name="flow matching (class-conditional)", variational=None,
                    build=lambda: flow_matching.DigitsFlowMatching(num_classes=10, p_uncond=0.5),
                    train=lambda **kw: flow_matching.train_digits(num_classes=10, p_uncond=0.5, **kw),
                    conditioning="class label, dropped with probability 0.5 in training; sampled unconditionally")
@@ -332,7 +339,7 @@ def _flow_matching_gaussian():
 
     from gencourse import flow_matching
 
-    return replace(_flow_matching(), name="flow matching (Gaussian prior)",
+    return replace(_flow_matching(), name="flow matching (Gaussian prior)", variational=None,
                    build=lambda: flow_matching.DigitsFlowMatching(prior="gaussian"),
                    train=lambda **kw: flow_matching.train_digits(prior="gaussian", **kw))
 
@@ -350,6 +357,7 @@ def _flow_matching_reflow():
                                            quick=quick, verbose=verbose)
 
     return replace(_flow_matching(), name="flow matching (reflowed)", train=train, likelihood="not computed",
+                   variational=None,
                    nll=None, nll_steps=None, sample=lambda m, n: m.sample(n, steps=2, method="euler"),
                    nfe=lambda m: 2, sampler="ODE, 2 euler steps",
                    estimator="not computed (a model fine-tuned for few-step sampling)")
@@ -505,7 +513,8 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
     [...]}``, the test figure at the recipe's ``convergence_steps`` with the same draws, and ``"converged"``:
     whether doubling the recipe's ``reported_steps`` moves it by less than :data:`CONVERGED_NATS` (None where
     the reported figure is the limit of the table, not one of its rows); and, where the recipe has an ODE
-    estimate (``ode_nll``), ``"pf_ode"``: its figures (:func:`_ode_figures`).
+    estimate (``ode_nll``), ``"pf_ode"``: its figures (:func:`_ode_figures`); where it has a learned
+    dequantization experiment (``variational``), ``"variational"``: its paired figures.
     """
     from gencourse.data import load as load_data
     from gencourse.metrics import bits_per_dim
@@ -537,6 +546,8 @@ def likelihood(name: str, model: nn.Module, *, seed: int = 0, convergence: bool 
     if convergence and r.ode_nll is not None:
         out["pf_ode"] = _ode_figures(r, model, seed, device)
     out["seconds"] = time.perf_counter() - start
+    if convergence and r.variational is not None:  # timed on its own: it trains a noise model
+        out["variational"] = r.variational(model, seed)
     return out
 
 
@@ -810,6 +821,20 @@ def _remeasure(name: str, seed: int, directory) -> str:
     return "likelihood " + ("not computed" if "likelihood" not in meta else f"test {meta['likelihood']['nll_test']:.2f}")
 
 
+def _remeasure_variational(name: str, seed: int, directory) -> str:
+    """(Re)compute only a checkpoint's learned-dequantization figures and rewrite it, weights and the other
+    figures unchanged (what a full run of :func:`likelihood` would add)."""
+    from gencourse.train import save_checkpoint
+
+    r = recipe(name)
+    if r.variational is None:
+        return "no learned-dequantization experiment"
+    model, meta = load(name, directory, seed=seed, with_meta=True)
+    meta["likelihood"]["variational"] = figures = r.variational(model.eval(), seed)
+    save_checkpoint(model, checkpoint_path(name, directory, seed=seed), **meta)
+    return f"learned noise: test {figures['nll_test_variational']:.2f} against uniform {figures['nll_test_uniform']:.2f}"
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -821,6 +846,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny runs, to check that everything works")
     parser.add_argument("--remeasure", action="store_true",
                         help="keep the weights, recompute the likelihood figures (after an estimator change)")
+    parser.add_argument("--variational", action="store_true",
+                        help="keep the weights and figures, (re)compute only the learned-dequantization experiment")
     args = parser.parse_args(argv)
     names = args.names or list(ALL + TEXT)
     for name in names:
@@ -828,14 +855,18 @@ def main(argv=None) -> int:
             recipe(name)  # an unknown name fails before any training
     for seed in args.seeds:
         for name in names:
+            if (args.remeasure or args.variational) and name in TEXT:
+                print(f"{name} seed {seed}: its figures come with training; nothing to remeasure", flush=True)
+                continue
             if name in TEXT:  # lesson 09's character model: not a digits recipe, no sample-quality row
                 from gencourse import transformer
 
                 print(f"{name} seed {seed}: {transformer.save_text_recipe(seed, args.directory, quick=args.quick)}",
                       flush=True)
                 continue
-            if args.remeasure:
-                print(f"{name} seed {seed}: {_remeasure(name, seed, args.directory)}", flush=True)
+            if args.remeasure or args.variational:
+                run = _remeasure_variational if args.variational else _remeasure
+                print(f"{name} seed {seed}: {run(name, seed, args.directory)}", flush=True)
                 continue
             cpu, stamp = time.process_time(), fingerprint(name)  # the source as it is when training starts
             model, seconds, history = _train_with_history(name, seed=seed, quick=args.quick, verbose=False)

@@ -60,6 +60,13 @@ def test_checkpoint_carries_the_likelihood_of_the_current_estimator(name, seed):
         assert ode["steps"] == list(r.ode_steps) and len(ode["nll_test_by_steps"]) == len(r.ode_steps)
         assert ode["nll_test"] == pytest.approx(ode["nll_test_by_steps"][-1]) and isinstance(ode["converged"], bool)
         assert ode["estimator"] == r.ode_estimator and 60 < ode["nll_test"] < worst
+    if r.variational is not None:
+        # the learned-noise experiment: its uniform row is the reported figure itself (the same draws and probes)
+        var = figures["variational"]
+        assert var.get("eval_steps") == r.reported_steps and var["epochs"] >= 1
+        assert var["nll_test_uniform"] == pytest.approx(figures["nll_test"], abs=1e-3)
+        assert var["drop"] == pytest.approx(var["nll_test_uniform"] - var["nll_test_variational"], abs=1e-4)
+        assert var["drop_interval"][0] < var["drop"] < var["drop_interval"][1]
 
 
 def test_continuous_models_share_one_dequantization_policy():
