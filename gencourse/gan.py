@@ -673,6 +673,9 @@ IMAGE_LATENT = 64        # z in R^64
 IMAGE_R1 = 1.0           # the R1 weight gamma of the 28x28 recipe (images in [0, 1])
 
 
+RECIPE_SOURCES = (train_gan, train_step)  # the loop train_digits runs: part of the recipe's fingerprint
+
+
 class ImageGenerator(nn.Module):
     """DCGAN-style generator for square images ``(C, S, S)`` in ``[0, 1]``, ``S`` divisible by 4 (MNIST: 28):
 

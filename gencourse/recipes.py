@@ -415,9 +415,10 @@ def fingerprint(name: str) -> str:
     import importlib
 
     module = importlib.import_module(f"gencourse.{recipe(name).module}")
-    # a variant differs from its family's recipe by its name's settings; the model builder counts, where there is one
+    # a variant differs from its family's recipe by its name's settings; the model builder counts, where there is
+    # one, and so does the training loop a module names in RECIPE_SOURCES
     return source_fingerprint(module.train_digits, getattr(module, "digits_model", None),
-                              prefix="" if name in NAMES + TWO_STAGE else name)
+                              *getattr(module, "RECIPE_SOURCES", ()), prefix="" if name in NAMES + TWO_STAGE else name)
 
 
 def source_fingerprint(*functions, prefix: str = "") -> str:
