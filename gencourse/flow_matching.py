@@ -331,14 +331,19 @@ def divergence_exact(velocity_fn, x: torch.Tensor, t: torch.Tensor):
     return v.detach(), div
 
 
-def divergence_hutchinson(velocity_fn, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor):
+def divergence_hutchinson(velocity_fn, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, *,
+                          create_graph: bool = False):
     """``(v, eps^T (dv/dx) eps)``: Hutchinson's unbiased estimate of ``div v`` ``(B,)`` for probes ``eps``
-    with ``E[eps eps^T] = I`` (Rademacher or Gaussian), one vector-Jacobian product."""
+    with ``E[eps eps^T] = I`` (Rademacher or Gaussian), one vector-Jacobian product per probe. ``eps``: one probe
+    shaped like ``x``, or ``P`` probes ``(P, *x.shape)`` whose estimates are averaged (one forward pass shared).
+    ``create_graph=True`` keeps ``v`` and the estimate differentiable with respect to ``x`` and what made it."""
+    probes = eps.unsqueeze(0) if eps.dim() == x.dim() else eps
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
+        x = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
         v = velocity_fn(x, t)
-        g, = torch.autograd.grad(v, x, grad_outputs=eps)
-    return v.detach(), (g * eps).flatten(1).sum(1)
+        divs = [(torch.autograd.grad(v, x, grad_outputs=e, retain_graph=True, create_graph=create_graph)[0] * e)
+                .flatten(1).sum(1) for e in probes]
+    return (v if create_graph else v.detach()), torch.stack(divs).mean(0)
 
 
 def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: str = "exact",
@@ -371,13 +376,8 @@ def ode_log_prob(velocity_fn, x1: torch.Tensor, steps: int = 32, *, divergence: 
         shape = (probes, *x1.shape)
         eps = (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(x1)
 
-        def field(x, t):  # one forward pass shared by the probes (divergence_hutchinson, once per probe)
-            with torch.enable_grad():
-                x = x if differentiable and x.requires_grad else x.detach().requires_grad_(True)
-                v = velocity_fn(x, t)
-                divs = [(torch.autograd.grad(v, x, grad_outputs=e, retain_graph=True,
-                                             create_graph=differentiable)[0] * e).flatten(1).sum(1) for e in eps]
-            return (v if differentiable else v.detach()), torch.stack(divs).mean(0)
+        def field(x, t):
+            return divergence_hutchinson(velocity_fn, x, t, eps, create_graph=differentiable)
     else:
         def field(x, t):
             return divergence_exact(velocity_fn, x, t)
@@ -693,7 +693,7 @@ def variational_dequantization(model: DigitsFlowMatching, *, seed: int = 0, eval
     ``q``: the figure ``d = uniform - learned`` per image is paired over the images.
 
     -> ``{"nll_test_uniform", "nll_test_variational", "drop", "drop_interval" (95% over test images),
-    "train_steps", "eval_steps", "epochs", "seconds"}``. ``quick=True``: 1 epoch at 2 steps on 64 training
+    "train_steps", "eval_steps", "epochs", "best_epoch", "seconds"}``. ``quick=True``: 1 epoch at 2 steps on 64 training
     images, scored on 32 test images at 4 steps (only to check that it runs)."""
     from gencourse.flows import learned_noise_experiment
 
