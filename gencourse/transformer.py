@@ -443,23 +443,29 @@ def text_data():
 
 
 def text_model(vocab_size: int, *, block_size: int = 64, n_layer: int = 3, n_head: int = 4, n_embd: int = 96,
-               dropout: float = 0.1) -> GPT:
-    """The text recipe's architecture: a context of 64 characters, 3 blocks of 4 heads, 96 dimensions, dropout 0.1
-    (about 362k parameters)."""
+               dropout: float = 0.0) -> GPT:
+    """The text recipe's architecture: a context of 64 characters, 3 blocks of 4 heads, 96 dimensions, no dropout
+    (about 362k parameters; the recipe regularizes with weight decay instead, see :func:`train_text_recipe`)."""
     return GPT(vocab_size, block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout)
 
 
-def train_text_recipe(*, seed: int = 0, steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, quick: bool = False,
-                      device=None, verbose: bool = True):
+def train_text_recipe(*, seed: int = 0, steps: int = 3000, batch_size: int = 32, lr: float = 4e-3,
+                      weight_decay: float = 0.5, quick: bool = False, device=None, verbose: bool = True):
     """The text recipe: :func:`text_model` trained by :func:`train_text` for ``steps`` steps (about 5 minutes on one
-    CPU core; ``quick``: 20 steps). Returns ``(model, history)``; the final, annealed weights are kept."""
+    CPU core; ``quick``: 20 steps). Returns ``(model, history)``; the final, annealed weights are kept.
+
+    The settings were chosen on validation bits at the same 3000 steps (seed 0 unless said): dropout 0.1 and
+    weight decay 0.1 at lr 2e-3 gave 1.857; no dropout at lr 4e-3 / 6e-3 / 1e-2, 1.762 / 1.737 / 1.750; at lr 6e-3,
+    weight decay 0.5 / 1 / 2 gave 1.699 / 1.732 / 1.913 (0.5 on seeds 1 and 2: 1.740, 1.733); lr 4e-3 with weight
+    decay 0.5 on seed 1, 1.723. The 340k training characters are few for 362k weights: the model fits the
+    training text far better than validation (1.4 against 1.7 bits), and weight decay narrows that gap."""
     from gencourse.train import seed_everything
 
     tokenizer, ids = text_data()
     seed_everything(seed)
     model = text_model(tokenizer.vocab_size).to(device if device is not None else "cpu")
     history = train_text(model, ids["train"], ids["val"], steps=20 if quick else steps, batch_size=batch_size, lr=lr,
-                         seed=seed, desc="character GPT", verbose=verbose)
+                         weight_decay=weight_decay, seed=seed, desc="character GPT", verbose=verbose)
     return model, history
 
 
