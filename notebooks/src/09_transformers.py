@@ -381,8 +381,8 @@ gencourse.show(tr.train_text)
 # training text far better than validation, and the settings kept (no dropout, weight decay 0.5, learning rate
 # 4e-3) took about 0.12 bit per character off validation against the earlier ones (dropout 0.1, weight decay 0.1,
 # learning rate 2e-3). The learning rate rests on one seed's comparison: on three seeds 6e-3 did as well (a mean of
-# 1.724 against 1.738, less than the seeds' spread). Validation chose the n-gram's order too; test was scored only
-# for the settings kept, so it is the untouched comparison. Every character is scored with at least 32 characters
+# 1.724 against 1.738, less than the seeds' spread). Validation chose the n-gram's order too; test was not scored
+# during the search, so it is the untouched comparison. Every character is scored with at least 32 characters
 # of context (`tr.bits_per_token`).
 
 # %%
@@ -574,7 +574,7 @@ verdict(unbalanced["GPT recipe samples"] < unbalanced[f"{best_order}-gram sample
 
 # %% [markdown]
 # At closing brackets the GPT pays less than the n-gram, although over all validation characters it pays more (the
-# last printed line) and on test only about 0.04 bit less. With the opener in the n-gram's view it saves about a bit
+# last printed line) and on test only 0.04 to 0.05 bit less. With the opener in the n-gram's view it saves about a bit
 # per bracket, and the interval is above zero on every seed. That the n-gram pays so much even where it could see
 # the opener is a surprise; a likely reason, not measured here, is that a context of 15 characters has seldom been
 # seen in training, so Kneser-Ney backs off to shorter contexts that have lost the opener, while the GPT shares
