@@ -11,11 +11,12 @@ digits; figures on it are the stand-in's, not MNIST's). For each family it print
 - its samples scored by the course's protocol with the stand-in's classifier (recognized against real, classes
   covered, memorization), with the sampler and its network evaluations,
 
-and writes a sample grid per family and the table (``results.md``) to ``--out``. The epochs are
-:data:`EPOCHS`, sized to a few minutes each on a 2-core CPU; ``--scale`` multiplies them.
+and writes a sample grid per family and the table (``results.md``) to ``--out``. The epochs are :data:`EPOCHS` and
+the batch sizes :data:`BATCH`, sized to a few minutes each on a 2-core CPU; ``--scale`` multiplies the epochs.
 
-    python -m gencourse.bench_mnist                     # all families: about 40 min on 2 cores, half of it
-                                                        # training the stand-in's classifier (first use only)
+    python -m gencourse.bench_mnist                     # all families: about 40 min on 2 cores, plus about 20
+                                                        # to train the stand-in's classifier (first use only: it is
+                                                        # kept under build/mnist-standin/ with the laid-out files)
     python -m gencourse.bench_mnist vae gan --scale 2   # some of them, twice the epochs
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ DIMS = 28 * 28
 
 @dataclass
 class Family:
-    """One family's 28x28 model: how to train it (``train(epochs, seed, subset)`` -> model), sample it
+    """One family's 28x28 model: how to train it (``train(epochs, seed, subset, batch_size)`` -> model), sample it
     (``sample(model, n, generator)`` -> ``(n, 1, 28, 28)`` in [0, 1]), and its test NLL in nats per image if cheap
     (``nll(model, x)`` -> ``(B,)``, with ``nll_kind`` saying what it is)."""
     label: str
@@ -61,52 +62,94 @@ def _families() -> dict:
 
     return {
         "vae": Family("VAE (conv, discretized logistic)", "03",
-                      lambda e, s, sub: first(vae.train_images("mnist", epochs=e, seed=s, subset=sub, verbose=False)),
+                      lambda e, s, sub, b: first(vae.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                  batch_size=b, verbose=False)),
                       lambda m, n, g: m.sample(n, generator=g), "z ~ p(z), then the decoder: 1 NFE",
                       lambda m, x: m.nll(x, k=100), "IWAE bound, k = 100"),
         "gan": Family("GAN (DCGAN-style, R1, EMA)", "04",
-                      lambda e, s, sub: first(gan.train_images("mnist", epochs=e, seed=s, subset=sub, verbose=False)),
+                      lambda e, s, sub, b: first(gan.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                  batch_size=b, verbose=False)),
                       lambda m, n, g: m.sample(n), "G(z): 1 NFE"),
         "flow": Family("flow (multi-scale RealNVP)", "05",
-                       lambda e, s, sub: first(flows.train_images("mnist", epochs=e, seed=s, subset=sub,
-                                                                  verbose=False)),
+                       lambda e, s, sub, b: first(flows.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                  batch_size=b, verbose=False)),
                        lambda m, n, g: m.sample(n, generator=g), "inverse flow: 1 NFE",
                        lambda m, x: m.nll(x), "Jensen bound, one dequantization draw"),
         "diffusion": Family("diffusion (U-Net)", "06",
-                            lambda e, s, sub: first(diffusion.train_images("mnist", epochs=e, seed=s, subset=sub,
-                                                                           verbose=False)),
+                            lambda e, s, sub, b: first(diffusion.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                           batch_size=b, verbose=False)),
                             lambda m, n, g: m.sample(n, steps=25, generator=g), "DDIM, 25 NFE"),
         "pixelcnn": Family("PixelCNN", "07",
-                           lambda e, s, sub: first(ar.train_images("mnist", epochs=e, seed=s, subset=sub,
-                                                                   verbose=False)),
+                           lambda e, s, sub, b: first(ar.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                   batch_size=b, verbose=False)),
                            lambda m, n, g: m.sample(n, generator=g), "pixel by pixel: 784 NFE",
                            lambda m, x: m.nll(x), "exact", max_samples=100),
         "flow_matching": Family("flow matching (U-Net)", "08",
-                                lambda e, s, sub: first(fm.train_images("mnist", epochs=e, seed=s, subset=sub,
-                                                                        verbose=False)),
+                                lambda e, s, sub, b: first(fm.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                        batch_size=b, verbose=False)),
                                 lambda m, n, g: m.sample(n, steps=5, method="heun", generator=g), "Heun, 9 NFE"),
         "image_gpt": Family("image GPT", "09",
-                            lambda e, s, sub: first(transformer.train_images("mnist", epochs=e, seed=s, subset=sub,
-                                                                             verbose=False)),
+                            lambda e, s, sub, b: first(transformer.train_images("mnist", epochs=e, seed=s, subset=sub,
+                                                                             batch_size=b, verbose=False)),
                             lambda m, n, g: m.sample(n, generator=g), "token by token, KV cache: 784 NFE",
                             lambda m, x: m.nll(x), "exact", subset=500, max_samples=200),
         "tokens": Family("VQ-VAE + token GPT", "10",
-                         lambda e, s, sub: first(vq.train_images("mnist", vq_epochs=e[0], prior_epochs=e[1], seed=s,
-                                                                 subset=sub, verbose=False)),
+                         lambda e, s, sub, b: first(vq.train_images("mnist", vq_epochs=e[0], prior_epochs=e[1], seed=s,
+                                                                 subset=sub, batch_size=b, verbose=False)),
                          lambda m, n, g: m.sample(n, generator=g), "49 tokens, then the decoder: 49 NFE"),
         "latent": Family("latent flow matching (DiT)", "10",
-                         lambda e, s, sub: first(latent.train_images("mnist", ae_epochs=e[0], fm_epochs=e[1], seed=s,
-                                                                     subset=sub, verbose=False)),
+                         lambda e, s, sub, b: first(latent.train_images("mnist", ae_epochs=e[0], fm_epochs=e[1], seed=s,
+                                                                     subset=sub, batch_size=b, verbose=False)),
                          lambda m, n, g: m.sample(n, steps=4, method="heun", generator=g),
                          "Heun in the latent, then the decoder: 7 NFE"),
     }
 
 
-# Epochs on the stand-in's 7,500 training digits (the image GPT: its first 500): under a minute to six CPU minutes each
-# with two torch threads (measured 43-372 CPU s; the printout says how many). Two-stage models: (first stage, prior).
-EPOCHS = {"vae": 6, "gan": 3, "flow": 3, "diffusion": 2, "pixelcnn": 1, "flow_matching": 2, "image_gpt": 1,
-          "tokens": (3, 4), "latent": (3, 12)}
+# Epochs and batch sizes on the stand-in's 7,500 training digits (the image GPT: its first 500), sized to two to six
+# CPU minutes of training each (the printout says how many). Two-stage models: (first stage, prior). The batches are
+# smaller than the lessons' GPU defaults (64 to 128): a few CPU minutes buy few passes over the digits, and a smaller
+# batch makes more updates of the same CPU seconds. Seed 0, one thread, recognized x real at the old -> these settings:
+# VAE 6 x 128 -> 20 x 32, 0.53 -> 0.65; GAN 3 x 64 -> 3 x 32, 0.45 -> 0.60; flow 3 x 64 -> 4 x 32, 0.49 -> 0.59;
+# diffusion 2 x 128 -> 2 x 32, 0.48 -> 0.60; PixelCNN 1 x 64 -> 2 x 16, 0.36 -> 0.51; flow matching 2 x 128 -> 3 x 32,
+# 0.34 -> 0.60; tokens (3, 4) x 128 -> x 32, 0.67 -> 0.82; latent (3, 12) x 128 -> (3, 8) x 32, 0.47 -> 0.51.
+EPOCHS = {"vae": 20, "gan": 3, "flow": 4, "diffusion": 2, "pixelcnn": 2, "flow_matching": 3, "image_gpt": 1,
+          "tokens": (3, 4), "latent": (3, 8)}
+BATCH = {"vae": 32, "gan": 32, "flow": 32, "diffusion": 32, "pixelcnn": 16, "flow_matching": 32, "image_gpt": 16,
+         "tokens": 32, "latent": 32}
 FAMILIES = tuple(EPOCHS)
+
+
+# What the classifier makes of images that are not new digits, scored the same way: how far "recognized" can be
+# trusted. Each is built from real validation digits that the real row does not score.
+CONTROLS = {
+    "chimeras": "the top half of one real digit over the bottom half of another",
+    "blends": "two real digits averaged",
+    "noisy real": "real digits plus Gaussian noise of standard deviation 0.3, clipped",
+    "per-pixel model": "each pixel drawn from its own training marginal",
+}
+
+
+def control_images(n: int, seed: int = 0) -> dict:
+    """The :data:`CONTROLS`, ``n`` images each ``(n, 1, 28, 28)`` on the 256 levels, from the stand-in's validation
+    digits ``1000 .. 1000 + n`` (the real row scores the first 1,000), each paired with another of them (never
+    itself)."""
+    from gencourse import basics, data
+
+    spare, gen = data.load("mnist", "val").images[1000:], torch.Generator().manual_seed(seed)  # the real row
+    if len(spare) < n:                                                                  # scores the first 1,000
+        raise ValueError(f"the controls need {n} validation digits beyond the real row's 1,000, the stand-in has "
+                         f"{len(spare)}; lower --samples")
+    x = spare[:n]
+    order = torch.randperm(n, generator=gen)
+    partner = torch.empty(n, dtype=torch.long)
+    partner[order] = order.roll(-1)  # a random cycle through all n: no digit is paired with itself
+    other = x[partner]
+    images = {"chimeras": torch.cat([x[:, :, :14], other[:, :, 14:]], dim=2),
+              "blends": (x + other) / 2,
+              "noisy real": (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(0, 1),
+              "per-pixel model": basics.PixelCategorical(256).fit(data.load("mnist", "train").images).sample(
+                  n, generator=gen)}
+    return {k: torch.round(v * 255) / 255 for k, v in images.items()}
 
 
 def _scaled(epochs, scale: float):
@@ -116,8 +159,10 @@ def _scaled(epochs, scale: float):
 
 
 def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int = 500, seed: int = 0,
-        subset: int | None = None, root=None, source=DEFAULT_SOURCE, out="build/bench-mnist") -> dict:
-    """Train, sample and score the families ``names`` on the MNIST stand-in; print the table and return its rows."""
+        subset: int | None = None, root="build/mnist-standin", source=DEFAULT_SOURCE, out="build/bench-mnist",
+        with_controls: bool = True) -> dict:
+    """Train, sample and score the families ``names`` on the MNIST stand-in, and score the :data:`CONTROLS` beside
+    them (``with_controls``); print the table and return the families' rows."""
     import matplotlib.pyplot as plt
 
     from gencourse import basics, data, metrics, viz
@@ -132,6 +177,7 @@ def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int =
     if not (source / "t10k-images-idx3-ubyte.gz").exists():
         raise FileNotFoundError(f"the MNIST test files (t10k-*-idx*-ubyte.gz) are not in {source}; pass --source")
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="mnist-standin-"))
+    root.mkdir(parents=True, exist_ok=True)
     if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         data.install_mnist_standin(source, root)
     os.environ["GENCOURSE_DATA"] = str(root)
@@ -151,8 +197,9 @@ def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int =
         seed_everything(seed)
         cpu, wall = time.process_time(), time.perf_counter()
         n_train = min(n for n in (subset, family.subset, len(train)) if n is not None)
-        model = family.train(epochs, seed, n_train)
-        row = {"family": family.label, "lesson": family.lesson, "epochs": epochs, "train_digits": n_train,
+        model = family.train(epochs, seed, n_train, BATCH[name])
+        row = {"family": family.label, "lesson": family.lesson, "epochs": epochs, "batch": BATCH[name],
+               "train_digits": n_train,
                "train_cpu_s": time.process_time() - cpu, "train_wall_s": time.perf_counter() - wall}
         with torch.no_grad():
             if family.nll is not None:
@@ -174,23 +221,30 @@ def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int =
         print(f"{family.label}: {epochs} epochs in {row['train_cpu_s']:.0f} CPU s; "
               f"recognized {quality['recognized']:.3f} (real {real['recognized']:.3f})", flush=True)
 
-    text = table(rows, real, baseline, samples=samples, n_eval=n_eval)
+    controls = {}
+    if with_controls:
+        for name, x in control_images(samples, seed).items():
+            quality = metrics.sample_quality(x, "mnist")
+            controls[name] = {k: v for k, v in quality.items() if isinstance(v, (int, float))}
+            controls[name]["interval"] = list(quality["interval"]["recognized"])
+
+    text = table(rows, real, baseline, samples=samples, n_eval=n_eval, controls=controls)
     print("\n" + text)
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"real": {k: v for k, v in real.items() if isinstance(v, (int, float))},
                                                   "per_pixel_bpd": metrics.bits_per_dim(baseline, DIMS),
-                                                  "rows": rows}, indent=1, default=str))
+                                                  "rows": rows, "controls": controls}, indent=1, default=str))
     return rows
 
 
-def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int) -> str:
-    """The markdown table of :func:`run`'s rows."""
+def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int, controls: dict | None = None) -> str:
+    """The markdown table of :func:`run`'s rows, then the controls' (if any)."""
     from gencourse import metrics
 
     lines = [f"MNIST stand-in (7,500 / 1,500 / 1,000 digits of the official test set), this machine's CPU; "
              f"the real row {real['recognized']:.3f} recognized; test bits/dim on the first {n_eval} test digits "
              f"(per-pixel categorical: {metrics.bits_per_dim(baseline, DIMS):.2f}).", "",
-             "| family (lesson) | digits x epochs | train CPU s | test bits/dim | sampler | CPU ms / 1000 | samples | "
+             "| family (lesson) | digits x epochs (batch) | train CPU s | test bits/dim | sampler | CPU ms / 1000 | samples | "
              "recognized (x real) | classes | memorization |",
              "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows.values():
@@ -199,27 +253,38 @@ def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int)
         nll = f"{row['nll_bpd']:.3f} ({row['nll_kind']})" if "nll_bpd" in row else "-"
         ratio = f"{q['recognized'] / real['recognized']:.2f}" if real["recognized"] > 0 else "-"  # a classifier that
         # recognizes no real digit (one trained too briefly) gives no ratio
-        lines.append(f"| {row['family']} ({row['lesson']}) | {row['train_digits']:,} x {epochs} | "
+        lines.append(f"| {row['family']} ({row['lesson']}) | {row['train_digits']:,} x {epochs} ({row['batch']}) | "
                      f"{row['train_cpu_s']:.0f} | {nll} | {row['sampler']} | {row['sample_cpu_ms_per_1000']:.0f} | "
                      f"{row['samples']} | {q['recognized']:.3f} "
                      f"({ratio}) | {q['classes_covered']:.0f} | "
                      f"{q['memorization']:.2f} |")
+    if controls:
+        lines += ["", f"Controls, {samples} images each, scored the same way: what the classifier accepts that is not "
+                  "a new digit.", "", "| control | recognized (95% interval) | x real | classes |",
+                  "| --- | ---: | ---: | ---: |"]
+        for name, q in controls.items():
+            lo, hi = q["interval"]
+            ratio = f"{q['recognized'] / real['recognized']:.2f}" if real["recognized"] > 0 else "-"
+            lines.append(f"| {name}: {CONTROLS[name]} | {q['recognized']:.3f} ({lo:.3f}-{hi:.3f}) | {ratio} | "
+                         f"{q['classes_covered']:.0f} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"default: all ({', '.join(FAMILIES)})")
+    parser.add_argument("--controls-only", action="store_true", help="score only the real row and the controls")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every family's epochs (default 1)")
     parser.add_argument("--samples", type=int, default=500, help="samples scored per model (default 500; at most 100 for the PixelCNN and 200 for the image GPT)")
     parser.add_argument("--eval", type=int, default=500, dest="n_eval", help="test digits for the likelihood")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="train on the first SUBSET digits (a dry run)")
-    parser.add_argument("--root", default=None, help="where the stand-in is laid out (default: a temporary folder)")
+    parser.add_argument("--root", default="build/mnist-standin",
+                        help="where the stand-in is laid out and its classifier kept (default build/mnist-standin)")
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="folder with the MNIST t10k IDX files")
     parser.add_argument("--out", default="build/bench-mnist", help="folder for the grids and results.md")
     args = parser.parse_args(argv)
-    run(args.families, scale=args.scale, samples=args.samples, n_eval=args.n_eval, seed=args.seed,
+    run([] if args.controls_only else args.families, scale=args.scale, samples=args.samples, n_eval=args.n_eval, seed=args.seed,
         subset=args.subset, root=args.root, source=args.source, out=args.out)
     return 0
 

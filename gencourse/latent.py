@@ -497,15 +497,17 @@ def image_model(dataset: str = "mnist", network: str = "dit", **net_kwargs) -> L
 
 def train_images(dataset: str = "mnist", *, network: str = "dit", ae_epochs: int | None = None,
                  fm_epochs: int | None = None, lr: float | None = None, subset: int | None = None,
-                 quick: bool = False, seed: int = 0, device=None, verbose: bool = True, **net_kwargs):
+                 batch_size: int = 128, quick: bool = False, seed: int = 0, device=None, verbose: bool = True,
+                 **net_kwargs):
     """Latent flow matching on ``dataset``'s train split -> ``(LatentFlowMatching, history)``, in eval mode,
     ``history = {"autoencoder": ..., "flow": ...}``. ``"digits"`` is :func:`train_digits` (the recipe).
 
-    On the 28x28 datasets: the autoencoder with a ``(4, 7, 7)`` latent (:func:`train_autoencoder`, batches of 128,
-    best validation epoch; ``ae_epochs``, default :data:`MNIST_EPOCHS`), then flow matching on its standardized
-    latents (:func:`train_latent_fm`, final weights; ``fm_epochs`` at ``lr``, default :data:`MNIST_LR`) with a
-    ``network`` of about the pixel U-Net's parameters (:data:`MNIST_DIT`). ``subset``: only the first ``subset``
-    training images (a CPU run); ``quick``: at most 2 epochs each. Each history has ``.seconds``."""
+    On the 28x28 datasets: the autoencoder with a ``(4, 7, 7)`` latent (:func:`train_autoencoder`, best validation
+    epoch; ``ae_epochs``, default :data:`MNIST_EPOCHS`), then flow matching on its standardized latents
+    (:func:`train_latent_fm`, final weights; ``fm_epochs`` at ``lr``, default :data:`MNIST_LR`) with a ``network``
+    of about the pixel U-Net's parameters (:data:`MNIST_DIT`). ``subset``: only the first ``subset`` training images
+    (a CPU run); ``batch_size``: both stages' batches; ``quick``: at most 2 epochs each. Each history has
+    ``.seconds``."""
     size = _image_size(dataset)
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {network!r}")
@@ -518,10 +520,10 @@ def train_images(dataset: str = "mnist", *, network: str = "dit", ae_epochs: int
     fm_epochs = _positive_int("fm_epochs", MNIST_EPOCHS["flow"] if fm_epochs is None else fm_epochs)
     if quick:
         ae_epochs, fm_epochs = min(ae_epochs, 2), min(fm_epochs, 2)
-    ae, ae_history = train_autoencoder(dataset=dataset, subset=subset, epochs=ae_epochs, batch_size=128, seed=seed,
-                                       verbose=verbose, device=device)
+    ae, ae_history = train_autoencoder(dataset=dataset, subset=subset, epochs=ae_epochs, batch_size=batch_size,
+                                       seed=seed, verbose=verbose, device=device)
     kwargs = {**(MNIST_DIT if network == "dit" else {}), **net_kwargs}
     model, fm_history = train_latent_fm(ae, network=network, epochs=fm_epochs, lr=MNIST_LR if lr is None else lr,
-                                        seed=seed, verbose=verbose, device=device, dataset=dataset, subset=subset,
-                                        **kwargs)
+                                        batch_size=batch_size, seed=seed, verbose=verbose, device=device,
+                                        dataset=dataset, subset=subset, **kwargs)
     return model, {"autoencoder": ae_history, "flow": fm_history}
