@@ -134,19 +134,16 @@ def control_images(n: int, seed: int = 0) -> dict:
     """The :data:`CONTROLS`, ``n`` images each ``(n, 1, 28, 28)`` on the 256 levels, from the stand-in's validation
     digits ``1000 .. 1000 + n`` (the real row scores the first 1,000), each paired with another of them (never
     itself)."""
-    from gencourse import basics, data
+    from gencourse import basics, data, metrics
 
     spare, gen = data.load("mnist", "val").images[1000:], torch.Generator().manual_seed(seed)  # the real row
     if len(spare) < n:                                                                  # scores the first 1,000
         raise ValueError(f"the controls need {n} validation digits beyond the real row's 1,000, the stand-in has "
                          f"{len(spare)}; lower --samples")
     x = spare[:n]
-    order = torch.randperm(n, generator=gen)
-    partner = torch.empty(n, dtype=torch.long)
-    partner[order] = order.roll(-1)  # a random cycle through all n: no digit is paired with itself
-    other = x[partner]
-    images = {"chimeras": torch.cat([x[:, :, :14], other[:, :, 14:]], dim=2),
-              "blends": (x + other) / 2,
+    partner = metrics.derangement(n, gen)  # no digit is paired with itself
+    images = {"chimeras": metrics.chimeras(x, partner=partner),
+              "blends": (x + x[partner]) / 2,
               "noisy real": (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(0, 1),
               "per-pixel model": basics.PixelCategorical(256).fit(data.load("mnist", "train").images).sample(
                   n, generator=gen)}

@@ -541,6 +541,35 @@ def copies_quality(dataset: str = "digits", n: int | None = None) -> dict:
     return _copy(p._cache[key])
 
 
+def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random pairing ``partner (n,)`` int64 with ``partner[i] != i`` for every ``i``: one random cycle through
+    all ``n`` indices (``n >= 2``)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be an integer of at least 2 (an image needs another to pair with), got {n!r}")
+    order = torch.randperm(n, generator=generator)
+    partner = torch.empty(n, dtype=torch.long)
+    partner[order] = order.roll(-1)
+    return partner
+
+
+def chimeras(images: torch.Tensor, *, generator: torch.Generator | None = None,
+             partner: torch.Tensor | None = None) -> torch.Tensor:
+    """A control for ``recognized``: the top half of each real image over the bottom half of another.
+
+    ``images: (N, 1, S, S)`` real images, ``N >= 2``; ``partner (N,)``: whose bottom half each one gets (default
+    :func:`derangement`, so never its own). Returns ``(N, 1, S, S)``, rows ``< S // 2`` from ``images`` and the
+    rest from ``images[partner]``. The classifier never saw such images as "not a digit", and it recognizes many of
+    them: a model whose samples are recognized no more often than chimeras has drawn digit-like strokes, and the
+    figure cannot tell whether they are digits.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be a (N, C, S, S) tensor of real images, got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    n, half = len(images), images.shape[2] // 2
+    partner = derangement(n, generator) if partner is None else partner
+    return torch.cat([images[:, :, :half], images[partner][:, :, half:]], dim=2)
+
+
 # ----------------------------------------------------------------------------------------------
 # Tables and verdicts
 # ----------------------------------------------------------------------------------------------

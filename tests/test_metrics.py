@@ -458,3 +458,34 @@ def test_classifier_trained_on_first_use_on_train_only_and_cached(tmp_path, monk
     assert 0 <= q["recognized"] <= 1 and q["frechet"] >= 0
     with pytest.raises(ValueError, match="shape"):
         metrics.sample_quality(torch.rand(12, 1, 8, 8), "mnist")
+
+
+def test_derangement_pairs_every_index_with_another():
+    for n in (2, 3, 17, 350):
+        partner = metrics.derangement(n, torch.Generator().manual_seed(n))
+        assert sorted(partner.tolist()) == list(range(n))  # a permutation ...
+        assert (partner != torch.arange(n)).all()  # ... without a fixed point
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.derangement(1)
+
+
+def test_chimeras_stack_two_real_halves():
+    x = torch.rand(6, 1, 8, 8)
+    partner = torch.tensor([1, 2, 3, 4, 5, 0])
+    c = metrics.chimeras(x, partner=partner)
+    for i in range(6):
+        assert torch.equal(c[i, 0, :4], x[i, 0, :4]) and torch.equal(c[i, 0, 4:], x[(i + 1) % 6, 0, 4:])
+    drawn = metrics.chimeras(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn[:, :, :4], x[:, :, :4]) and not torch.equal(drawn, x)
+    with pytest.raises(ValueError, match="real images"):
+        metrics.chimeras(x[:, 0])
+
+
+def test_the_classifier_recognizes_chimeras_less_than_real_digits_but_often():
+    """What the control shows on the digits protocol: the classifier was never taught to reject chimeras."""
+    from gencourse import data
+
+    val = data.load("digits", "val").images
+    real = metrics.sample_quality(val)["recognized"]
+    chim = metrics.sample_quality(metrics.chimeras(val, generator=torch.Generator().manual_seed(0)))["recognized"]
+    assert 0.3 < chim < real - 0.2

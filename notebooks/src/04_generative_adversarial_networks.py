@@ -1052,9 +1052,13 @@ print(f"DCGAN-style: {dcgan_history.steps[-1]} generator steps in {dcgan_history
       f"{sum(p.numel() for p in digits_gan.generator.parameters())} and "
       f"{sum(p.numel() for p in digits_gan.discriminator.parameters())})")
 mlp_same_step = digits_history.evals[-1]
+# a control: the top half of each real validation digit over the bottom half of another
+chimera_quality = metrics.sample_quality(metrics.chimeras(data.load("digits", "val").images,
+                                                          generator=torch.Generator().manual_seed(0)))
 print(metrics.format_quality({f"DCGAN-style, step {dcgan_history.steps[-1]}": dcgan_quality,
                               f"MLP, step {digits_history.steps[-1]} (live)": mlp_same_step,
-                              "MLP, step 4000 (recipe)": quality}, real_quality))
+                              "MLP, step 4000 (recipe)": quality,
+                              "chimeras of real digits (control)": chimera_quality}, real_quality))
 print(f"seconds: DCGAN-style {dcgan_history.seconds:.1f} s for {dcgan_history.steps[-1]} steps; the MLP's live run "
       f"{digits_history.seconds:.1f} s for {digits_history.steps[-1]} steps (with its {len(digits_history.evals)} "
       "evaluations)")
@@ -1069,17 +1073,25 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 ok = dcgan_quality["recognized"] >= 0.4 and dcgan_quality["classes_covered"] >= 3
-print(f"{'PASS' if ok else 'FAIL'} DCGAN-style after {DCGAN_STEPS} steps: recognized >= 0.4 with at least 3 digit classes")
+print(f"{'PASS' if ok else 'FAIL'} DCGAN-style after {DCGAN_STEPS} steps: recognized >= 0.4 with at least 3 digit classes "
+      "(what the classifier takes for digits)")
 print(f"{'PASS' if dcgan_quality['memorization'] >= 0.8 else 'FAIL'} DCGAN-style: memorization >= 0.8, no copying")
+ok = dcgan_quality["recognized"] < quality["recognized"] and metrics.differs(dcgan_quality, quality, "recognized")
+print(f"{'PASS' if ok else 'FAIL'} DCGAN-style after {DCGAN_STEPS} steps: recognized below the MLP recipe's after "
+      "4000 steps (intervals apart)")
 ok = (dcgan_quality["classes_covered"] < 10 and dcgan_quality["recall"] < quality["recall"]
       and metrics.differs(dcgan_quality, quality, "recall"))
 print(f"{'PASS' if ok else 'FAIL'} DCGAN-style after {DCGAN_STEPS} steps: fewer than 10 classes, recall below the MLP "
       "recipe's after 4000 steps (intervals apart)")
 
 # %% [markdown]
-# After 768 steps the convolutional GAN draws digits, though not yet of every class: its recall (coverage) is far
-# below the finished MLP recipe's, and its samples are no copies (memorization at least 0.8, and the nearest
-# training images differ). At the same step the MLP recipe is unfinished too; the table puts them side by side,
+# After 768 steps the convolutional GAN draws digit-like strokes of three or four classes, and the figures do not
+# show that they are digits. Its `recognized` is below the finished MLP recipe's (checked) and close to the control
+# row's: chimeras, the top half of one real validation digit over the bottom half of another, which no one would
+# write. The classifier recognizes 0.57 of them (it was taught to reject noise, blanks, scrambled pixels and blobs,
+# never real strokes put together wrongly), and 0.55 to 0.70 of the DCGAN-style samples on seeds 0 to 2, within
+# 0.15 of the chimeras. A `recognized` in that range says "digit-like", not "digits": look at the grid. Its recall (coverage) is far below the finished MLP
+# recipe's, and its samples are no copies (memorization at least 0.8, and the nearest training images differ). At the same step the MLP recipe is unfinished too; the table puts them side by side,
 # and we claim no ranking of the two at equal steps from one run each. What we do
 # measure is the price: by the printed seconds, each convolutional step costs several MLP steps on this CPU. On
 # 64-pixel images that price buys nothing we could measure here; convolutions pay off on larger images (MNIST's
@@ -1357,8 +1369,10 @@ if DATASET != "digits":
 #   (1.000, above real digits' 0.920); classes covered, label entropy and recall (coverage) see it. The finished
 #   GAN met the goal
 #   (recognized >= 0.85 x real, with the memorization guard) but stayed below real digits on precision and recall.
-#   A DCGAN-style convolutional GAN (batch normalization in the generator, none in the discriminator) learned
-#   digits in 768 steps without copying, at several times the MLP's cost per step on a CPU.
+#   A DCGAN-style convolutional GAN (batch normalization in the generator, none in the discriminator) drew
+#   digit-like strokes of a few classes in 768 steps without copying, recognized within 0.15 of chimeras of two
+#   real digits (a control the classifier accepts more than half the time), at several times the MLP's cost per
+#   step on a CPU.
 # - The truncation trick is a trick: on this GAN it cost variety (recall, classes) fast and bought no measurable
 #   quality, because truncated noise lies where the generator was hardly trained. Headline figures use true samples.
 # - A GAN samples in one network evaluation: the printed milliseconds per 1000 samples are the figure lesson 06
