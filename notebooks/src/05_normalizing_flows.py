@@ -1029,8 +1029,8 @@ for name in ("blends of two digits", "upside-down digits"):
 # share of them (9% and 5%) is rated more likely than the median real digit. Not all of those are errors: an
 # upside-down 0, 1 or 8 is still that digit, a 6 becomes a 9, and a blend can look like one of its two digits. The
 # classifier cannot settle which: it calls only 12% of the upside-down images and 10% of the blends "not a digit",
-# but it was never shown a blend as "not a digit" and accepts many images made of two real digits (lesson 04's
-# chimera control), so its verdict on blends is no evidence. So the likelihood may be partly right to rate some of
+# but it was never shown a blend as "not a digit" and accepts many other images made of two real digits (lesson
+# 04's chimera control, a different mix), so its verdict on blends is weak evidence. So the likelihood may be partly right to rate some of
 # them likely; judge the most likely ones in the grid above yourself. A flow's likelihood measures how well an
 # image fits the model's statistics, not what the image is; use it as an OOD detector only with care (e.g. the
 # typicality test of Nalisnick et al. 2019b, or likelihood ratios against a simpler model).
