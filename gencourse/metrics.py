@@ -567,6 +567,9 @@ def chimeras(images: torch.Tensor, *, generator: torch.Generator | None = None,
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     n, half = len(images), images.shape[2] // 2
     partner = derangement(n, generator) if partner is None else partner
+    if not isinstance(partner, torch.Tensor) or partner.shape != (n,) or partner.dtype != torch.long:
+        raise ValueError(f"partner must be an int64 tensor of shape ({n},), one index per image; got "
+                         f"{tuple(partner.shape) if isinstance(partner, torch.Tensor) else type(partner).__name__}")
     return torch.cat([images[:, :, :half], images[partner][:, :, half:]], dim=2)
 
 

@@ -479,6 +479,8 @@ def test_chimeras_stack_two_real_halves():
     assert torch.equal(drawn[:, :, :4], x[:, :, :4]) and not torch.equal(drawn, x)
     with pytest.raises(ValueError, match="real images"):
         metrics.chimeras(x[:, 0])
+    with pytest.raises(ValueError, match="one index per image"):
+        metrics.chimeras(x, partner=partner[:5])
 
 
 def test_the_classifier_recognizes_chimeras_less_than_real_digits_but_often():
