@@ -79,13 +79,18 @@ class CausalSelfAttention(nn.Module):
     slice; a last linear map mixes the heads. ``cache``: a dict that, when given, holds this layer's keys and
     values of the positions seen so far (``"k"``, ``"v"``: ``(B, n_head, T_past, head_dim)``); the new positions'
     keys and values are appended and the queries attend over all of them.
+
+    ``fused=True`` computes the same equation with PyTorch's fused kernel (``F.scaled_dot_product_attention``,
+    equal to :func:`attention` up to float rounding): it never stores the ``T x T`` weights, several times faster
+    for the 784 positions of a 28x28 image (about 0.15 s against 1.3 s per layer, forward and backward, 16 images,
+    4 heads of 16 dimensions, one core).
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True, fused: bool = False):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
-        self.n_head, self.causal = n_head, causal
+        self.n_head, self.causal, self.fused = n_head, causal, fused
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
         self.proj = nn.Linear(n_embd, n_embd)
         self.dropout = nn.Dropout(dropout)
@@ -98,19 +103,24 @@ class CausalSelfAttention(nn.Module):
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
-        y = attention(q, k, v, causal_mask(T, k.shape[2], device=h.device) if self.causal else None)
+        mask = causal_mask(T, k.shape[2], device=h.device) if self.causal else None
+        if self.fused:  # without a cache the mask is the plain lower triangle, which the kernel builds itself
+            y = (F.scaled_dot_product_attention(q, k, v, is_causal=True) if self.causal and T == k.shape[2]
+                 else F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        else:
+            y = attention(q, k, v, mask)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.dropout(self.proj(y))
 
 
 class Block(nn.Module):
     """A transformer block, pre-LN: ``h + attn(LN(h))``, then ``h + MLP(LN(h))`` (MLP: 4x wider, GELU).
-    ``causal=False``: bidirectional attention (see :class:`CausalSelfAttention`)."""
+    ``causal=False``: bidirectional attention; ``fused``: PyTorch's fused kernel (see :class:`CausalSelfAttention`)."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, *, causal: bool = True, fused: bool = False):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, causal=causal)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, causal=causal, fused=fused)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd),
                                  nn.Dropout(dropout))
 
@@ -136,10 +146,11 @@ class GPT(nn.Module):
     ``forward(idx: (B, T) int64, T <= block_size) -> logits (B, T, vocab_size)``; ``logits[:, t]`` is the
     model's ``f_t``, the prediction of token ``t + 1``, and depends on ``idx[:, :t+1]`` only. ``out_size``: predict
     only the first ``out_size`` tokens (an image GPT reads a start token it never writes); default ``vocab_size``.
+    ``fused``: attention by PyTorch's fused kernel, for long sequences (see :class:`CausalSelfAttention`).
     """
 
     def __init__(self, vocab_size: int, block_size: int, *, n_layer: int = 2, n_head: int = 4, n_embd: int = 64,
-                 dropout: float = 0.0, out_size: int | None = None):
+                 dropout: float = 0.0, out_size: int | None = None, fused: bool = False):
         super().__init__()
         self.vocab_size = _positive_int("vocab_size", vocab_size)
         self.out_size = self.vocab_size if out_size is None else _positive_int("out_size", out_size)
@@ -150,7 +161,7 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size, n_embd)
         self.position_embedding = nn.Embedding(block_size, n_embd)
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, fused=fused) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, self.out_size)
         self.apply(self._init_weights)
@@ -175,13 +186,20 @@ class GPT(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
                              f"min {idx.min().item()}, max {idx.max().item()}")
 
-    def forward(self, idx: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor | None, cache: list | None = None, *,
+                embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """``idx: (B, T)`` -> logits ``(B, T, vocab_size)``. With ``cache`` (a list of one dict per block, as
-        :meth:`new_cache` makes) ``idx`` holds only the *new* tokens, placed after the cached ones."""
+        :meth:`new_cache` makes) ``idx`` holds only the *new* tokens, placed after the cached ones.
+        ``embeddings: (B, T, n_embd)`` instead of ``idx``: inputs embedded by the caller (an image GPT's patches)."""
         past = cache[0]["k"].shape[2] if cache and "k" in cache[0] else 0
-        self.check_tokens(idx, past=past)
-        positions = torch.arange(past, past + idx.shape[1], device=idx.device)
-        h = self.dropout(self.token_embedding(idx) + self.position_embedding(positions))
+        if embeddings is None:
+            self.check_tokens(idx, past=past)
+            embeddings = self.token_embedding(idx)
+        elif idx is not None or embeddings.dim() != 3 or past + embeddings.shape[1] > self.block_size:
+            raise ValueError(f"give idx or embeddings (B, T, n_embd) with T <= block_size - {past}, not both; got "
+                             f"embeddings {tuple(embeddings.shape)}")
+        positions = torch.arange(past, past + embeddings.shape[1], device=embeddings.device)
+        h = self.dropout(embeddings + self.position_embedding(positions))
         for i, block in enumerate(self.blocks):
             h = block(h, None if cache is None else cache[i])
         return self.head(self.ln_f(h))
@@ -524,44 +542,97 @@ def save_text_recipe(seed: int = 0, directory=None, *, quick: bool = False, verb
 
 
 # ----------------------------------------------------------------------------------------------
-# 28x28 images: the same GPT on MNIST's pixels (a GPU run)
+# 28x28 images: the same GPT on MNIST's pixels (a GPU run), or on its 2x2 patches
 # ----------------------------------------------------------------------------------------------
 
 class ImageGPT(nn.Module):
-    """A :class:`GPT` over the pixels of ``side x side`` images with ``levels`` intensity levels, in raster order,
-    after a start token (id ``levels``): ``D = side**2`` tokens, the exact NLL in one pass and sampling with the
-    KV cache. ``x: (B, 1, side, side)`` in [0, 1] on the grid ``k / (levels - 1)``."""
+    """A :class:`GPT` over ``side x side`` images with ``levels`` intensity levels, in raster order, after a start
+    token: the exact NLL in one pass and sampling with the KV cache. ``x: (B, 1, side, side)`` in [0, 1] on the
+    grid ``k / (levels - 1)``.
 
-    def __init__(self, side: int = 28, levels: int = 256, *, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-                 dropout: float = 0.0):
+    ``patch=1`` (default): one token per pixel, ``D = side**2`` tokens, each pixel's level embedded like a word
+    (start token: id ``levels``), ``-log p(x) = -sum_i log p(k_i | k_{<i})``. ``patch=p > 1``: one token per
+    ``p x p`` patch, ``side**2 / p**2`` tokens, 4x (p = 2) fewer positions to attend over. A patch is embedded by a
+    linear map of its ``p**2`` values, and the head gives every pixel of the *next* patch its own categorical over
+    the levels, given all earlier patches; pixels inside a patch are independent given that past:
+
+        -log p(x) = -sum_t sum_{j in patch t} log p(k_j | patches_{<t})
+
+    still an exact likelihood of a valid model, with a coarser chain rule (it cannot correlate neighbours inside
+    one patch except through the past)."""
+
+    def __init__(self, side: int = 28, levels: int = 256, *, patch: int = 1, n_layer: int = 4, n_head: int = 4,
+                 n_embd: int = 128, dropout: float = 0.0):
         super().__init__()
-        self.side, self.levels, self.num_pixels = side, levels, side * side
-        self.gpt = GPT(levels + 1, self.num_pixels, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout,
-                       out_size=levels)
+        self.side, self.levels, self.patch = side, levels, _positive_int("patch", patch)
+        if side % patch:
+            raise ValueError(f"patch ({patch}) must divide the image side ({side})")
+        self.num_pixels, self.num_tokens = side * side, (side // patch) ** 2
+        vocab = levels + 1 if patch == 1 else 1  # patches are embedded by `patch_embedding`; id 0 is the start token
+        self.gpt = GPT(vocab, self.num_tokens, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout,
+                       out_size=levels * patch * patch, fused=True)
+        self.patch_embedding = nn.Linear(patch * patch, n_embd) if patch > 1 else None
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, side, side)`` -> their levels ``(B, D)`` int64; anything else raises ``ValueError``."""
+        """Images ``(B, 1, side, side)`` -> their levels ``(B, D)`` int64, raster order (patch by patch when
+        ``patch > 1``: ``(B, T, p*p)``); anything else raises ``ValueError``."""
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != (1, self.side, self.side):
             raise ValueError(f"expected images (B, 1, {self.side}, {self.side}) in [0, 1], got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         k = torch.round(x.reshape(len(x), -1) * (self.levels - 1))
         if (k - x.reshape(len(x), -1) * (self.levels - 1)).abs().max() > 1e-3 or k.min() < 0 or k.max() >= self.levels:
             raise ValueError(f"expected pixel values on the grid k / {self.levels - 1}, k in 0..{self.levels - 1}")
-        return k.long()
+        if self.patch == 1:
+            return k.long()
+        p, n = self.patch, self.side // self.patch
+        return k.long().view(len(x), n, p, n, p).permute(0, 1, 3, 2, 4).reshape(len(x), n * n, p * p)
+
+    def image(self, k: torch.Tensor) -> torch.Tensor:
+        """Levels ``(B, D)`` or patches ``(B, T, p*p)`` -> images ``(B, 1, side, side)`` in [0, 1]."""
+        p, n = self.patch, self.side // self.patch
+        k = k.reshape(len(k), n, n, p, p).permute(0, 1, 3, 2, 4)
+        return (k.float() / (self.levels - 1)).reshape(len(k), 1, self.side, self.side)
+
+    def _embed_patches(self, k: torch.Tensor) -> torch.Tensor:
+        return self.patch_embedding(k.float() / (self.levels - 1))
+
+    def _start(self, n: int, device) -> torch.Tensor:
+        """The start token, ``(n, 1)`` ids (pixels) or ``(n, 1, n_embd)`` embeddings (patches)."""
+        if self.patch == 1:
+            return torch.full((n, 1), self.levels, dtype=torch.long, device=device)
+        return self.gpt.token_embedding(torch.zeros(n, 1, dtype=torch.long, device=device))
 
     def nll(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact NLL in nats per image, ``(B,)``: ``-sum_i log p(k_i | k_{<i})``."""
-        k = self.tokens(x).to(next(self.parameters()).device)
-        inputs = torch.cat([torch.full_like(k[:, :1], self.levels), k[:, :-1]], 1)
-        return ar.categorical_nll(self.gpt(inputs), k)
+        """Exact NLL in nats per image, ``(B,)`` (the equations above)."""
+        device = next(self.parameters()).device
+        k = self.tokens(x).to(device)
+        if self.patch == 1:
+            return ar.categorical_nll(self.gpt(torch.cat([self._start(len(k), device), k[:, :-1]], 1)), k)
+        inputs = torch.cat([self._start(len(k), device), self._embed_patches(k[:, :-1])], 1)  # (B, T, n_embd)
+        logits = self.gpt(None, embeddings=inputs).view(*k.shape, self.levels)  # (B, T, p*p, levels)
+        return ar.categorical_nll(logits.flatten(1, 2), k.flatten(1))
 
     @torch.no_grad()
     def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images ``(n, 1, side, side)``, pixel by pixel with the KV cache (``D`` network evaluations)."""
+        """``n`` images ``(n, 1, side, side)``, token by token with the KV cache (``T`` network evaluations)."""
         n = _positive_int("n", n)
-        start = torch.full((n, 1), self.levels, dtype=torch.long, device=next(self.parameters()).device)
-        k = self.gpt.generate(start, self.num_pixels, temperature=temperature, generator=generator)[:, 1:]
-        return (k.float() / (self.levels - 1)).view(n, 1, self.side, self.side).cpu()
+        device = next(self.parameters()).device
+        if self.patch == 1:
+            k = self.gpt.generate(self._start(n, device), self.num_pixels, temperature=temperature,
+                                  generator=generator)[:, 1:]
+            return self.image(k).cpu()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        was_training = self.training
+        self.eval()
+        cache, h, patches = self.gpt.new_cache(), self._start(n, device), []
+        for _ in range(self.num_tokens):
+            logits = self.gpt(None, cache, embeddings=h)[:, -1].view(n * self.patch ** 2, self.levels)
+            k = torch.multinomial(F.softmax(logits.float() / temperature, -1).cpu(), 1, generator=generator)
+            patches.append(k.view(n, self.patch ** 2).to(device))
+            h = self._embed_patches(patches[-1])[:, None]
+        self.train(was_training)
+        return self.image(torch.stack(patches, 1)).cpu()
 
 
 def train_images(dataset: str = "mnist", *, epochs: int = 10, seed: int = 0, quick: bool = False, lr: float = 1e-3,

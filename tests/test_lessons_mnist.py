@@ -20,7 +20,10 @@ LESSONS = ["02_autoencoders", "03_variational_autoencoders", "04_generative_adve
 SECTION_PRINTS = {"10_latent_and_token_models": "token GPT: test NLL",
                   "03_variational_autoencoders": "conv VAE, IWAE NLL bound", "07_autoregressive_models": "PixelCNN, exact",
                   "04_generative_adversarial_networks": "no likelihood to report",  # (a GAN: its samples, scored)
-                  "05_normalizing_flows": "multi-scale flow, Jensen bound (one draw)"}
+                  "05_normalizing_flows": "multi-scale flow, Jensen bound (one draw)",
+                  "09_transformers": "image GPT on mnist, 2x2 patches: test NLL"}
+# lesson 09's 2x2 patches here; its one-token-per-pixel path is trained on 28x28 images in test_transformer.py
+LESSON_ENV = {"09_transformers": {"GENCOURSE_PATCH": "2"}}
 # below the quick settings: a 28x28 network costs a CPU many times the digits' (few steps, samples, test images)
 SMALLER = {"GENCOURSE_T": "24", "GENCOURSE_SAMPLES": "40", "GENCOURSE_SWEEP_SAMPLES": "40", "GENCOURSE_EVAL": "16"}
 
@@ -40,7 +43,7 @@ def test_standin_layout_loads_like_mnist(standin):
 def test_lesson_runs_on_mnist(lesson, standin, monkeypatch):
     nb = nbformat.read(authoring.NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
     env = {"GENCOURSE_QUICK": "1", "GENCOURSE_DATASET": "mnist", "GENCOURSE_DATA": str(standin),
-           "GENCOURSE_GRADING": "0", "MPLBACKEND": "Agg", **SMALLER}
+           "GENCOURSE_GRADING": "0", "MPLBACKEND": "Agg", **SMALLER, **LESSON_ENV.get(lesson, {})}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     authoring.execute(nb, cwd=authoring.NOTEBOOKS, timeout=600)

@@ -86,6 +86,25 @@ def test_bidirectional_layer_matches_torch_multihead_attention_without_a_mask():
     assert torch.equal(causal(changed)[:, 0], causal(h)[:, 0])
 
 
+def test_fused_attention_is_the_same_equation_with_and_without_the_cache():
+    slow = _perturb(_model(), scale=0.2)
+    fast = _model(fused=True)
+    fast.load_state_dict(slow.state_dict())
+    assert fast.blocks[0].attn.fused and not slow.blocks[0].attn.fused
+    idx = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(fast(idx), slow(idx), atol=1e-5, rtol=1e-5)
+    cache = fast.new_cache()  # with a cache the queries are the last positions: the explicit mask path
+    parts = [fast(idx[:, :5], cache)] + [fast(idx[:, t:t + 1], cache) for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(parts, 1), slow(idx), atol=1e-5, rtol=1e-5)
+    changed = idx.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % 11  # later tokens leave earlier logits alone in the fused kernel too
+    torch.testing.assert_close(fast(changed)[:, :8], fast(idx)[:, :8], atol=1e-6, rtol=0)
+    bidirectional = tr.CausalSelfAttention(16, 4, causal=False, fused=True).eval()
+    h = torch.randn(2, 6, 16)
+    expected, _ = _torch_attention_like(bidirectional)(h, h, h, need_weights=False)
+    torch.testing.assert_close(bidirectional(h), expected, atol=1e-5, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------
 # Causality
 # ----------------------------------------------------------------------------------------------
@@ -305,3 +324,49 @@ def test_image_gpt_likelihood_is_the_sum_of_its_conditionals_and_samples_lie_on_
         model.nll(torch.full((1, 1, 4, 4), 0.1))
     with pytest.raises(ValueError, match=r"\(B, 1, 4, 4\)"):
         model.nll(torch.zeros(1, 16))
+
+
+def test_patch_image_gpt_likelihood_normalizes_and_matches_its_conditionals():
+    """patch=2: each 2x2 patch's pixels are independent categoricals given the earlier patches, so the model's
+    probabilities over all images sum to 1 (checked by enumeration on 2x2 images of 3 levels), and the one-pass NLL
+    equals the conditionals computed from each prefix alone, which is also what the cached sampler draws from."""
+    torch.manual_seed(0)
+    tiny = _perturb(tr.ImageGPT(2, 3, patch=2, n_layer=1, n_head=2, n_embd=8), scale=0.3).eval()
+    grid = torch.cartesian_prod(*[torch.arange(3)] * 4).float().view(81, 1, 2, 2) / 2  # every 2x2 image
+    torch.testing.assert_close(torch.exp(-tiny.nll(grid).double()).sum(), torch.tensor(1.0, dtype=torch.float64),
+                               atol=1e-5, rtol=0)
+
+    model = _perturb(tr.ImageGPT(4, 5, patch=2, n_layer=2, n_head=2, n_embd=16), scale=0.2).eval()
+    x = torch.randint(0, 5, (3, 1, 4, 4), generator=torch.Generator().manual_seed(1)).float() / 4
+    k = model.tokens(x)  # (3, 4 patches, 4 pixels)
+    assert k.shape == (3, 4, 4) and torch.equal(model.image(k), x)
+    assert torch.equal(k[:, 1], torch.round(x[:, 0, :2, 2:].reshape(3, 4) * 4).long())  # patch 1: top right
+    expected = torch.zeros(3)
+    for t in range(4):
+        inputs = torch.cat([model._start(3, "cpu"), model._embed_patches(k[:, :t])], 1)
+        logits = model.gpt(None, embeddings=inputs)[:, -1].view(3, 4, 5)
+        expected -= torch.distributions.Categorical(logits=logits).log_prob(k[:, t]).sum(1)
+    torch.testing.assert_close(model.nll(x), expected, atol=1e-4, rtol=1e-5)
+    samples = model.sample(500, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (500, 1, 4, 4) and torch.equal(samples * 4, torch.round(samples * 4))
+    first = torch.softmax(model.gpt(None, embeddings=model._start(1, "cpu"))[0, -1].view(4, 5), -1)
+    counts = torch.stack([torch.bincount(p, minlength=5) for p in model.tokens(samples)[:, 0].T]) / 500
+    assert (counts - first).abs().max() < 0.08  # the first patch's pixels follow the model's conditionals
+    with pytest.raises(ValueError, match="divide"):
+        tr.ImageGPT(5, 3, patch=2)
+    with pytest.raises(ValueError, match="not both"):
+        model.gpt(torch.zeros(1, 2, dtype=torch.long), embeddings=torch.zeros(1, 2, 16))
+
+
+@pytest.mark.parametrize("patch", [1, 2])
+def test_train_images_quick_on_28x28_pixels_and_patches(fake_mnist, patch):
+    from gencourse import data
+
+    model, history = tr.train_images("mnist", quick=True, patch=patch, batch_size=16, verbose=False, n_layer=1,
+                                     n_embd=16)
+    assert model.gpt.block_size == 784 // patch ** 2 and len(history.train_loss) == 1
+    x = data.load("mnist", "val").images[:4]
+    nll = model.nll(x)
+    assert nll.shape == (4,) and torch.isfinite(nll).all() and (nll > 0).all()
+    samples = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 28, 28) and torch.equal(samples * 255, torch.round(samples * 255))
