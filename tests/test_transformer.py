@@ -93,9 +93,10 @@ def test_fused_attention_is_the_same_equation_with_and_without_the_cache():
     assert fast.blocks[0].attn.fused and not slow.blocks[0].attn.fused
     idx = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(fast(idx), slow(idx), atol=1e-5, rtol=1e-5)
-    cache = fast.new_cache()  # with a cache the queries are the last positions: the explicit mask path
-    parts = [fast(idx[:, :5], cache)] + [fast(idx[:, t:t + 1], cache) for t in range(5, 12)]
-    torch.testing.assert_close(torch.cat(parts, 1), slow(idx), atol=1e-5, rtol=1e-5)
+    for cuts in ((5, 6, 7, 8, 9, 10, 11), (3, 7)):  # with a cache the queries are the last positions: the explicit
+        cache, edges = fast.new_cache(), (0, *cuts, 12)  # mask, for one new token at a time and for several
+        parts = [fast(idx[:, a:b], cache) for a, b in zip(edges, edges[1:])]
+        torch.testing.assert_close(torch.cat(parts, 1), slow(idx), atol=1e-5, rtol=1e-5)
     changed = idx.clone()
     changed[:, 8:] = (changed[:, 8:] + 1) % 11  # later tokens leave earlier logits alone in the fused kernel too
     torch.testing.assert_close(fast(changed)[:, :8], fast(idx)[:, :8], atol=1e-6, rtol=0)
@@ -328,13 +329,15 @@ def test_image_gpt_likelihood_is_the_sum_of_its_conditionals_and_samples_lie_on_
 
 def test_patch_image_gpt_likelihood_normalizes_and_matches_its_conditionals():
     """patch=2: each 2x2 patch's pixels are independent categoricals given the earlier patches, so the model's
-    probabilities over all images sum to 1 (checked by enumeration on 2x2 images of 3 levels), and the one-pass NLL
-    equals the conditionals computed from each prefix alone, which is also what the cached sampler draws from."""
+    probabilities over all images sum to 1 (checked by enumeration of the 4x4 images of 2 levels: 4 patches, a chain
+    rule over them), and the one-pass NLL equals the conditionals computed from each prefix alone, and the KV-cache
+    loop the sampler runs gives them too."""
     torch.manual_seed(0)
-    tiny = _perturb(tr.ImageGPT(2, 3, patch=2, n_layer=1, n_head=2, n_embd=8), scale=0.3).eval()
-    grid = torch.cartesian_prod(*[torch.arange(3)] * 4).float().view(81, 1, 2, 2) / 2  # every 2x2 image
-    torch.testing.assert_close(torch.exp(-tiny.nll(grid).double()).sum(), torch.tensor(1.0, dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    tiny = _perturb(tr.ImageGPT(4, 2, patch=2, n_layer=2, n_head=2, n_embd=8), scale=0.3).eval()
+    grid = torch.cartesian_prod(*[torch.arange(2)] * 16).float().view(-1, 1, 4, 4)  # all 65,536 4x4 images
+    with torch.no_grad():
+        total = torch.cat([torch.exp(-tiny.nll(x).double()) for x in grid.split(8192)]).sum()
+    torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), atol=1e-5, rtol=0)
 
     model = _perturb(tr.ImageGPT(4, 5, patch=2, n_layer=2, n_head=2, n_embd=16), scale=0.2).eval()
     x = torch.randint(0, 5, (3, 1, 4, 4), generator=torch.Generator().manual_seed(1)).float() / 4
@@ -347,6 +350,12 @@ def test_patch_image_gpt_likelihood_normalizes_and_matches_its_conditionals():
         logits = model.gpt(None, embeddings=inputs)[:, -1].view(3, 4, 5)
         expected -= torch.distributions.Categorical(logits=logits).log_prob(k[:, t]).sum(1)
     torch.testing.assert_close(model.nll(x), expected, atol=1e-4, rtol=1e-5)
+    cache, h, cached = model.gpt.new_cache(), model._start(3, "cpu"), torch.zeros(3)
+    for t in range(4):  # the sampler's loop, fed the true patches
+        logits = model.gpt(None, cache, embeddings=h)[:, -1].view(3, 4, 5)
+        cached -= torch.distributions.Categorical(logits=logits).log_prob(k[:, t]).sum(1)
+        h = model._embed_patches(k[:, t])[:, None]
+    torch.testing.assert_close(cached, expected, atol=1e-4, rtol=1e-5)
     samples = model.sample(500, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (500, 1, 4, 4) and torch.equal(samples * 4, torch.round(samples * 4))
     first = torch.softmax(model.gpt(None, embeddings=model._start(1, "cpu"))[0, -1].view(4, 5), -1)
@@ -356,6 +365,8 @@ def test_patch_image_gpt_likelihood_normalizes_and_matches_its_conditionals():
         tr.ImageGPT(5, 3, patch=2)
     with pytest.raises(ValueError, match="not both"):
         model.gpt(torch.zeros(1, 2, dtype=torch.long), embeddings=torch.zeros(1, 2, 16))
+    with pytest.raises(ValueError, match=r"T <= block_size"):
+        model.gpt(None, embeddings=torch.zeros(1, 5, 16))
 
 
 @pytest.mark.parametrize("patch", [1, 2])

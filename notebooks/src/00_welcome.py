@@ -241,8 +241,8 @@ print(f"uniform over 17 levels: {uniform_nll:.1f} nats per image = {metrics.bits
 
 # %% [markdown]
 # **Sample quality.** A small digits classifier ships with the package. Besides the ten digits it has an
-# eleventh class, "not a digit", learned from noise, blank images, scrambled digits and images whose pixels
-# are drawn independently. It was trained on the 1000 **training** digits only, so the held-out digits are as
+# eleventh class, "not a digit", learned from noise, blank images, scrambled digits, images whose pixels
+# are drawn independently and smooth blobs. It was trained on the 1000 **training** digits only, so the held-out digits are as
 # new to it as a model's samples: the 447 test digits are the **reference set** every set of images is measured
 # against, and the 350 validation digits are the **real row**, scored exactly like a model's samples (the
 # column "real (val)" below). `metrics.sample_quality(images)` computes:
@@ -395,14 +395,17 @@ print(f"{'PASS' if stopped else 'FAIL'} the goal 'recognized >= 0.9 x real' with
 # manifold, yet covers one class and a small share of the reference digits. Copies of training images show
 # what copying buys: the classifier has seen them, so they are recognized even more often than unseen digits
 # (the practical ceiling of `recognized`), and their precision and recall are within noise of the real row's
-# or below it; only `memorization`, near 0, gives them away. The classifier recognizes more than half of the
-# chimeras, though most of them are not digits anyone would write: the images it learned as "not a digit" were
-# noise, blanks, scrambles and blobs, never half-digits. So `recognized` is lenient; the Fréchet distance (about
-# five times real's) and `precision` do tell the chimeras apart. Far below real, `recognized` shows a failure; at
-# the chimeras' level it shows digit-like strokes, not digits; only near real does it suggest digits, and the
-# pictures must agree. Lesson 04 prints the chimeras beside a GAN for that reason. That is why every sample-quality goal in the
+# or below it; only `memorization`, near 0, gives them away. That is why every sample-quality goal in the
 # course comes with a **memorization guard** (`metrics.goal`): all 10 classes covered and `memorization` ≥ 0.8,
 # so no goal can be met by copying the training set or by collapsing onto one class (the last line above).
+#
+# The chimeras show a limit of `recognized` itself. The classifier recognizes more than half of them, though many
+# are not digits anyone would write: the images it learned as "not a digit" were noise, blanks, scrambled digits,
+# independently drawn pixels and smooth blobs, never halves of two digits. So `recognized` is lenient; the Fréchet
+# distance (about five times real's), `precision` and `recall` do tell the chimeras apart. Far below real,
+# `recognized` shows a failure; at the chimeras' level it cannot tell digits from digit-like strokes (a set half
+# clean digits and half junk would score the same); only near real does it suggest digits, and the pictures must
+# agree. Lesson 04 prints the chimeras beside a GAN for that reason.
 #
 # Headline figures use **true samples**: temperature 1, no guidance, samples from the decoder rather than
 # its mean. Tricks that trade variety for neatness are shown separately, labelled.

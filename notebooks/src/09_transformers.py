@@ -881,8 +881,9 @@ verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, n
 # linear map of its 4 values, and the head gives each of the next patch's 4 pixels its own categorical over the
 # 256 levels, given the earlier patches. The chain rule is then coarser: pixels inside a patch are independent
 # given the past, so the model cannot make neighbours agree except through earlier patches; its likelihood is
-# still exact. It costs about a quarter of the positions, so a CPU can train it: the README's `make bench-mnist`
-# table gives its figures after a few CPU minutes.
+# still exact. A quarter of the positions cost a quarter of the MLPs' work and a sixteenth of the attention
+# matrix's, so a CPU can run a few epochs. A few are not enough: in the README's `make bench-mnist` table, after 2
+# epochs on 7,500 digits its samples are noisy blotches, not digits.
 
 # %%
 if DATASET == "digits":
