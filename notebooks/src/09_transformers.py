@@ -882,8 +882,8 @@ verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, n
 # 256 levels, given the earlier patches. The chain rule is then coarser: pixels inside a patch are independent
 # given the past, so the model cannot make neighbours agree except through earlier patches; its likelihood is
 # still exact. A quarter of the positions cost a quarter of the MLPs' work and a sixteenth of the attention
-# matrix's, so a CPU can run a few epochs. A few are not enough: in the README's `make bench-mnist` table, after 2
-# epochs on 7,500 digits its samples are noisy blotches, not digits.
+# matrix's, so a CPU can run a few epochs. A few are not enough: in the README's `make bench-mnist` table, after 3
+# epochs on 7,500 digits its samples are speckled strokes, few of them digits.
 
 # %%
 if DATASET == "digits":
