@@ -623,14 +623,14 @@ class ImageGPT(nn.Module):
             k = self.gpt.generate(self._start(n, device), self.num_pixels, temperature=temperature,
                                   generator=generator)[:, 1:]
             return self.image(k).cpu()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        ar.filtered_logits(torch.zeros(1, 2), temperature=temperature)  # validates it before the loop
         was_training = self.training
         self.eval()
         cache, h, patches = self.gpt.new_cache(), self._start(n, device), []
         for _ in range(self.num_tokens):
             logits = self.gpt(None, cache, embeddings=h)[:, -1].view(n * self.patch ** 2, self.levels)
-            k = torch.multinomial(F.softmax(logits.float() / temperature, -1).cpu(), 1, generator=generator)
+            probs = F.softmax(ar.filtered_logits(logits.float(), temperature=temperature), -1)
+            k = torch.multinomial(probs.cpu(), 1, generator=generator)
             patches.append(k.view(n, self.patch ** 2).to(device))
             h = self._embed_patches(patches[-1])[:, None]
         self.train(was_training)

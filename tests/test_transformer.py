@@ -361,6 +361,8 @@ def test_patch_image_gpt_likelihood_normalizes_and_matches_its_conditionals():
     first = torch.softmax(model.gpt(None, embeddings=model._start(1, "cpu"))[0, -1].view(4, 5), -1)
     counts = torch.stack([torch.bincount(p, minlength=5) for p in model.tokens(samples)[:, 0].T]) / 500
     assert (counts - first).abs().max() < 0.08  # the first patch's pixels follow the model's conditionals
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(2, temperature=0.0)
     with pytest.raises(ValueError, match="divide"):
         tr.ImageGPT(5, 3, patch=2)
     with pytest.raises(ValueError, match="not both"):
