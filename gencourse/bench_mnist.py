@@ -11,7 +11,7 @@ digits; figures on it are the stand-in's, not MNIST's). For each family it print
 - its samples scored by the course's protocol with the stand-in's classifier (recognized against real, classes
   covered, memorization), with the sampler and its network evaluations,
 
-and writes a sample grid per family and the table (``results.md``) to ``--out``. The epochs are :data:`EPOCHS` and
+and writes a sample grid per family, its samples (``<family>.pt``, uint8 on the 256 levels) and the table (``results.md``) to ``--out``. The epochs are :data:`EPOCHS` and
 the batch sizes :data:`BATCH`, sized to a few minutes each on a 2-core CPU; ``--scale`` multiplies the epochs.
 
     python -m gencourse.bench_mnist                     # all families: about 45 min on 2 cores, plus about 20
@@ -83,7 +83,7 @@ def _families() -> dict:
                            lambda e, s, sub, b: first(ar.train_images("mnist", epochs=e, seed=s, subset=sub,
                                                                    batch_size=b, verbose=False)),
                            lambda m, n, g: m.sample(n, generator=g), "pixel by pixel: 784 NFE",
-                           lambda m, x: m.nll(x), "exact", max_samples=100),
+                           lambda m, x: m.nll(x), "exact", max_samples=200),
         "flow_matching": Family("flow matching (U-Net)", "08",
                                 lambda e, s, sub, b: first(fm.train_images("mnist", epochs=e, seed=s, subset=sub,
                                                                         batch_size=b, verbose=False)),
@@ -118,7 +118,7 @@ def _families() -> dict:
 # 64-wide one after 2 epochs (525 CPU s) draws horizontal streaks, recognized 0.40 x real with 4 classes; with
 # patches, 2 epochs: 0.51 x real on seed 0 and 0.45 on seed 1 (500 samples), on the 0.5 line; 3 epochs (about 645
 # CPU s): 0.56 and 0.60.
-EPOCHS = {"vae": 20, "gan": 3, "flow": 4, "diffusion": 2, "pixelcnn": 2, "flow_matching": 3, "image_gpt": 3,
+EPOCHS = {"vae": 20, "gan": 3, "flow": 4, "diffusion": 2, "pixelcnn": 3, "flow_matching": 3, "image_gpt": 3,
           "tokens": (3, 4), "latent": (3, 8)}
 BATCH = {"vae": 32, "gan": 32, "flow": 32, "diffusion": 32, "pixelcnn": 16, "flow_matching": 32, "image_gpt": 16,
          "tokens": 32, "latent": 32}
@@ -218,6 +218,7 @@ def run(names=FAMILIES, *, scale: float = 1.0, samples: int = 500, n_eval: int =
         quality = metrics.sample_quality(x, "mnist")
         row.update(sampler=family.sampler, samples=n, quality={k: v for k, v in quality.items() if isinstance(v, (int, float))})
         rows[name] = row
+        torch.save(torch.round(x * 255).to(torch.uint8), out / f"{name}.pt")  # to score again (another classifier)
         viz.image_grid(x[:64], nrow=8, title=f"{family.label}, stand-in, {epochs} epochs").figure.savefig(
             out / f"{name}.png", dpi=80, bbox_inches="tight")
         plt.close("all")
@@ -245,12 +246,13 @@ def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int,
     from gencourse import metrics
 
     lines = [f"MNIST stand-in (7,500 / 1,500 / 1,000 digits of the official test set), this machine's CPU; "
-             f"the real row {real['recognized']:.3f} recognized; test bits/dim on the first {n_eval} test digits "
+             f"the real row {real['recognized']:.3f} recognized, Fréchet {real['frechet']:.0f}, precision / recall "
+             f"{real['precision']:.2f} / {real['recall']:.2f}; test bits/dim on the first {n_eval} test digits "
              f"(per-pixel categorical: {metrics.bits_per_dim(baseline, DIMS):.2f})."]
     if rows:  # --controls-only has none
         lines += ["", "| family (lesson) | digits x epochs (batch) | train CPU s | test bits/dim | sampler | "
-                  "CPU ms / 1000 | samples | recognized (x real) | classes | memorization |",
-                  "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                  "CPU ms / 1000 | samples | recognized (x real) | classes | Fréchet | precision / recall | memorization |",
+                  "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows.values():
         q = row["quality"]
         epochs = " + ".join(map(str, row["epochs"])) if isinstance(row["epochs"], tuple) else str(row["epochs"])
@@ -260,17 +262,17 @@ def table(rows: dict, real: dict, baseline: float, *, samples: int, n_eval: int,
         lines.append(f"| {row['family']} ({row['lesson']}) | {row['train_digits']:,} x {epochs} ({row['batch']}) | "
                      f"{row['train_cpu_s']:.0f} | {nll} | {row['sampler']} | {row['sample_cpu_ms_per_1000']:.0f} | "
                      f"{row['samples']} | {q['recognized']:.3f} "
-                     f"({ratio}) | {q['classes_covered']:.0f} | "
-                     f"{q['memorization']:.2f} |")
+                     f"({ratio}) | {q['classes_covered']:.0f} | {q['frechet']:.0f} | "
+                     f"{q['precision']:.2f} / {q['recall']:.2f} | {q['memorization']:.2f} |")
     if controls:
         lines += ["", f"Controls, {samples} images each, scored the same way: what the classifier accepts that is not "
-                  "a new digit.", "", "| control | recognized (95% interval) | x real | classes |",
-                  "| --- | ---: | ---: | ---: |"]
+                  "a new digit.", "", "| control | recognized (95% interval) | x real | classes | Fréchet | "
+                  "precision / recall |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for name, q in controls.items():
             lo, hi = q["interval"]
             ratio = f"{q['recognized'] / real['recognized']:.2f}" if real["recognized"] > 0 else "-"
             lines.append(f"| {name}: {CONTROLS[name]} | {q['recognized']:.3f} ({lo:.3f}-{hi:.3f}) | {ratio} | "
-                         f"{q['classes_covered']:.0f} |")
+                         f"{q['classes_covered']:.0f} | {q['frechet']:.0f} | {q['precision']:.2f} / {q['recall']:.2f} |")
     return "\n".join(lines)
 
 
@@ -279,7 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("families", nargs="*", default=list(FAMILIES), help=f"default: all ({', '.join(FAMILIES)})")
     parser.add_argument("--controls-only", action="store_true", help="score only the real row and the controls")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every family's epochs (default 1)")
-    parser.add_argument("--samples", type=int, default=500, help="samples scored per model (default 500; at most 100 for the PixelCNN)")
+    parser.add_argument("--samples", type=int, default=500, help="samples scored per model (default 500; at most 200 for the PixelCNN)")
     parser.add_argument("--eval", type=int, default=500, dest="n_eval", help="test digits for the likelihood")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="train on the first SUBSET digits (a dry run)")

@@ -25,6 +25,8 @@ def test_every_family_trains_samples_and_is_scored(standin, tmp_path):
         assert 0 <= row["quality"]["recognized"] <= 1 and row["quality"]["memorization"] > 0
         assert row["sample_cpu_ms_per_1000"] > 0 and row["samples"] == 20
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+        saved = torch.load(tmp_path / f"{name}.pt", weights_only=True)  # the samples, to score again
+        assert saved.dtype == torch.uint8 and saved.shape == (20, 1, 28, 28) and saved.max() > 0
     table = (tmp_path / "results.md").read_text()
     # each table: its header, its separator and one line per family, then per control
     assert table.count("\n| ") == 2 + len(rows) + 2 + len(bench_mnist.CONTROLS)

@@ -491,3 +491,28 @@ def test_the_classifier_recognizes_chimeras_less_than_real_digits_but_often():
     real = metrics.sample_quality(val)["recognized"]
     chim = metrics.sample_quality(metrics.chimeras(val, generator=torch.Generator().manual_seed(0)))["recognized"]
     assert 0.3 < chim < real - 0.2
+
+
+def test_chimera_negatives_join_two_digits_of_different_classes_at_a_middle_row():
+    from gencourse import classifier
+
+    gen = torch.Generator().manual_seed(0)
+    pool = torch.randint(0, 256, (40, 1, 28, 28), generator=gen).float() / 255  # distinct random "digits"
+    labels = torch.arange(40) % 10
+    x = classifier.make_negatives(200, pool, labels, gen, levels=256, kinds=("chimera",))
+    assert x.shape == (200, 1, 28, 28)
+    rows, flat = x.reshape(200, 28, 28), pool.reshape(40, 28, 28)
+    chimeras = 0
+    for image in rows:
+        same_row = ((image[None] - flat).abs() < 1e-6).all(2)  # (40, 28): which pool digit each row comes from
+        tops, bottoms = same_row[:, 0].nonzero().flatten(), same_row[:, -1].nonzero().flatten()
+        if len(tops) == 0:  # the rare pair left of one class after a redraw: uniform noise instead
+            assert not same_row.any()
+            continue
+        chimeras += 1
+        assert len(tops) == 1 and len(bottoms) == 1 and labels[tops[0]] != labels[bottoms[0]]
+        cut = int(same_row[tops[0]].long().argmin())  # the first row not from the top digit
+        assert 10 <= cut <= 17 and same_row[tops[0], :cut].all() and same_row[bottoms[0], cut:].all()
+    assert chimeras >= 190  # a pair is of one class twice running with probability 1/100
+    with pytest.raises(ValueError, match="unknown negative kind"):
+        classifier.make_negatives(4, pool, labels, gen, levels=256, kinds=("chimeras",))
