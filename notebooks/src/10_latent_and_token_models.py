@@ -163,8 +163,8 @@ check.vector_quantize(vector_quantize)
 # outputs do not drift away faster than the codes can follow. The two stop-gradients decide which side each term
 # trains.
 #
-# **Exercise 2 (the two terms).** Write `vq_loss(z, e, beta)`: `z` the encoder outputs, `e` the chosen codes in the
-# same layout (`codebook[indices]`, before the straight-through); return the scalar codebook + $\beta$ · commitment
+# **Exercise 2 (the two terms).** Write `vq_loss(z, e, beta)`: `z` the encoder outputs, `e` the chosen codes, shaped
+# like `z` (`codebook[indices]` moved back to channels first, before the straight-through); return the scalar codebook + $\beta$ · commitment
 # of eq. (3). The check differentiates your loss with respect to `z` and to `e` separately.
 
 # %%
@@ -302,10 +302,10 @@ verdict(all(mse[s, True] < mse[s, False] for s in (0, 1, 2)),
 
 # %% [markdown]
 # (The last row is the VQ-VAE the lesson loaded: the same model after three times the epochs.) Without restarts
-# part of the codebook dies in the first epochs and stays dead: over a third of the codes on
-# every seed in these runs (the table). With them no code stays dead and the perplexity comes closer to $K$. In
+# part of the codebook dies in the first epochs and stays dead: in these runs at least a fifth of the codes on the
+# worst seed (the verdict; the table shows this seed's share). With them no code stays dead and the perplexity comes closer to $K$. In
 # runs this short the revived codes also pay in reconstruction: the validation error is lower with restarts on
-# every seed (the last verdict), because a dead code is capacity the decoder never gets to use. How large the gap
+# every seed (the last verdict), plausibly because a dead code is capacity the decoder never gets to use. How large the gap
 # stays after longer training was not measured here.
 #
 # **How many tokens, how many codes?** A short sweep: a $2 \times 2$ grid (4 tokens, one more stride-2
@@ -333,7 +333,8 @@ verdict(all(sweep[4, K][0] < sweep[2, K][0] for K in (8, 32, 128)),
 
 # %% [markdown]
 # At every $K$ the $4 \times 4$ grid beats the $2 \times 2$ one at equal epochs (one seed, 4 epochs: a first look,
-# not a law). A larger $K$ stores more bits per token, $\log_2 K$, but only if the codes are used: in a run this
+# not a law). A larger $K$ stores more bits per token, $\log_2 K$, but at 4 epochs it need not reconstruct better
+# even where its codes are used (compare the $4 \times 4$ rows' perplexity and error in the table); in a run this
 # short, the $2 \times 2$ grid with $K = 32$ or $128$ can collapse onto a few codes (look at its perplexity and dead share
 # in the table), and one round of restarts does not revive every code (the dead column).
 
@@ -507,7 +508,8 @@ verdict(maskgit_ms[8] > ar_ms, "at this size MaskGIT's 8 steps take longer than 
 # GPT's at 16 (beyond the intervals), but that compares two models trained differently (objective, dropout, and
 # `MASKGIT_EPOCHS` epochs here, on the loaded VQ-VAE's tokens, against the recipe GPT's 150), not the steps alone.
 # With 8 steps the same MaskGIT is recognized at least as often as with 4 (the verdict, on point estimates; by how
-# much varies from run to run), still below the GPT, and the other columns need not follow. Nor is it faster at this size:
+# much varies from run to run), still below the GPT; its Fréchet distance stays far behind the GPT's (the table),
+# and its other figures need not improve with the steps. Nor is it faster at this size:
 # each of its
 # steps reruns the whole bidirectional transformer over all 16 positions, while the GPT with its KV cache computes
 # one new position per step, so 8 MaskGIT steps cost more than 16 cached GPT steps (the printed milliseconds).
@@ -751,17 +753,18 @@ verdict(fm_ms["latent, MLP"] > fm_ms["pixels, MLP"],
 # more often in the latent than on the pixels (the table): the autoencoder has already learned what digits
 # look like, and the flow only has to place 16 well-behaved numbers. The price sits in the autoencoder: its own
 # training and parameters (not counted in the table), its ceiling (the "AE ceiling" column: the reference a
-# perfect flow would reach), and its decoder pass at every sample. On 8×8 digits the latent buys quality, not
-# speed: the velocity MLP costs about the same on 16 numbers as on 64, and the decoder comes on top, so the latent
+# perfect flow would reach), and its decoder pass at every sample. At equal velocity-network size, on 8×8 digits
+# the latent buys quality, not speed (lesson 11 shows that at equal quality it lets a smaller network sample
+# faster): the velocity MLP costs about the same on 16 numbers as on 64, and the decoder comes on top, so the latent
 # sampler is the slower one here (the milliseconds).
 #
 # **The DiT is slow to fit.** It has about the MLP's parameters; trained here for `DIT_EPOCHS` epochs, which cost
-# about as many CPU seconds as the MLP's `FM_EPOCHS` or more (the table), it is behind, and it samples more than
+# more CPU seconds than the MLP's `FM_EPOCHS` (the table), it is behind, and it samples more than
 # twice as slowly. It is not unable: the recipe's DiT, the same network and learning rate trained for 1000
 # epochs, is recognized more often than the DiT trained here and at least as often as the MLP (the verdicts; the
 # last comparison is not controlled: ten times the MLP's epochs). Its memorization is below 1, like the
-# autoencoder's ceiling (decoded real digits): decoding pulls images toward the training digits, and a longer-trained
-# flow lands closer to the ceiling. With four tokens of four channels, attention has little structure to exploit; transformers take over
+# autoencoder's ceiling (decoded real digits; the two within noise of each other): decoding pulls images toward
+# the training digits. With four tokens of four channels, attention has little structure to exploit; transformers take over
 # from U-Nets and MLPs when the latent is a large grid, e.g. the 32×32×4 latent of a 256×256 image, where their
 # scaling with width and depth is what DiT showed.
 
@@ -935,7 +938,7 @@ if DATASET != "digits":
 #
 # - Modern image generators compress first: an autoencoder turns the image into a small grid of tokens or
 #   continuous latents, and a generative model works on that grid. It buys fewer positions (on large images,
-#   cheaper and fewer steps; on 8×8 digits, sample quality rather than speed); the decoder sets a
+#   cheaper and fewer steps; on 8×8 digits, at equal network size, sample quality rather than speed); the decoder sets a
 #   ceiling, measured here as the decoded real codes.
 # - Vector quantization picks the nearest code; the straight-through estimator $z_e + \operatorname{sg}[e - z_e]$
 #   lets the gradient reach the encoder; the codebook and commitment terms, with their stop-gradients, train the
