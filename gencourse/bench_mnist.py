@@ -106,7 +106,7 @@ def _families() -> dict:
 
 
 # Epochs and batch sizes on the stand-in's 7,500 training digits, sized to two to five
-# CPU minutes of training each (the image GPT: eleven) (the printout says how many). Two-stage models: (first stage, prior). The batches are
+# CPU minutes of training each (the PixelCNN: eight; the image GPT: eleven) (the printout says how many). Two-stage models: (first stage, prior). The batches are
 # smaller than the lessons' GPU defaults (64 to 128): a few CPU minutes buy few passes over the digits, and a smaller
 # batch makes more updates of the same CPU seconds (flow matching, 2 epochs, 183 CPU s on one thread either way:
 # recognized 0.334 with batches of 128, 0.506 with 32). Seed 0, recognized x real at the old -> these settings:
@@ -118,6 +118,8 @@ def _families() -> dict:
 # 64-wide one after 2 epochs (525 CPU s) draws horizontal streaks, recognized 0.40 x real with 4 classes; with
 # patches, 2 epochs: 0.51 x real on seed 0 and 0.45 on seed 1 (500 samples), on the 0.5 line; 3 epochs (about 645
 # CPU s): 0.56 and 0.60.
+# The PixelCNN, 2 epochs, sat on that line too (0.51 and 0.50 x real on seeds 0 and 1, 100 samples); 3 epochs (about
+# 500 CPU s) and 200 samples: see the README.
 EPOCHS = {"vae": 20, "gan": 3, "flow": 4, "diffusion": 2, "pixelcnn": 3, "flow_matching": 3, "image_gpt": 3,
           "tokens": (3, 4), "latent": (3, 8)}
 BATCH = {"vae": 32, "gan": 32, "flow": 32, "diffusion": 32, "pixelcnn": 16, "flow_matching": 32, "image_gpt": 16,

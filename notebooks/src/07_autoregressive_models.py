@@ -590,9 +590,9 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(metrics.compare_to_real(quality, "recognized", 0.5, real), "(PixelCNN samples)")
-print("PASS PixelCNN samples cover >= 8 of 10 digit classes" if quality["classes_covered"] >= 8
-      else "FAIL PixelCNN samples cover < 8 classes")
+print(metrics.compare_to_real(quality, "recognized", 0.5, real), "(PixelCNN samples; recognized alone)")
+print("PASS PixelCNN samples cover >= 8 of 10 digit classes (the course's guard asks for 10: see below)"
+      if quality["classes_covered"] >= 8 else "FAIL PixelCNN samples cover < 8 classes")
 print("PASS PixelCNN samples are new digits, not copies (memorization >= 0.8)" if quality["memorization"] >= 0.8
       else "FAIL PixelCNN samples are near copies")
 ok = quality["recognized"] > made_quality["recognized"] and metrics.differs(quality, made_quality, "recognized")
@@ -600,8 +600,10 @@ print("PASS PixelCNN samples are recognized more often than MADE's (intervals se
       else "FAIL PixelCNN's samples are not recognized more often than MADE's beyond noise")
 
 # %% [markdown]
-# A lower likelihood goes with better samples here, but the samples are still short of real digits: a
-# fraction is not recognized. Every sample keeps its mistakes: a stray early pixel is never revisited, and
+# The better likelihood (the lower NLL) goes with the better samples here, but the samples are still short of real
+# digits: a fraction is not recognized. The course's sample goal also asks for all 10 classes, each the label of at
+# least 5% of the samples; at $T = 1$ the PixelCNN covers 9 or 10 depending on the draw, so that full goal is
+# borderline here, and the verdicts above check 8 classes and say so. Every sample keeps its mistakes: a stray early pixel is never revisited, and
 # each later pixel is drawn to agree with it. The usual trick is a **lower temperature** (shown here
 # labelled, never as the headline): sharper conditionals make neater digits at the price of variety.
 
@@ -628,9 +630,8 @@ sample_rows([(samples, "T = 1 (the model)"), (low_samples, f"T = {LOW_TEMPERATUR
 # highest on it. The three temperatures side by side, each set-level figure at the protocol's set size, next
 # to real digits scored the same way (± is the 95% interval; a difference counts only where the intervals do
 # not overlap). $T = 0.3$ shows the trade plainly: its samples are recognized more often, but they cover fewer
-# classes, and their label entropy and recall fall. $T = 0.7$ lies between the two on `recognized`, and its
-# recall rose beyond noise in this run (0.583 ± .042 against 0.503 ± .031 at $T = 1$); its other figures are in
-# the table.
+# classes, and their label entropy and recall fall. $T = 0.7$ lies between the two on `recognized`; its other
+# figures are in the table (its recall need not fall: on some draws it is even above $T = 1$'s).
 
 # %%
 temperature_quality = {"T = 1": quality, f"T = {LOW_TEMPERATURE:g} (trick)": low_quality,
@@ -718,10 +719,10 @@ ok = not metrics.beats(quality, top_p_quality, "recall")
 print(f"{'PASS' if ok else 'FAIL'} top-p {TOP_P:g} keeps coverage: its recall is not below T = 1's beyond noise")
 
 # %% [markdown]
-# Both cuts remove the stray levels, and `recognized` rises beyond noise, as with a lower temperature. Their
-# price differs. A fixed $k = 3$ also cuts where three levels are not enough: the label entropy falls (the digit
-# classes are less evenly represented). The nucleus adapts its size to each conditional, and its coverage
-# (`recall`) does not fall below $T = 1$'s. The transformers lesson samples text with the same two tricks.
+# Both cuts remove the stray levels, and `recognized` rises beyond noise, as with a lower temperature. The price the
+# verdicts check is top-k's: a fixed $k = 3$ also cuts where three levels are not enough, and the label entropy
+# falls (the digit classes are less evenly represented). The nucleus adapts its size to each conditional, and its
+# recall is not below $T = 1$'s beyond noise (the verdict; top-k's recall is in the table). The transformers lesson samples text with the same two tricks.
 
 # %% [markdown]
 # **Completing a prompt.** The same loop can start from a canvas whose first pixels are given: keep the top
@@ -811,10 +812,12 @@ print(f"{'PASS' if gap[:2].sum() > gap[-2:].sum() else 'FAIL'} the gap is larger
 
 # %% [markdown]
 # On its own prefixes the student's conditionals are clearly further from the truth than on the prefixes it was
-# trained and scored on. The gap is largest where sampling starts, in the first row or two, and then stays at a
-# smaller, roughly level size to the bottom (the figure); it does not grow along the sampling order. A stray pixel
+# trained and scored on. The gap is largest where sampling starts, in the first row or two, and smaller below (the
+# figure; the verdict checks the top two rows against the bottom two). A stray pixel
 # drawn on the blank top of the image is a prefix no teacher sample showed, and every pixel after it is drawn from
-# conditionals fitted elsewhere: each pixel the sampler gets wrong stays in the prefix of all later pixels. That
+# conditionals fitted elsewhere: each pixel the sampler gets wrong stays in the prefix of all later pixels. (Yet
+# the measured gap need not grow row by row: below the first rows the conditionals can be about as far off on
+# either kind of prefix.) That
 # is why an autoregressive model's samples can look worse than its likelihood promises. Teacher forcing is still
 # exactly maximum likelihood; the cures work on the sampler's side (a model closer to the truth, truncation with
 # top-k or top-p that keeps the sampler away from unlikely continuations) or on the training side (training on the
@@ -1030,10 +1033,9 @@ if DATASET != "digits":
 # - One pass gives the exact likelihood. Here the PixelCNN reaches the test NLL printed in section 5 in well under a
 #   minute of CPU training (≤ 86 nats, beating intro_dgm's 86.4; the per-pixel categorical scores 106.3). MADE,
 #   trained until early stopping ends it, stays more than 5 nats behind at these budgets; a one-layer MADE you
-#   build yourself trains in about a second and beats independent pixels.
+#   build yourself beats independent pixels.
 # - Sampling takes 64 sequential evaluations, tens of times the cost of scoring. Lowering the temperature to
-#   $T = 0.3$ traded variety for neatness (at $T = 0.7$ recall rose instead, 0.583 ± .042 against
-#   0.503 ± .031); top-k and nucleus (top-p) truncation cut only the tail of each conditional
+#   $T = 0.3$ traded variety for neatness; top-k and nucleus (top-p) truncation cut only the tail of each conditional
 #   (tricks, labelled; the headline samples use T = 1).
 # - Teacher forcing fits the conditionals on true prefixes; sampling uses the model's own, where they are
 #   measurably worse (exposure bias), most of all where sampling starts, and errors made early stay in every

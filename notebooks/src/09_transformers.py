@@ -196,7 +196,8 @@ print(f"window MLP (8 characters, {tr.count_parameters(window_mlp):,} parameters
 # %% [markdown]
 # After a few seconds of training the MLP is still behind a 3-gram: 300 steps of 32 windows of 64 characters
 # are under two passes over the 340k training characters, too few gradient steps to learn what the counts take
-# from one pass. It is under-trained, not unable: the GPT recipe below shows what minutes of training buy.
+# from one pass. It is under-trained: how far a longer-trained MLP would go is not measured here (the GPT recipe
+# below shows what minutes of training buy a transformer).
 
 # %% [markdown]
 # ## 4. Attention
@@ -381,8 +382,8 @@ gencourse.show(tr.train_text)
 # listed in `tr.train_text_recipe`'s docstring): 340,000 characters are few for 362k weights, the model fits its
 # training text far better than validation, and the settings kept (no dropout, weight decay 0.5, learning rate
 # 4e-3) took about 0.12 bit per character off validation against the earlier ones (dropout 0.1, weight decay 0.1,
-# learning rate 2e-3). The learning rate rests on one seed's comparison: on three seeds 6e-3 did as well (a mean of
-# 1.724 against 1.738, less than the seeds' spread). Validation chose the n-gram's order too; test was not scored
+# learning rate 2e-3). The learning rate rests on one seed's comparison: on three seeds 6e-3 was better on seeds 0
+# and 2 and worse on seed 1 (a mean of 1.724 against 1.738, within the seeds' spread); 4e-3 was kept. Validation chose the n-gram's order too; test was not scored
 # during the search, so it is the untouched comparison. Every character is scored with at least 32 characters
 # of context (`tr.bits_per_token`).
 
@@ -436,6 +437,11 @@ plt.show()
 # %% [markdown]
 # (The curves use 64 fixed validation windows; the table scores every validation character.)
 #
+# After as few steps the small GPT trained here is behind even the window MLP (and far behind the n-gram); it has
+# more weights to fit, and attention must first learn where to look, which 300 steps on a decaying learning rate
+# leave it little time for (a likely reason, not isolated here). Exercise 3's bar of 3.3 bits is for its own
+# settings (500 steps at a constant rate, a context of 32). Minutes of training change the picture: the recipe.
+#
 # The two kinds of model are wrong in different places. A **mixture** $p = w\,p_\text{GPT} + (1 - w)\,p_\text{n-gram}$
 # of the two conditionals is again a language model; its weight $w$ is chosen on validation and it is scored on
 # test, character by character on the same positions as the GPT.
@@ -470,8 +476,8 @@ print(f"share of 32-character strings found verbatim in the training text: val {
 # NBVAL_CHECK_OUTPUT
 verdict(live_bits < unigram_bits["val"] - 1, "the small GPT trained here beats character counts by more than a bit per "
         "character")
-verdict(all(b < mlp_bits for b in gpt_bits["val"]), "every GPT recipe seed beats the window MLP trained here on "
-        "validation")
+verdict(all(b < mlp_bits for b in gpt_bits["val"]), "every GPT recipe seed (3000 steps, minutes) beats the window "
+        f"MLP trained here ({TEXT_STEPS} steps, seconds) on validation")
 gap_val, gap_test = gpt_bits["val"] - ngram_aligned["val"], gpt_bits["test"] - ngram_aligned["test"]
 verdict(all(0 < g < 0.1 for g in gap_val), f"on validation the {best_order}-gram is ahead of every GPT recipe seed, "
         "by less than 0.1 bit per character")
@@ -503,7 +509,8 @@ verdict(max(repeats.values()) < 0.06, "validation and test each repeat the train
 # 0.17 bit per character against the n-gram on test and about 0.13 against the GPT. The GPT gives the higher
 # probability on only about 40% of the test characters (the "GPT surer" column), yet its test average is the
 # better one, so where the n-gram is surer it wins by less, on average, than it loses where it is not. The two are
-# right in different places, and mixing them gains three to four times the gap between them: the largest effect
+# right in different places, and mixing them gains about three times the gap between them over the GPT and about
+# four times over the n-gram: the largest effect
 # in this section. Section 6 finds one place where the GPT is right.
 
 # %% [markdown]
@@ -571,7 +578,7 @@ verdict(all(brackets[s, True][1] > 0 for s in tr.TEXT_SEEDS),
         "on closing brackets whose opener is beyond the n-gram's context, every GPT seed costs fewer bits than the "
         "n-gram too (the paired 95% interval is above 0)")
 verdict(unbalanced["GPT recipe samples"] < unbalanced[f"{best_order}-gram samples"],
-        "the GPT's samples leave fewer brackets unbalanced than the n-gram's")
+        "the GPT's samples leave fewer brackets unbalanced than the n-gram's (point estimates, ten samples each)")
 
 # %% [markdown]
 # At closing brackets the GPT pays less than the n-gram, although over all validation characters it pays more (the
@@ -667,7 +674,7 @@ verdict(all(sampling[k][0] > w1 for k in ("top-k 5", "top-p 0.8")),
         "top-k 5 and top-p 0.8 both raise the share of known words above T = 1's")
 
 # %% [markdown]
-# At $T = 1$ three in four to four in five words are known ones, against about nine in ten in real text, and the samples
+# At $T = 1$ about four in five words are known ones (the seed moves it by a few hundredths), against about nine in ten in real text, and the samples
 # read as gibberish: many short words are real, and the measure checks words, not sense. At $T = 0.4$ almost every
 # word is a known one, but the share of distinct 4-character strings falls to a fraction of $T = 1$'s: the sampler
 # loops on its favourite phrases. Top-k and the nucleus sit in between on both measures (the table).
@@ -845,22 +852,25 @@ verdict(all(g < baseline_rows[1][1] - 15 for g in gpt_test),
         "every image GPT seed beats independent pixels (the per-pixel categorical) by > 15 nats")
 verdict(abs(gpt_test.mean() - cnn_test.mean()) < 1.5,
         "at equal parameters, the image GPT's test NLL is within 1.5 nats of the PixelCNN's (mean of seeds 0-2)")
-verdict(gpt_seconds > 5 * cnn_seconds, "the image GPT needs more than 5x the PixelCNN's training seconds to get there")
+verdict(gpt_seconds > 5 * cnn_seconds, "the image GPT recipe was trained for more than 5x the PixelCNN's seconds to "
+        "get there")
 verdict(live_digits_nll > live_cnn_nll + 10,
         f"trained here for the same {DIGITS_EPOCHS} epochs on the same batches, the image GPT is > 10 nats behind the PixelCNN on val")
 if device.type == "cpu":
     verdict(live_digits_cpu > live_cnn_cpu, "and its epochs took more CPU seconds than the PixelCNN's")
 else:
     print("(the CPU-seconds comparison is skipped when the models train on a GPU)")
-print(metrics.compare_to_real(gpt_quality, "recognized", 0.5, real), "(image GPT samples)")
+print(metrics.compare_to_real(gpt_quality, "recognized", 0.5, real), "(image GPT samples; recognized alone, "
+      "the 10-class guard is discussed below)")
 verdict(not metrics.beats(cnn_quality, gpt_quality, "recognized"),
         "the image GPT's samples are not recognized less often than the PixelCNN's (beyond the 95% intervals)")
 verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, not copies (memorization >= 0.8)")
 
 # %% [markdown]
 # **Level likelihood, at a price in seconds.** At equal parameters, the image GPT's exact test NLL is level with the
-# PixelCNN's (means over the seeds in the table; within 1.5 nats, checked), but it trained about 19 times as many
-# seconds (the printout). Trained here beside a PixelCNN for the same 8 epochs on the same batches, it is more
+# PixelCNN's (means over the seeds in the table; within 1.5 nats, checked), but its recipe trained about 19 times
+# as many seconds (the printout): 100 epochs against the PixelCNN recipe's 20 with early stopping, about 3.7 times
+# the seconds per epoch. Whether it needs that many epochs was not measured. Trained here beside a PixelCNN for the same 8 epochs on the same batches, it is more
 # than 10 nats behind on validation, and its epochs took more CPU seconds (the printout). A likely reason: a convolution has locality built in (the neighbouring pixels
 # matter most, and one small kernel serves the whole image), while attention must learn it from 1000 digits,
 # the 2D layout included, through its position embeddings. The runs do not isolate this cause: the two models
@@ -868,7 +878,9 @@ verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, n
 #
 # Its samples are recognized at least as often as the PixelCNN's and are new digits, not copies. The protocol's
 # guard also asks for all 10 classes, each the label of at least 5% of the samples: the `classes_covered` row. It is
-# not met on every seed: with some recipe seeds one class falls just below the 5% line.
+# not met on every draw, for either model (a class may fall just below the 5% line):
+# the course's full sample goal is borderline here, which is why the verdict above checks recognized alone and says
+# so.
 
 # %% [markdown]
 # ## 10. On 28×28 digits
@@ -946,8 +958,8 @@ for size, r in bpe.items():
 #   few farther ones are wide).
 # - Temperature, top-k and the nucleus trade variety for known words; with the KV cache each step computes one new
 #   position (its attention still reads every cached key), and the same tokens come out.
-# - The same GPT on pixels is level with the PixelCNN's likelihood at equal parameters, after about 19 times the
-#   training seconds.
+# - The same GPT on pixels is level with the PixelCNN's likelihood at equal parameters; its recipe trained about 19
+#   times the PixelCNN's seconds (whether it needs that many was not measured).
 #
 # **Next:** lesson 10 puts this GPT to work on the tokens of a compressed image, the recipe of today's image
 # generators; lesson 11 compares every family on the same digits, with the same metrics, the image GPT among them.
