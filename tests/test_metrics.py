@@ -516,3 +516,15 @@ def test_chimera_negatives_join_two_digits_of_different_classes_at_a_middle_row(
     assert chimeras >= 190  # a pair is of one class twice running with probability 1/100
     with pytest.raises(ValueError, match="unknown negative kind"):
         classifier.make_negatives(4, pool, labels, gen, levels=256, kinds=("chimeras",))
+
+
+def test_train_classifier_takes_its_negatives_and_records_them():
+    from gencourse import classifier
+
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(40, 1, 8, 8, generator=gen), torch.arange(40) % 10
+    model = classifier.train_classifier(x, y, levels=17, epochs=1, negatives=("noise", "chimera"))
+    assert model.meta["negatives"] == ["noise", "chimera"]
+    assert classifier.train_classifier(x, y, levels=17, epochs=1).meta["negatives"] == list(classifier.NEGATIVE_KINDS)
+    with pytest.raises(ValueError, match="unknown negative kinds"):  # said before any training step
+        classifier.train_classifier(x, y, levels=17, epochs=1, negatives=("noise", "chimeras"))

@@ -20,7 +20,7 @@
 # - steer samples with classifier-free guidance, and measure what guidance trades away;
 # - compare the sampling cost of diffusion with that of a one-pass generator.
 #
-# **Running time:** about 80 s on a 2-core laptop CPU (140 CPU seconds with two threads, measured by `make bench`; on one thread about 105 s, as this notebook's own printout near the end shows); nothing to download; the digits model is the course's recipe, loaded from its checkpoint (`RETRAIN = True` trains it here, about 45 s); on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
+# **Running time:** about 80 s on a 2-core laptop CPU (140 CPU seconds with two threads, measured by `make bench`); on one thread about 105 s, as this notebook's own printout near the end shows; nothing to download; the digits model is the course's recipe, loaded from its checkpoint (`RETRAIN = True` trains it here, about 45 s); on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
@@ -928,7 +928,7 @@ if DATASET == "digits":
 # The network takes the bound from independent pixels' 106 nats to about 93 or 94: that is what it learned about how
 # pixels go together. As bounds, the continuous-time figure is level with RealNVP's importance-weighted bound
 # (lesson 05: 94.6), below its Jensen bound (about 98, a looser estimator of the same flow), and above the VAE's
-# and the PixelCNN's (lessons 03 and 07; each family's estimator differs, lesson 08 compares them); the capstone puts them side by side. It is the bound of a model we
+# and the PixelCNN's (lessons 03 and 07; each family's estimator differs, lesson 11 compares them); the capstone puts them side by side. It is the bound of a model we
 # do not sample from: our samples come from the 200-step model, whose own bound is worse than independent pixels.
 #
 # With the Gaussian skip, at the same budget, the bound is far worse, worse even than the uniform model's 181.3 (a
@@ -964,7 +964,7 @@ if DATASET == "digits":
     verdict(bound_weighted < limit.mean().item() - 1, "weighting the noise levels like the bound lowers the bound "
             "by more than a nat")
     verdict(q_weighted["recognized"] < q_ancestral["recognized"] and q_weighted["frechet"] > q_ancestral["frechet"],
-            "and its samples are worse: fewer recognized, a larger Frechet distance (point estimates)")
+            "and its samples are no better: recognized lower, Frechet distance larger (point estimates)")
 else:
     print("skipped: this part reads a recipe trained on the 8x8 digits")
 
@@ -1372,7 +1372,7 @@ print(f"lesson run time so far: {time.perf_counter() - lesson_start:.0f} s")
 #   loses to them; its nats sit in the steps nearest the data, where the levels of the pixels must be learned
 #   (here built in, by the per-pixel denoiser the network corrects).
 # - Ancestral sampling needs $T$ network evaluations; DDIM reuses the same network with tens of steps: deterministic
-#   ($\eta = 0$) it keeps recognized at 0.9 times ancestral's or more (0.03 lower on the seed shown); with the noise
+#   ($\eta = 0$) it keeps recognized at 0.9 times ancestral's or more (0.02 lower at 20 steps on the seed shown); with the noise
 #   added back ($\eta = 1$), 20 steps lose nothing measurable. A one-pass generator is
 #   still far cheaper to sample.
 # - Conditioning on the label gives samples mostly of the asked class; classifier-free guidance ($w$ = 2 or 3)

@@ -350,8 +350,8 @@ verdict(true_nll < heldout_nll < true_nll + 0.2, "the held-out NLL is above the 
 # %% [markdown]
 # With one step every sample moves along the *average* direction from its noise, which points between modes; with
 # eight or more the samples sit on the modes, nearly as often near a centre as real points, and the learned
-# density is within a few hundredths of a nat of the true one (both by the ODE with 32 steps, so the gap is only as
-# good as that discretization; section 8 shows on the digits how a figure moves with the steps). The trajectories are curved: we come back to that in
+# density is within a few hundredths of a nat of the true one (the learned one by the ODE with 32 steps, so the gap
+# is only as good as that discretization; section 8 shows on the digits how a figure moves with the steps). The trajectories are curved: we come back to that in
 # section 5.
 #
 # ## 4. One theory: a Gaussian path is diffusion
@@ -446,8 +446,8 @@ verdict(all(vp_rows[1][name]["modes"] == 0 for name in ("Euler", "DDIM")) and li
 # sample it equally well; with a single step neither covers a mode, and at 2 NFE both fall short of real points.
 # DDIM is the same kind of solver as Euler: on the VP path both home in on the one ODE solution, first order; on the
 # linear path they are the same numbers. Same order is not same accuracy: on the VP path DDIM lands 2.5 to 4 times
-# farther from the reference solution than Euler at the same steps (the printout), yet on the seed shown it puts
-# slightly more samples near a mode. Solving the ODE more accurately is not the same as sampling better; we did not
+# farther from the reference solution than Euler at the same steps (the printout), yet on the seed shown, at 4 NFE
+# and more, it puts slightly more samples near a mode. Solving the ODE more accurately is not the same as sampling better; we did not
 # measure why. What lesson 06
 # gained from DDIM (fewer steps than DDPM) is what any good ODE solver gains; what flow matching's linear path
 # gains is a velocity that changes slowly in $t$, which such solvers like.

@@ -477,7 +477,7 @@ print(f"share of 32-character strings found verbatim in the training text: val {
 verdict(live_bits < unigram_bits["val"] - 1, "the small GPT trained here beats character counts by more than a bit per "
         "character")
 verdict(all(b < mlp_bits for b in gpt_bits["val"]), "every GPT recipe seed (3000 steps, minutes) beats the window "
-        f"MLP trained here ({TEXT_STEPS} steps, seconds) on validation")
+        f"MLP trained here ({MLP_STEPS} steps, seconds) on validation")
 gap_val, gap_test = gpt_bits["val"] - ngram_aligned["val"], gpt_bits["test"] - ngram_aligned["test"]
 verdict(all(0 < g < 0.1 for g in gap_val), f"on validation the {best_order}-gram is ahead of every GPT recipe seed, "
         "by less than 0.1 bit per character")

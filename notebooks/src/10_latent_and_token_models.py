@@ -302,8 +302,8 @@ verdict(all(mse[s, True] < mse[s, False] for s in (0, 1, 2)),
 
 # %% [markdown]
 # (The last row is the VQ-VAE the lesson loaded: the same model after three times the epochs.) Without restarts
-# part of the codebook dies in the first epochs and stays dead: in these runs at least a fifth of the codes on the
-# worst seed (the verdict; the table shows this seed's share). With them no code stays dead and the perplexity comes closer to $K$. In
+# part of the codebook dies in the first epochs and stays dead: over a third of the codes on each of seeds 0-2 in
+# these runs (the table; the verdict checks at least a fifth on the worst). With them no code stays dead and the perplexity comes closer to $K$. In
 # runs this short the revived codes also pay in reconstruction: the validation error is lower with restarts on
 # every seed (the last verdict), plausibly because a dead code is capacity the decoder never gets to use. How large the gap
 # stays after longer training was not measured here.
