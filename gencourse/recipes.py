@@ -261,6 +261,37 @@ def _transformer():
         selection=BEST_VALIDATION)
 
 
+def _transformer_short():
+    """Lesson 09's question of seconds: the image GPT recipe with its schedule over :data:`GPT_SHORT_EPOCHS` epochs
+    instead of 100, otherwise the same (network, learning rate, warm-up and cosine decay, seed)."""
+    from dataclasses import replace
+
+    from gencourse import transformer
+
+    def train(*, quick=False, **kw):
+        return transformer.train_digits(epochs=None if quick else GPT_SHORT_EPOCHS, quick=quick, **kw)
+
+    return replace(_transformer(), name=f"image GPT ({GPT_SHORT_EPOCHS} epochs)", train=train)
+
+
+def _autoregressive_long():
+    """Lesson 09's control for the question of seconds: the PixelCNN recipe allowed up to
+    :data:`PIXELCNN_LONG_EPOCHS` epochs instead of 20, still stopped early on validation (patience 8), otherwise
+    the same: whether more seconds would buy the PixelCNN a better likelihood."""
+    from dataclasses import replace
+
+    from gencourse import autoregressive
+
+    def train(*, quick=False, **kw):
+        return autoregressive.train_digits(epochs=None if quick else PIXELCNN_LONG_EPOCHS, quick=quick, **kw)
+
+    return replace(_autoregressive(), name=f"PixelCNN (up to {PIXELCNN_LONG_EPOCHS} epochs)", train=train,
+                   intro_dgm=None, intro_dgm_note="")
+
+
+GPT_SHORT_EPOCHS, PIXELCNN_LONG_EPOCHS = 40, 160
+
+
 def _tokens():
     from gencourse import vq
 
@@ -371,7 +402,8 @@ TWO_STAGE = tuple(_TWO_STAGE)  # lesson 10's models of a compressed digit: the c
 EXTRA = {"diffusion_likelihood": _diffusion_likelihood, "diffusion_long": _diffusion_long,
          "diffusion_short": _diffusion_short, "diffusion_gaussian": _diffusion_gaussian,
          "flow_matching_conditional": _flow_matching_conditional, "flow_matching_gaussian": _flow_matching_gaussian,
-         "flow_matching_reflow": _flow_matching_reflow}  # variants a lesson compares with its headline recipe
+         "flow_matching_reflow": _flow_matching_reflow, "transformer_short": _transformer_short,
+         "autoregressive_long": _autoregressive_long}  # variants a lesson compares with its headline recipe
 ALL = NAMES + TWO_STAGE + tuple(EXTRA)
 TEXT = ("gpt_text",)  # lesson 09's character GPT on text (gencourse.transformer.save_text_recipe)
 
@@ -842,6 +874,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the digits recipes, measure their likelihood figures and "
                                                  "write their checkpoints.")
     parser.add_argument("names", nargs="*", help=f"recipes to train (default: all of {', '.join(ALL + TEXT)})")
+    parser.add_argument("--digits", action="store_true",
+                        help="every digits recipe, not the text one (make recipes trains that apart, on two threads)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds (default: 0 1 2)")
     parser.add_argument("--directory", default=str(CHECKPOINTS), help="where the checkpoints go")
     parser.add_argument("--quick", action="store_true", help="tiny runs, to check that everything works")
@@ -850,7 +884,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variational", action="store_true",
                         help="keep the weights and figures, (re)compute only the learned-dequantization experiment")
     args = parser.parse_args(argv)
-    names = args.names or list(ALL + TEXT)
+    if args.digits and args.names:
+        parser.error("give recipe names or --digits, not both")
+    names = list(ALL) if args.digits else args.names or list(ALL + TEXT)
     for name in names:
         if name not in TEXT:
             recipe(name)  # an unknown name fails before any training
