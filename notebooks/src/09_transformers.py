@@ -378,14 +378,15 @@ gencourse.show(tr.train_text)
 # %% [markdown]
 # Now a GPT trained here, small enough for a few hundred steps (2 blocks, 4 heads, 64 dimensions, a context of 64
 # characters), and the text recipe: a GPT of 3 blocks and 96 dimensions, trained for 6000 steps by `make recipes`
-# on the seeds 0, 1 and 2 (each seed with both cores, in under five minutes on the machine that built the course:
-# the table prints what it took). Its settings were chosen on validation among about fifteen runs (listed in
+# on the seeds 0, 1 and 2 (each seed with both cores, in under five minutes on the machine that built the course;
+# the printout gives each seed's seconds). Its settings were chosen on validation among about fifteen runs (listed in
 # `tr.train_text_recipe`'s docstring): 340,000 characters are few for 362k weights. Without dropout the model fits
 # its training text far better than validation, and twice the steps bought almost nothing (seed 0: 1.736 bits on
 # validation at 3000 steps, 1.729 at 6000, while the training text fell to 1.17); with dropout 0.1 the longer run
-# pays (1.660 at 6000 steps and weight decay 0.1, the settings kept; learning rate 4e-3). Validation chose the
-# n-gram's order too. Test was printed beside validation during the search but did not choose: the settings kept
-# are the best of the search on validation. Every character is scored with at least 32 characters of context
+# pays (1.660 in the search at 6000 steps and weight decay 0.1, the settings kept; learning rate 4e-3). Validation
+# chose the n-gram's order too. Test was printed beside validation during this search but did not choose: the
+# settings kept are the best of the search on validation. Test is no longer untouched, though, so read its
+# figures as slightly optimistic. Every character is scored with at least 32 characters of context
 # (`tr.bits_per_token`).
 
 # %%
@@ -421,7 +422,8 @@ rows = [("uniform", math.log2(V), math.log2(V), "-", "-"),
 print(f"{'model':<34}{'val bits':>9}{'test bits':>10}{'params':>10}{'training':>14}")
 for name, v, t, p, secs in rows:
     print(f"{name:<34}{v:>9.3f}{t:>10.3f}{p:>10}{secs:>14}".replace("nan", "  -"))
-print("GPT recipe per seed: val " + ", ".join(f"{b:.3f}" for b in gpt_bits["val"])
+print("GPT recipe per seed: training seconds " + ", ".join(f"{recipe_meta[s]['train_seconds']:.0f}" for s in tr.TEXT_SEEDS)
+      + f" ({recipe_meta[0]['threads']} threads); val " + ", ".join(f"{b:.3f}" for b in gpt_bits["val"])
       + "; test " + ", ".join(f"{b:.3f}" for b in gpt_bits["test"]))
 print(f"the {best_order}-gram on the characters the GPT scores (from character {context + 1} on): "
       f"val {ngram_aligned['val']:.3f}, test {ngram_aligned['test']:.3f}")
@@ -509,17 +511,16 @@ verdict(max(repeats.values()) < 0.06, "validation and test each repeat the train
 # held-out texts are fair to both: neither repeats the training text verbatim more than a few percent of the time
 # (the last printout), because repeated paragraphs were removed before the split. The n-gram fits and scores the
 # corpus in about a second; the GPT spends 6000 steps learning what counts get for free, with a context of 64
-# characters and 362k parameters, and it needed them and dropout to get ahead: the search in the docstring had it
-# behind on validation at 3000 steps. Transformers rule text with millions to billions of tokens and the compute to
+# characters and 362k parameters, and it needed more steps and dropout to get ahead: at 3000 steps no run of the
+# search in the docstring was ahead on validation (the best, 1.699, was level with the n-gram). Transformers rule text with millions to billions of tokens and the compute to
 # read them; at this scale they are only just ahead. (Test is easier than validation for both models: the two
 # splits are different texts, so their levels differ; compare models within one split.)
 #
 # The two models are wrong in different places: their mixture beats both on every seed, by about 0.1 bit per
 # character against the GPT on test and about 0.2 against the n-gram. The GPT gives the higher probability on only
 # about half the test characters (the "GPT surer" column), yet its test average is the better one, so where the
-# n-gram is surer it wins by less, on average, than it loses where it is not. Mixing the two gains about as much
-# over the GPT as the GPT gains over the n-gram: the largest effect in this section. Section 6 finds one place
-# where the GPT is right.
+# n-gram is surer it wins by less, on average, than it loses where it is not. Mixing the two gains nearly as much
+# over the GPT as the GPT gains over the n-gram. Section 6 finds one place where the GPT is right.
 
 # %% [markdown]
 # ## 6. What attention sees that counts cannot
@@ -598,7 +599,7 @@ verdict(unbalanced["GPT recipe samples"] < unbalanced[f"{best_order}-gram sample
 # well, which is what a model that can look back to the opener should show; but there are few such brackets, their
 # intervals are wide (two start below a tenth of a bit) and overlap the near ones: these runs do not show that the
 # saving grows with the distance. The samples agree: the GPT's leave fewer brackets unbalanced than the n-gram's
-# (about a third against a half or more on the lesson's seeds 0-2; ten samples of one seed each, with no interval:
+# (about a third against 0.47 to 0.65 on the lesson's seeds 0-2; ten samples of one seed each, with no interval:
 # too few to weigh much), and both far more than
 # real text (a real excerpt scores above zero only because it is cut from a longer text): this small GPT has
 # learned the rule only in part.
@@ -817,13 +818,12 @@ digits_models, digits_rows = {}, {}
 for name in ("transformer", "transformer_short", "autoregressive", "autoregressive_long"):
     for s in recipes.SEEDS:
         digits_models[name, s], digits_rows[name, s] = recipe_row(name, s)
-# epochs trained: the long PixelCNN's early stopping decides its own (its checkpoint keeps the validation curve)
+# epochs trained: the variants' checkpoints keep their validation curves (the long PixelCNN's early stopping decides)
 for s in recipes.SEEDS:
     digits_rows["transformer", s]["epochs"] = tr.train_digits.__kwdefaults__["default_epochs"]
-    digits_rows["transformer_short", s]["epochs"] = recipes.GPT_SHORT_EPOCHS
     digits_rows["autoregressive", s]["epochs"] = ar.RECIPES["pixelcnn"][1]
-    digits_rows["autoregressive_long", s]["epochs"] = len(
-        recipes.load("autoregressive_long", seed=s, with_meta=True)[1]["history"]["val_loss"])
+    for name in ("transformer_short", "autoregressive_long"):
+        digits_rows[name, s]["epochs"] = len(recipes.load(name, seed=s, with_meta=True)[1]["history"]["val_loss"])
 per_pixel = basics.PixelCategorical(levels=17, alpha=0.1).fit(digits_train.images)
 baseline_rows = [("uniform over 17 levels", 64 * math.log(17), 64 * math.log(17)),
                  ("per-pixel categorical", per_pixel.nll(digits_test.images).mean().item(),
@@ -885,15 +885,15 @@ verdict(abs(gpt_test.mean() - cnn_test.mean()) < 1.5,
 verdict(gpt_seconds > 5 * cnn_seconds, "the image GPT recipe was trained for more than 5x the PixelCNN's seconds to "
         "get there")
 long_epochs = [digits_rows["autoregressive_long", s]["epochs"] for s in recipes.SEEDS]
-verdict(max(long_epochs) < recipes.PIXELCNN_LONG_EPOCHS / 2 and abs(cnn_long_test.mean() - cnn_test.mean()) < 0.5,
+verdict(max(long_epochs) < 40 and abs(cnn_long_test.mean() - cnn_test.mean()) < 0.5,
         f"allowed up to {recipes.PIXELCNN_LONG_EPOCHS} epochs, the PixelCNN stops early on every seed (before epoch "
-        f"{recipes.PIXELCNN_LONG_EPOCHS // 2}) and its test NLL moves by less than 0.5 nats (mean of seeds 0-2)")
+        "40) and its test NLL moves by less than 0.5 nats (mean of seeds 0-2)")
 verdict(all(g > c + 2 for g, c in zip(gpt_short_test, cnn_test)),
-        f"with its schedule squeezed into {recipes.GPT_SHORT_EPOCHS} epochs, every image GPT seed is more than 2 nats "
+        f"with its schedule squeezed into {digits_rows['transformer_short', 0]['epochs']} epochs, every image GPT seed is more than 2 nats "
         "behind the PixelCNN recipe of its seed on test")
-verdict(all(digits_rows["transformer_short", s]["cpu"] > digits_rows["autoregressive_long", s]["cpu"]
-            for s in recipes.SEEDS),
-        f"and those {recipes.GPT_SHORT_EPOCHS} epochs took more CPU seconds than the PixelCNN's longest run, on every seed")
+verdict(min(digits_rows["transformer_short", s]["cpu"] for s in recipes.SEEDS)
+        > max(digits_rows[name, s]["cpu"] for name in ("autoregressive", "autoregressive_long") for s in recipes.SEEDS),
+        f"and those {digits_rows['transformer_short', 0]['epochs']} epochs took more CPU seconds, on every seed, than any PixelCNN run")
 verdict(live_digits_nll > live_cnn_nll + 10,
         f"trained here for the same {DIGITS_EPOCHS} epochs on the same batches, the image GPT is > 10 nats behind the PixelCNN on val")
 if device.type == "cpu":
@@ -911,12 +911,12 @@ verdict(gpt_quality["memorization"] >= 0.8, "image GPT samples are new digits, n
 # PixelCNN's (means over the seeds in the table; within 1.5 nats, checked), but its recipe trained about 19 times
 # as many seconds (the printout): 100 epochs against the PixelCNN recipe's 20, about 3.7 times the seconds per epoch.
 #
-# It needs those epochs: with the same schedule squeezed into 40, it is more than 2 nats behind on every seed,
-# having already spent more CPU seconds than the PixelCNN's longest run. And the PixelCNN cannot turn more seconds
-# into likelihood: allowed 160 epochs, its early stopping ends training within about 30 and its test NLL barely
-# moves (all checked above; the figure puts each run at its seconds). So at no training budget measured here is
-# the image GPT ahead: at its recipe's seconds the two are level, because the PixelCNN stops after about a tenth
-# of them; at 40 epochs, and at 8 (below), it is behind. Trained here beside a PixelCNN for the same 8 epochs on the same
+# It needs more than 40 epochs: with the same schedule squeezed into 40, it is more than 2 nats behind on every
+# seed, having already spent more CPU seconds than any PixelCNN run (whether fewer than 100 would do is not
+# measured). And more epochs of its recipe buy the PixelCNN nothing: allowed 160, its early stopping ends training
+# within 40 (27 to 30, the table) and its test NLL barely moves (checked above; the figure puts each run at its
+# seconds). So at no training budget measured here is the image GPT ahead: at its recipe's seconds the two are
+# level, because the PixelCNN stops after well under a tenth of them; at 40 epochs, and at 8 (below), it is behind. Trained here beside a PixelCNN for the same 8 epochs on the same
 # batches, the image GPT is more than 10 nats behind on validation, and its epochs took more CPU seconds (the
 # printout). A likely reason: a convolution has locality built in (the neighbouring pixels
 # matter most, and one small kernel serves the whole image), while attention must learn it from 1000 digits,
@@ -1006,8 +1006,8 @@ for size, r in bpe.items():
 # - Temperature, top-k and the nucleus trade variety for known words; with the KV cache each step computes one new
 #   position (its attention still reads every cached key), and the same tokens come out.
 # - The same GPT on pixels is level with the PixelCNN's likelihood at equal parameters; its recipe trained about 19
-#   times the PixelCNN's seconds and needs them (at 40 epochs it is behind), while more seconds buy the PixelCNN
-#   nothing (its early stopping ends training within about 30 epochs).
+#   times the PixelCNN's seconds and needs more than 40 epochs (at 40 it is behind), while more epochs buy the
+#   PixelCNN nothing (its early stopping ends training within 40).
 #
 # **Next:** lesson 10 puts this GPT to work on the tokens of a compressed image, the recipe of today's image
 # generators; lesson 11 compares every family on the same digits, with the same metrics, the image GPT among them.
