@@ -443,30 +443,57 @@ def fingerprint(name: str) -> str:
     """A hash of the family's ``train_digits``: its source and the values of its defaults (a module constant
     such as ``DIGITS_EPOCHS`` changes the recipe without changing the source). A checkpoint records it, and a
     test compares, so that a changed recipe cannot go on being represented by a checkpoint of the old one
-    (``make recipes`` rewrites)."""
+    (``make recipes`` rewrites). A variant (:data:`EXTRA`) adds what makes it one: :func:`variant_settings`."""
     import importlib
 
     module = importlib.import_module(f"gencourse.{recipe(name).module}")
-    # a variant differs from its family's recipe by its name's settings; the model builder counts, where there is
-    # one, and so does the training loop a module names in RECIPE_SOURCES
+    # the model builder counts, where there is one, and so does the training loop a module names in RECIPE_SOURCES
     return source_fingerprint(module.train_digits, getattr(module, "digits_model", None),
-                              *getattr(module, "RECIPE_SOURCES", ()), prefix="" if name in NAMES + TWO_STAGE else name)
+                              *getattr(module, "RECIPE_SOURCES", ()),
+                              prefix=variant_settings(name) if name in EXTRA else "")
+
+
+def variant_settings(name: str) -> str:
+    """What variant ``name`` changes in its family's recipe, as text for its fingerprint: its name, its factory's
+    source, the values of this module's constants the factory names (``GPT_SHORT_EPOCHS = 40``) and the source of
+    the family's functions it calls beyond ``train_digits`` (``reflow_digits``). A change to any of them makes
+    the variant's checkpoints stale, as a change to ``train_digits`` does the recipe's."""
+    import importlib
+    import inspect
+
+    factory = EXTRA[name]
+    family = importlib.import_module(f"gencourse.{recipe(name).module}")
+    names, codes = set(), [factory.__code__]
+    while codes:  # the factory's names and those of the lambdas and functions defined inside it
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if inspect.iscode(c))
+    parts = [name, inspect.getsource(factory)]
+    for n in sorted(names):
+        value = globals().get(n)
+        if n.isupper() and isinstance(value, (int, float, str, tuple)):
+            parts.append(f"{n} = {value!r}")
+        elif n != "train_digits" and inspect.isfunction(getattr(family, n, None)):
+            parts.append(_source_text(getattr(family, n)))
+    return "\n".join(parts)
 
 
 def source_fingerprint(*functions, prefix: str = "") -> str:
     """A hash of ``prefix`` and each function's source and default values (``None`` entries skipped): what
     :func:`fingerprint` stamps on a checkpoint, for any recipe (lesson 09's text model uses it too)."""
     import hashlib
+
+    text = prefix + "".join(_source_text(fn) for fn in functions if fn is not None)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _source_text(fn) -> str:
+    """A function's source and the values of its defaults (a default may name a constant)."""
     import inspect
 
-    text = prefix
-    for fn in functions:
-        if fn is None:
-            continue
-        defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
-                    if v.default is not inspect.Parameter.empty}
-        text += inspect.getsource(fn) + repr(sorted(defaults.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    defaults = {k: repr(v.default) for k, v in inspect.signature(fn).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    return inspect.getsource(fn) + repr(sorted(defaults.items()))
 
 
 def _check_seed(seed) -> int:

@@ -27,8 +27,31 @@ def test_checkpoint_loads_with_weights_only_and_samples(name, seed):
 def test_checkpoint_was_trained_by_the_current_recipe(name, seed):
     _, meta = recipes.load(name, seed=seed, with_meta=True)
     assert meta.get("fingerprint") == recipes.fingerprint(name), (
-        f"{recipes.recipe(name).module}.train_digits changed since its checkpoint was written: run "
-        f"`python -m gencourse.recipes {name}` (every seed) and rebuild lesson 11")
+        f"{recipes.recipe(name).module}.train_digits (or, for a variant, its settings) changed since its checkpoint "
+        f"was written: run "
+        f"`make recipes RECIPES={name}` (every seed) and rebuild the lessons that load it")
+
+
+def test_a_variants_fingerprint_follows_its_own_settings(monkeypatch):
+    """A variant's constant (its epochs) changes its fingerprint and no other recipe's, so a checkpoint of the old
+    setting cannot pass as current."""
+    before = {n: recipes.fingerprint(n) for n in recipes.ALL}
+    monkeypatch.setattr(recipes, "GPT_SHORT_EPOCHS", recipes.GPT_SHORT_EPOCHS + 1)
+    after = {n: recipes.fingerprint(n) for n in recipes.ALL}
+    assert [n for n in recipes.ALL if after[n] != before[n]] == ["transformer_short"]
+
+
+def test_a_variants_fingerprint_follows_the_family_functions_it_calls(monkeypatch):
+    from gencourse import flow_matching
+
+    before = recipes.fingerprint("flow_matching_reflow"), recipes.fingerprint("flow_matching")
+
+    def reflow_digits(base, *, n_pairs=10, seed=0, quick=False, verbose=True):  # a changed reflow
+        return base, None
+
+    monkeypatch.setattr(flow_matching, "reflow_digits", reflow_digits)
+    assert recipes.fingerprint("flow_matching_reflow") != before[0]
+    assert recipes.fingerprint("flow_matching") == before[1]
 
 
 @pytest.mark.parametrize("name, seed", SEEDED)

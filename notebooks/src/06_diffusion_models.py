@@ -20,7 +20,7 @@
 # - steer samples with classifier-free guidance, and measure what guidance trades away;
 # - compare the sampling cost of diffusion with that of a one-pass generator.
 #
-# **Running time:** about 80 s on a 2-core laptop CPU (140 CPU seconds with two threads, measured by `make bench`); on one thread about 110 s, as this notebook's own printout near the end shows; nothing to download; the digits model is the course's recipe, loaded from its checkpoint (`RETRAIN = True` trains it here, about 45 s); on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
+# **Running time:** about 80 s on a 2-core laptop CPU (140 CPU seconds with two threads, measured by `make bench`); on one thread, the printout near the end gives the time of the run shown here (a machine's speed varies); nothing to download; the digits model is the course's recipe, loaded from its checkpoint (`RETRAIN = True` trains it here, about 45 s); on a GPU, `GENCOURSE_DEVICE=auto` trains there; raise `GENCOURSE_EPOCHS` with it, or set `GENCOURSE_DATASET=mnist` for sections 6-10 on 28×28 digits with a U-Net (a GPU run; not timed here).
 
 # %% tags=["parameters"]
 # Parameters: change them here, or set the environment variables before starting Jupyter.
