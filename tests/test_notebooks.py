@@ -108,6 +108,36 @@ def test_notebook_matches_its_source(path):
         f"{path.name} differs from notebooks/src/{path.stem}.py: rebuild it with `make notebooks LESSONS={path.stem[:2]}`")
 
 
+PACKAGE_LINES = [line for f in sorted(Path(gencourse.__file__).parent.glob("*.py"))
+                 for line in f.read_text().splitlines() + [""]]
+
+
+def _in_package(shown: str) -> bool:
+    """Whether ``shown`` (dedented source) occurs in a gencourse module at some indentation."""
+    lines = shown.rstrip("\n").splitlines()
+    for i in range(len(PACKAGE_LINES) - len(lines) + 1):
+        indent = len(PACKAGE_LINES[i]) - len(lines[0])
+        if indent < 0 or PACKAGE_LINES[i] != " " * indent + lines[0]:
+            continue
+        if all(have[indent:] == want or not (have.strip() or want.strip())
+               for have, want in zip(PACKAGE_LINES[i:i + len(lines)], lines)):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_the_source_a_lesson_shows_is_the_current_code(path):
+    """A cell ``gencourse.show(f)`` printed f's source when the notebook ran: it must still be f's source."""
+    stale = []
+    for cell in _code(_read(path)):
+        if cell.source.strip().startswith("gencourse.show(") and cell.source.strip().count("\n") == 0:
+            shown = [t for t in _texts(cell) if t]
+            if not shown or not _in_package(shown[0]):
+                stale.append(cell.source.strip())
+    assert not stale, (f"{path.name} shows code that is no longer in gencourse: {stale}; rebuild it with "
+                       f"`make notebooks LESSONS={path.stem[:2]}`")
+
+
 def test_instructor_guide_lists_every_exercise_of_every_lesson():
     """Each lesson's section of docs/instructor_guide.md has one exercise-table row per exercise, naming the
     learner's function or its check, and names no exercise the notebook does not have."""
