@@ -280,7 +280,7 @@ verdict(errors[-1] < 0.6 * errors[0], "the error falls as the code grows (larges
 verdict(sweep[small]["error"] < sweep[small]["pca"], "with the smallest code the autoencoder beats PCA")
 
 # %% [markdown]
-# The error falls quickly up to a code of about 8 numbers and slowly after: most of what varies between
+# The error falls quickly up to a code of about 16 numbers and hardly at all after: most of what varies between
 # digits is captured by a handful of directions. With small codes the nonlinear autoencoder is far better
 # than PCA, because it can bend its 2D or 4D "surface" of digits. With large codes PCA catches up and, at
 # half of the 64 dimensions, wins (0.15 against 0.59). PCA keeps 32 exact directions and minimizes the
@@ -683,10 +683,10 @@ headline_naive = gencourse.headline("AE d=16, N(0, I) codes: recognized", qualit
 # arbitrary (section 2). A Gaussian fitted to the training codes is already a small generative model bolted
 # onto the autoencoder afterwards. It improves the Fréchet distance, the classes covered and `recall` at both
 # sizes, and `recognized` at d = 16 (0.691 against 0.480); at d = 2 `recognized` is a tie (0.830 against
-# 0.826). It is not better everywhere: at d = 16 `precision` drops from 0.760 to 0.692. Even so, the decoded
+# 0.826). It is not better everywhere: at d = 16 `precision` does not improve (0.760 against 0.692 here). Even so, the decoded
 # images (blurry at d = 2, distorted and high-contrast at d = 16) reach far fewer of the reference digits
-# than real digits do (`recall`, the coverage, 0.387 and 0.392 against 0.839: under half of the real row's,
-# so much of the variety of real digits is missing), and with 16 numbers about a third is not recognized as
+# than real digits do (`recall`, the coverage, 0.387 and 0.392 against 0.839 here: well under the real row's,
+# below 0.7 times it on every seed, so much of the variety of real digits is missing), and with 16 numbers about a third is not recognized as
 # digits. Why? The **holes**: codes of real digits fill only part of the code space, and
 # the decoder has never been trained on the rest. Measure how far random codes fall from the nearest
 # training code, relative to how far *test* codes fall:
@@ -749,8 +749,8 @@ verdict(((z_random2.mean(0) - codes_train.mean(0)).abs() < 0.25 * spread).all()
 # meaning until we invent one, and the decoder is only trained where the real codes are. The fix is to
 # make the distribution over codes part of the model and to *train* for it: choose a prior $p(z)$, say
 # $\mathcal{N}(0, I)$, and train encoder and decoder so that codes drawn from the prior decode to
-# digits. That is the variational autoencoder of lesson 03; it also gives the likelihood that section 6
-# was missing.
+# digits. That is the variational autoencoder of lesson 03; it also gives a bound on the likelihood that
+# section 6 was missing.
 #
 # ## 8. Two pitfalls: the loss and the last activation
 #
@@ -835,13 +835,13 @@ print(f"lesson run time: {time.perf_counter() - lesson_start:.0f} s")
 # - Reconstruction error is a usable anomaly score (ROC AUC near 1 for noise, lower for flipped digits,
 #   some of which are real digits), but it is not a probability, and a likelihood is no reliable anomaly
 #   score either (Nalisnick et al. 2019; lesson 05 measures it).
-# - Decoding random codes is not sampling: with a 2-number code, $\mathcal{N}(0, I)$ codes decode to only 3
-#   classes; with 16, under half of them are recognized as digits. A Gaussian fitted afterwards helps on most
+# - Decoding random codes is not sampling: with a 2-number code, $\mathcal{N}(0, I)$ codes decode to only a few
+#   classes (3 here); with 16, only about half of them are recognized as digits. A Gaussian fitted afterwards helps on most
 #   measures but leaves holes. A generative model needs a prior it is trained for.
 # - Compute BCE from logits (`BCEWithLogitsLoss`), with targets in $[0, 1]$.
 #
 # **Next:** lesson 03 adds the prior and a probabilistic decoder, derives the ELBO, and gets a likelihood
-# and a sampler from the same architecture: the variational autoencoder.
+# bound and a sampler from the same architecture: the variational autoencoder.
 #
 # **Further reading:** Hinton & Salakhutdinov (2006), *Reducing the dimensionality of data with neural
 # networks*; Vincent et al. (2008), *Extracting and composing robust features with denoising
