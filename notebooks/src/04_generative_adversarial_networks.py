@@ -902,8 +902,8 @@ print(f"{'PASS' if ok else 'FAIL'} first snapshot (step 256): at most 2 digit cl
 # The collapsed generator fools precision: 1.000, above real digits' 0.920. Precision counts the samples that
 # fall inside the k-nearest-neighbour ball of some real digit in feature space, and one dense cluster of a
 # single class, lying among real digits, passes that test sample by sample. `recognized` can be fooled the same
-# way: a single digit drawn cleanly is recognized every time (0.912 here, against real digits' 0.963; at this step
-# it ranges from about 0.6 to 0.99 over seeds 0-2). What sees the collapse is what measures variety: one digit class
+# way: a single digit drawn cleanly can be recognized about as often as real digits (0.912 here, against 0.963; at
+# this step it ranges from about 0.6 to 0.99 over seeds 0-2). What sees the collapse is what measures variety: one digit class
 # covered against 10, a label entropy near 0 against 2.301, and a recall, here the *coverage* of the real digits
 # (the share of real test digits with a generated sample nearby), of 0.025 against 0.839. Never judge a generator
 # by precision or `recognized` alone: that is why every sample-quality goal of the course carries the guard of all
@@ -1091,12 +1091,14 @@ print(f"{'PASS' if ok else 'FAIL'} DCGAN-style after {DCGAN_STEPS} steps: fewer 
 # most of which no one would write. The classifier recognizes 0.57 of them, because its "not a digit" class was
 # trained on noise, blanks, per-pixel samples, scrambled pixels and blobs, never on real strokes put together
 # wrongly. So a `recognized` near 0.57 can come from images that are not digits. On seeds 0 to 2 the DCGAN-style
-# samples score 0.55 to 0.70: from just below the chimeras to 0.13 above them, and far below real digits' 0.96.
+# samples score about 0.5 to 0.7: from just below the chimeras to about 0.13 above them, and far below real digits'
+# 0.96.
 # That says "digit-like", not "digits": look at the grid. The DCGAN's recall (coverage) is far below the finished
 # MLP recipe's, and its samples are no copies (memorization at least 0.8, and the nearest training images differ).
 # At the same step the MLP recipe is unfinished too. The table puts the two side by side, but which one is ahead
-# on `recognized` changes with the seed (the MLP on seeds 0 and 2, the DCGAN on seed 1), so we claim no ranking at
-# equal steps. What we do measure is the price: by the printed seconds, each convolutional step costs several MLP
+# on `recognized` changes with the seed (on one thread, the MLP on seeds 0 and 2, the DCGAN on seed 1) and, for the
+# DCGAN, even with the number of CPU threads (summing in another order changes its training), so we claim no
+# ranking at equal steps. What we do measure is the price: by the printed seconds, each convolutional step costs several MLP
 # steps on this CPU. On
 # 64-pixel images that price buys nothing we could measure here; convolutions pay off on larger images (MNIST's
 # 28×28 and up), where a fully connected layer's weights grow with the square of the pixel count. With a GPU,
@@ -1279,7 +1281,7 @@ print(f"the whole lesson ran in {time.perf_counter() - lesson_start:.0f} s")
 # Sizing: `EPOCHS_IMAGES` = 10 passes over MNIST's 50,000 training images are 7,820 generator steps. A step costs
 # 29 GFLOP without the R1 term (torch's FLOP counter) and, by our estimate, about 40 GFLOP with it (R1 adds a
 # double backward pass through the discriminator). On a free Colab GPU (a T4, 8 TFLOPS in float32 at best) we
-# estimate 2 to 4 minutes of training at 2 to 4 TFLOPS, plus the scoring: an estimate, not measured on one. On this
+# estimate 1.5 to 2.5 minutes of training at 2 to 4 TFLOPS (about 313 TFLOP), plus launch overhead and the scoring: an estimate, not measured on one. On this
 # course's CPU a step takes about 0.4 s: set `GENCOURSE_SUBSET` and few epochs there.
 
 # %%
@@ -1375,7 +1377,7 @@ if DATASET != "digits":
 #   (recognized >= 0.85 x real, with the memorization guard) but stayed below real digits on precision and recall.
 #   A DCGAN-style convolutional GAN (batch normalization in the generator, none in the discriminator) drew
 #   digit-like strokes of a few classes in 768 steps without copying, at several times the MLP's cost per step on a
-#   CPU. Its `recognized` (0.55 to 0.70 on seeds 0-2) was near that of chimeras of two real digits (0.57), so that
+#   CPU. Its `recognized` (about 0.5 to 0.7 on seeds 0-2) was near that of chimeras of two real digits (0.57), so that
 #   score alone cannot certify digits.
 # - The truncation trick is a trick: on this GAN it cost variety (recall, classes) fast and bought no measurable
 #   quality, because truncated noise lies where the generator was hardly trained. Headline figures use true samples.
