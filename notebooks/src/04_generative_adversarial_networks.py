@@ -1281,7 +1281,8 @@ print(f"the whole lesson ran in {time.perf_counter() - lesson_start:.0f} s")
 # Sizing: `EPOCHS_IMAGES` = 10 passes over MNIST's 50,000 training images are 7,820 generator steps. A step costs
 # 29 GFLOP without the R1 term (torch's FLOP counter) and, by our estimate, about 40 GFLOP with it (R1 adds a
 # double backward pass through the discriminator). On a free Colab GPU (a T4, 8 TFLOPS in float32 at best) we
-# estimate 1.5 to 2.5 minutes of training at 2 to 4 TFLOPS (about 313 TFLOP), plus launch overhead and the scoring: an estimate, not measured on one. On this
+# estimate 1.3 to 2.6 minutes of training (about 313 TFLOP at 2 to 4 TFLOPS), plus launch overhead and the
+# scoring: an estimate, not measured on one. On this
 # course's CPU a step takes about 0.4 s: set `GENCOURSE_SUBSET` and few epochs there.
 
 # %%
