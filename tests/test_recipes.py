@@ -28,8 +28,7 @@ def test_checkpoint_was_trained_by_the_current_recipe(name, seed):
     _, meta = recipes.load(name, seed=seed, with_meta=True)
     assert meta.get("fingerprint") == recipes.fingerprint(name), (
         f"{recipes.recipe(name).module}.train_digits (or, for a variant, its settings) changed since its checkpoint "
-        f"was written: run "
-        f"`make recipes RECIPES={name}` (every seed) and rebuild the lessons that load it")
+        f"was written: run `make recipes RECIPES={name}` (every seed) and rebuild the lessons that load it")
 
 
 def test_a_variants_fingerprint_follows_its_own_settings(monkeypatch):

@@ -1099,8 +1099,8 @@ plt.show()
 # may settle with one component stretched over two modes and another squeezed into a corner, a local maximum
 # that more EM steps never leave (compare the two panels; if the worst start ends where the best does, every
 # start found the same fit). That is why EM is run from several starts. Here four of the five starts end at a
-# training log-likelihood of -2.792, above the true density's own on the same points (the dashed line): on the points it was fitted to, a
-# fit can beat the true density. On held-out points it cannot, in expectation: the best fit's -2.847 comes
+# training log-likelihood of -2.792, above the true density's log-likelihood on those same training points
+# (the dashed line): on the points it was fitted to, a fit can beat the true density. On held-out points it cannot, in expectation: the best fit's -2.847 comes
 # close to the true density's -2.816, far above a single Gaussian's -4.243.
 
 # %%
